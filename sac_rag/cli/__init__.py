@@ -1,0 +1,1 @@
+"""The ``sac-rag`` command line."""

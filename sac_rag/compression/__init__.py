@@ -1,0 +1,1 @@
+"""The compressor: base LM + LoRA, bidirectional chunks, anchor embeddings -> anchor K/V."""

@@ -1,0 +1,80 @@
+"""Lay memories and text out in one position space (SAC_SPEC sections 8 and 12).
+
+A prompt is a list of segments: MemoryChunks, token-id lists and the learned [LM] embedding.
+Position ids start at 1 (as in the official context, whose BOS is at position 1). A memory of
+``length`` tokens placed at ``p`` covers ``p .. p + length - 1``; its keys are rotated there. [LM]
+shares the position of the token before it (the official layout puts it at L, the last context
+token's position); text continues after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from sac_rag.memory.chunk import MemoryChunk
+from sac_rag.memory.rope import RotaryShifter
+
+FIRST_POSITION = 1
+
+
+class LMMarker:
+    """Stands for the learned [LM] embedding in a segment list."""
+
+    def __repr__(self) -> str:
+        return "[LM]"
+
+
+LM = LMMarker()
+Segment = MemoryChunk | list | LMMarker
+
+
+@dataclass
+class PlacedMemory:
+    keys: torch.Tensor  # [layers, kv, n, d], rotated to their place
+    values: torch.Tensor
+
+
+@dataclass
+class Feed:
+    """Tokens (ids) or [LM] markers to run through the decoder at the given position ids."""
+
+    items: list  # int token ids or LM
+    positions: list[int]
+
+
+def place(chunk: MemoryChunk, position: int, shifter: RotaryShifter, dtype: torch.dtype, device) -> PlacedMemory:
+    """The chunk's K/V with keys rotated so that its first token sits at ``position``."""
+    keys = shifter.shift(chunk.keys.to(device), position - chunk.offset)
+    return PlacedMemory(keys.to(dtype), chunk.values.to(device=device, dtype=dtype))
+
+
+def layout(segments: list[Segment]) -> list[tuple[Segment, int]]:
+    """Each segment with the position id of its first element; consecutive text/[LM] merged into Feeds."""
+    steps: list = []
+    p = FIRST_POSITION
+    for seg in segments:
+        if isinstance(seg, MemoryChunk):
+            steps.append((seg, p))
+            p += seg.length
+            continue
+        if isinstance(seg, LMMarker):
+            items, positions = [LM], [max(p - 1, FIRST_POSITION)]
+        else:
+            items = [int(t) for t in seg]
+            positions = list(range(p, p + len(items)))
+            p += len(items)
+        if not items:
+            continue
+        if steps and isinstance(steps[-1][0], Feed):
+            steps[-1][0].items.extend(items)
+            steps[-1][0].positions.extend(positions)
+        else:
+            steps.append((Feed(items, positions), positions[0]))
+    return steps
+
+
+def composed_length(segments: list[Segment]) -> int:
+    """Tokens the prompt represents (memories count their original length, [LM] counts nothing)."""
+    return sum(s.length if isinstance(s, MemoryChunk) else 0 if isinstance(s, LMMarker) else len(s) for s in segments)

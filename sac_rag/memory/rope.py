@@ -1,0 +1,58 @@
+"""Re-positioning cached keys: RoPE rotations compose, R(p + d) = R(d) R(p)."""
+
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedModel
+
+# RoPE variants whose frequencies do not depend on the position or the sequence length.
+_POSITION_FREE_ROPE = {"default", "linear", "llama3", "yarn", "longrope_static"}
+
+
+def _rope_type(config) -> str:
+    params = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    return params.get("rope_type", params.get("type", "default")) if isinstance(params, dict) else "default"
+
+
+def _find_inv_freq(model: PreTrainedModel) -> torch.Tensor:
+    for module in model.modules():
+        inv_freq = getattr(module, "original_inv_freq", None)
+        if inv_freq is None:
+            inv_freq = getattr(module, "inv_freq", None)
+        if isinstance(inv_freq, torch.Tensor) and type(module).__name__.endswith("RotaryEmbedding"):
+            return inv_freq.detach().float().cpu()
+    raise ValueError(f"{type(model).__name__} has no rotary embedding: SAC needs a RoPE decoder")
+
+
+class RotaryShifter:
+    """Rotates keys that were RoPE-encoded at positions p to positions p + delta.
+
+    Uses the model's own inverse frequencies (rope scaling included) and the half-split layout of
+    transformers' ``rotate_half``. Scaling whose frequencies depend on the sequence length
+    (``dynamic``) cannot be composed and is refused.
+    """
+
+    def __init__(self, inv_freq: torch.Tensor) -> None:
+        self.inv_freq = inv_freq.double()
+
+    @classmethod
+    def from_model(cls, model: PreTrainedModel) -> RotaryShifter:
+        rope_type = _rope_type(model.config)
+        if rope_type not in _POSITION_FREE_ROPE:
+            raise ValueError(
+                f"rope type {rope_type!r} depends on the sequence length: stored keys cannot be re-positioned "
+                "by rotation; re-encode the passages instead"
+            )
+        return cls(_find_inv_freq(model))
+
+    def shift(self, keys: torch.Tensor, delta: int) -> torch.Tensor:
+        """Keys ``[..., n, head_dim]`` rotated by ``delta`` positions (computed in float32 or better)."""
+        if delta == 0:
+            return keys
+        angles = float(delta) * self.inv_freq.to(keys.device)
+        cos = torch.cat([angles.cos(), angles.cos()]).float()
+        sin = torch.cat([angles.sin(), angles.sin()]).float()
+        k = keys.float()
+        half = k.shape[-1] // 2
+        rotated = torch.cat([-k[..., half:], k[..., :half]], dim=-1)
+        return (k * cos + rotated * sin).to(keys.dtype)

@@ -1,0 +1,344 @@
+"""SACModel: the high-level API. One set of base weights serves as compressor (LoRA on) and decoder (LoRA off)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from sac_rag.compression.encoder import encode_anchor_kv
+from sac_rag.compression.lora import attach_lora, lora_parameters
+from sac_rag.config import SACConfig
+from sac_rag.decoding.generate import MemoryDecoder
+from sac_rag.home import DEFAULT_BASE_MODEL, resolve_model_path
+from sac_rag.memory.chunk import MemoryChunk
+from sac_rag.memory.compose import LM, Segment
+from sac_rag.memory.rope import RotaryShifter
+from sac_rag.text.prompt import bos_ids, context_ids, encode, question_ids
+
+PromptSegment = str | MemoryChunk
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _default_dtype(device: torch.device) -> torch.dtype:
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+class SACModel(nn.Module):
+    """A SAC compressor and its decoder over one base causal LM.
+
+    Build it with :meth:`from_base` (fresh SAC parts), :meth:`from_pretrained` (a saved
+    checkpoint) or :meth:`default` (the offline default). Then :meth:`compress` passages into
+    :class:`MemoryChunk` s and :meth:`generate` / :meth:`stream` answers from them.
+    """
+
+    def __init__(self, base: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, config: SACConfig) -> None:
+        super().__init__()
+        base_name = config.base_model or getattr(base.config, "_name_or_path", None) or type(base).__name__
+        config.base_model = base_name
+        self.config = config
+        self.tokenizer = tokenizer
+        for p in base.parameters():
+            p.requires_grad_(False)
+        self.shifter = RotaryShifter.from_model(base)  # refuses non-RoPE / dynamic-RoPE bases early
+        self.peft = attach_lora(base, config, base_name=base_name)
+        hidden = base.config.hidden_size
+        param = next(base.parameters())
+        embed = base.get_input_embeddings().weight.detach().float()
+        role = torch.randn(config.mem_size, hidden) * 0.02
+        special = torch.randn(2, hidden) * embed.std() + embed.mean()
+        self.role_tokens = nn.Parameter(role.to(device=param.device, dtype=param.dtype))
+        self.special_tokens = nn.Parameter(special.to(device=param.device, dtype=param.dtype))
+        self._lock = threading.RLock()
+        self._fingerprint: tuple[tuple, str] | None = None
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_base(
+        cls,
+        base: str | Path | PreTrainedModel = DEFAULT_BASE_MODEL,
+        config: SACConfig | None = None,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        *,
+        dtype: torch.dtype | None = None,
+        device: str | torch.device | None = None,
+    ) -> SACModel:
+        """A SAC model with fresh (untrained) SAC parts over ``base``: an HF id, a local dir, or a model."""
+        config = SACConfig.from_dict(config.to_dict()) if config else SACConfig()  # never mutate the caller's
+        device = torch.device(device) if device else None
+        if isinstance(base, PreTrainedModel):
+            model = base
+            if tokenizer is None:
+                tokenizer = AutoTokenizer.from_pretrained(base.config._name_or_path)
+            if dtype is not None or device is not None:
+                model = model.to(device=device, dtype=dtype)
+        else:
+            name = str(base)
+            path = resolve_model_path(name)
+            device = device or _default_device()
+            dtype = dtype or _default_dtype(device)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa").to(device)
+            tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
+            config.base_model = name
+        model.eval()
+        return cls(model, tokenizer, config)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        directory: str | Path,
+        *,
+        base: str | PreTrainedModel | None = None,
+        tokenizer: PreTrainedTokenizerBase | None = None,
+        dtype: torch.dtype | None = None,
+        device: str | torch.device | None = None,
+    ) -> SACModel:
+        """Load a checkpoint written by :meth:`save_pretrained` (its base model by name, unless ``base`` is given)."""
+        from sac_rag.checkpoint.native import load_sac_weights
+
+        config = SACConfig.load(directory)
+        model = cls.from_base(base or config.base_model, config, tokenizer, dtype=dtype, device=device)
+        load_sac_weights(model, directory)
+        return model
+
+    @classmethod
+    def default(cls, **kwargs) -> SACModel:
+        """The offline default: SmolLM2-135M-Instruct with the compressor shipped in the package, if any."""
+        from sac_rag.pretrained import default_checkpoint
+
+        ckpt = default_checkpoint()
+        return cls.from_pretrained(ckpt, **kwargs) if ckpt else cls.from_base(DEFAULT_BASE_MODEL, **kwargs)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write ``sac_config.json``, the PEFT adapter and the SAC embeddings as safetensors (atomically)."""
+        from sac_rag.checkpoint.native import save_sac_weights
+
+        save_sac_weights(self, directory)
+
+    def load_official_adapter(self, path: str | Path) -> None:
+        """Load an official SAC ``adapter.pt`` / ``instruction_adapter.pt`` (refusing incomplete or foreign files)."""
+        from sac_rag.checkpoint.official import load_official_adapter
+
+        load_official_adapter(self, path)
+
+    # ----------------------------------------------------------------- parts
+    @property
+    def base_model(self) -> PreTrainedModel:
+        return self.peft.get_base_model()
+
+    @property
+    def transformer(self) -> nn.Module:
+        """The decoder stack without the LM head (LoRA layers inside, switched by :meth:`adapter`)."""
+        return self.base_model.model
+
+    @property
+    def device(self) -> torch.device:
+        return self.role_tokens.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.role_tokens.dtype
+
+    def sac_parameters(self) -> dict[str, nn.Parameter]:
+        """The trainable SAC parameters: LoRA, anchor (role) and special embeddings."""
+        return {"role_tokens": self.role_tokens, "special_tokens": self.special_tokens, **lora_parameters(self.peft)}
+
+    @contextmanager
+    def adapter(self, enabled: bool):
+        """Run with the compressor's LoRA on (compressor) or off (decoder); serialises model use across threads."""
+        with self._lock:
+            if enabled:
+                yield
+            else:
+                with self.peft.disable_adapter():
+                    yield
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies base model + adapter + config; recomputed only when a SAC parameter changed."""
+        params = self.sac_parameters()
+        version = tuple(p._version for p in params.values()) + (id(self.role_tokens),)
+        if self._fingerprint is None or self._fingerprint[0] != version:
+            h = hashlib.sha256()
+            h.update(json.dumps(self.config.to_dict(), sort_keys=True).encode())
+            h.update(self.base_model.config.to_json_string(use_diff=False).encode())
+            h.update(self.base_model.get_input_embeddings().weight[:8].detach().float().cpu().numpy().tobytes())
+            for name in sorted(params):
+                h.update(name.encode())
+                h.update(params[name].detach().float().cpu().numpy().tobytes())
+            self._fingerprint = (version, h.hexdigest()[:16])
+        return self._fingerprint[1]
+
+    # ----------------------------------------------------------------- compression
+    @torch.inference_mode()
+    def compress(
+        self,
+        texts: Sequence[str] | str,
+        *,
+        batch_size: int = 8,
+        add_context_prefix: bool = True,
+        position_offset: int = 1,
+        progress: bool = False,
+    ) -> list[MemoryChunk]:
+        """Compress each text into one :class:`MemoryChunk` (split into ``chunk_size`` chunks as the spec says).
+
+        With ``add_context_prefix`` (the default) a text is encoded as the official context,
+        ``[BOS] + "### Context:\\n" + text``. ``position_offset`` is the position id of its first token.
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        sequences = []
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
+            ids = context_ids(self.tokenizer, text, self.config) if add_context_prefix else encode(self.tokenizer, text)
+            if not ids:
+                raise ValueError(f"texts[{i}] is empty: nothing to compress")
+            sequences.append(ids)
+        with self.adapter(True):
+            kvs = encode_anchor_kv(
+                self.transformer,
+                self.base_model.get_input_embeddings(),
+                self.role_tokens,
+                sequences,
+                chunk_size=self.config.chunk_size,
+                ratio=self.config.ratio,
+                offset=position_offset,
+                batch_size=batch_size,
+                pad_id=self.tokenizer.pad_token_id or 0,
+                progress=progress,
+            )
+        fp = self.fingerprint
+        meta = {"ratio": self.config.ratio, "chunk_size": self.config.chunk_size}
+        return [
+            MemoryChunk(kv.keys.clone(), kv.values.clone(), kv.positions, kv.length, position_offset, fp, dict(meta))
+            for kv in kvs
+        ]
+
+    # ----------------------------------------------------------------- decoding
+    def _decoder(self) -> MemoryDecoder:
+        return MemoryDecoder(
+            self.transformer,
+            self.base_model.get_output_embeddings(),
+            self.base_model.get_input_embeddings(),
+            self.special_tokens[1],
+            self.shifter,
+            lambda: self.adapter(False),
+        )
+
+    def _check_memory(self, chunk: MemoryChunk) -> None:
+        layers, heads, dim = self.base_model.config.num_hidden_layers, self._kv_heads(), self._head_dim()
+        k = chunk.keys.shape
+        if (k[0], k[1], k[3]) != (layers, heads, dim):
+            raise ValueError(
+                f"memory shaped {tuple(k)} does not fit this model ({layers} layers, {heads} kv heads, head_dim {dim})"
+            )
+        if chunk.fingerprint and chunk.fingerprint != self.fingerprint:
+            raise ValueError(
+                f"memory was made by compressor {chunk.fingerprint}, this model is {self.fingerprint}: "
+                "re-compress the passage with this model"
+            )
+
+    def _kv_heads(self) -> int:
+        c = self.base_model.config
+        return getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+
+    def _head_dim(self) -> int:
+        c = self.base_model.config
+        return getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+
+    def build_prompt(
+        self, prompt: str | Sequence[PromptSegment], memories: Sequence[MemoryChunk] | None = None
+    ) -> list[Segment]:
+        """The decoder's segment list for a question over memories, or for an explicit segment list.
+
+        ``prompt`` as a string with ``memories``: the official layout, memories then [LM] and the
+        question in its template. ``prompt`` as a list of strings and MemoryChunks: text encoded as
+        is, [LM] right after the last memory. A prompt that starts with text gets the BOS token.
+        """
+        if isinstance(prompt, str):
+            if memories:
+                for m in memories:
+                    self._check_memory(m)
+                return [*memories, LM, question_ids(self.tokenizer, prompt, self.config)]
+            return [bos_ids(self.tokenizer) + encode(self.tokenizer, prompt)]
+        if memories:
+            raise ValueError("pass memories either inside the segment list or as `memories`, not both")
+        segments: list[Segment] = []
+        last_memory = max((i for i, s in enumerate(prompt) if isinstance(s, MemoryChunk)), default=-1)
+        for i, seg in enumerate(prompt):
+            if isinstance(seg, MemoryChunk):
+                self._check_memory(seg)
+                segments.append(seg)
+                if i == last_memory:
+                    segments.append(LM)
+            elif isinstance(seg, str):
+                ids = encode(self.tokenizer, seg)
+                segments.append(bos_ids(self.tokenizer) + ids if i == 0 else ids)
+            else:
+                raise TypeError(f"prompt segment {i} is {type(seg).__name__}: expected str or MemoryChunk")
+        return segments
+
+    def _stop_ids(self, stop_token_ids: Sequence[int] | None) -> set[int]:
+        stops = set(stop_token_ids or ())
+        if self.tokenizer.eos_token_id is not None:
+            stops.add(self.tokenizer.eos_token_id)
+        return stops
+
+    def generate_ids(
+        self,
+        prompt: str | Sequence[PromptSegment],
+        memories: Sequence[MemoryChunk] | None = None,
+        *,
+        max_new_tokens: int = 64,
+        stop_token_ids: Sequence[int] | None = None,
+    ) -> list[int]:
+        """Greedy token ids (a final EOS included, as in the official loop)."""
+        segments = self.build_prompt(prompt, memories)
+        return list(self._decoder().greedy(segments, max_new_tokens, self._stop_ids(stop_token_ids)))
+
+    def generate(
+        self,
+        prompt: str | Sequence[PromptSegment],
+        memories: Sequence[MemoryChunk] | None = None,
+        *,
+        max_new_tokens: int = 64,
+        stop_token_ids: Sequence[int] | None = None,
+    ) -> str:
+        """Greedy answer text to ``prompt`` over ``memories`` (see :meth:`build_prompt`)."""
+        ids = self.generate_ids(prompt, memories, max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids)
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def stream(
+        self,
+        prompt: str | Sequence[PromptSegment],
+        memories: Sequence[MemoryChunk] | None = None,
+        *,
+        max_new_tokens: int = 64,
+        stop_token_ids: Sequence[int] | None = None,
+    ) -> Iterator[str]:
+        """Yield the answer as text pieces while it is generated (greedy, same tokens as :meth:`generate`)."""
+        segments = self.build_prompt(prompt, memories)
+        ids: list[int] = []
+        emitted = ""
+        for token in self._decoder().greedy(segments, max_new_tokens, self._stop_ids(stop_token_ids)):
+            ids.append(token)
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for the rest
+                continue
+            if len(text) > len(emitted):
+                yield text[len(emitted) :]
+                emitted = text
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        if len(text) > len(emitted):
+            yield text[len(emitted) :]

@@ -1,0 +1,1 @@
+"""Text -> token sequences -> chunks and anchor layout (pure functions, no model)."""

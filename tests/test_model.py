@@ -1,0 +1,203 @@
+"""SACModel behaviour on tiny random models: batching, masks, composition, decoder, checkpoints."""
+
+import json
+
+import pytest
+import torch
+from helpers import fresh_base, sac_model
+from reference_sac import official_adapter
+from tiny import text_of_tokens, tiny_llama, tiny_tokenizer
+
+from sac_rag import MemoryChunk, SACConfig, SACModel
+
+QUESTION = "Where was Alan Turing born?"
+
+
+@pytest.fixture(scope="module", params=["llama", "qwen2"])
+def model(request):
+    return sac_model(request.param)
+
+
+def test_batched_equals_one_by_one(model):
+    texts = [text_of_tokens(n, seed=n) for n in (40, 600, 3, 1200, 255)]
+    batched = model.compress(texts, batch_size=3)
+    for text, b in zip(texts, batched):
+        (single,) = model.compress([text], batch_size=1)
+        assert b.length == single.length and torch.equal(b.positions, single.positions)
+        torch.testing.assert_close(b.keys, single.keys, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(b.values, single.values, atol=1e-5, rtol=1e-5)
+
+
+def test_bidirectional_within_a_chunk_and_independent_across_chunks(model):
+    tok = tiny_tokenizer()
+    ids = tok(text_of_tokens(900, seed=3), add_special_tokens=False)["input_ids"]
+    changed_late = list(ids)
+    changed_late[400] = (changed_late[400] + 7) % len(tok)  # inside chunk 0 (which spans tokens 0..509 with prefix)
+    changed_next = list(ids)
+    changed_next[700] = (changed_next[700] + 7) % len(tok)  # inside chunk 1
+    base, late, nxt = model.compress([tok.decode(x) for x in (ids, changed_late, changed_next)])
+    first_anchor = 0  # token index 2, long before token 410: only a bidirectional encoder lets it see the change
+    assert not torch.allclose(base.keys[-1][:, first_anchor], late.keys[-1][:, first_anchor])
+    chunk0 = base.positions < model.config.chunk_size
+    torch.testing.assert_close(base.keys[:, :, chunk0], nxt.keys[:, :, chunk0], atol=0, rtol=0)
+    assert not torch.allclose(base.keys[:, :, ~chunk0], nxt.keys[:, :, ~chunk0])
+
+
+def test_shift_composition_is_exact(model):
+    text = text_of_tokens(700, seed=5)
+    (at_start,) = model.compress([text])
+    (at_d,) = model.compress([text], position_offset=1234)
+    shifted = model.shifter.shift(at_start.keys, 1234 - at_start.offset)
+    torch.testing.assert_close(shifted, at_d.keys, atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(at_start.values, at_d.values, atol=1e-6, rtol=1e-6)
+
+
+def test_several_memories_compose_in_one_position_space(model):
+    a, b = text_of_tokens(300, seed=1), text_of_tokens(200, seed=2)
+    ma, mb = model.compress([a, b])
+    (mb_in_place,) = model.compress([b], position_offset=1 + ma.length)
+    _, logits, _ = model._decoder().prefill(model.build_prompt(QUESTION, [ma, mb]))
+    _, expected, _ = model._decoder().prefill(model.build_prompt(QUESTION, [ma, mb_in_place]))
+    torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
+    _, swapped, _ = model._decoder().prefill(model.build_prompt(QUESTION, [mb, ma]))
+    assert not torch.allclose(logits, swapped, atol=1e-4)
+
+
+def test_segments_with_the_official_template_equal_the_official_layout(model):
+    (m,) = model.compress([text_of_tokens(150, seed=4)])
+    official = model.generate_ids(QUESTION, memories=[m], max_new_tokens=8)
+    segments = [m, model.config.question_prefix, QUESTION, model.config.answer_prefix]
+    assert model.generate_ids(segments, max_new_tokens=8) == official
+    text_first = model.generate_ids(["Read this:", m, QUESTION], max_new_tokens=8)
+    assert len(text_first) >= 1
+
+
+def test_stream_yields_the_generated_text(model):
+    (m,) = model.compress([text_of_tokens(120, seed=6)])
+    pieces = list(model.stream(QUESTION, memories=[m], max_new_tokens=10))
+    assert "".join(pieces) == model.generate(QUESTION, memories=[m], max_new_tokens=10)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_adapter_disabled_decoder_equals_plain_base(arch):
+    plain = fresh_base(arch)
+    model = sac_model(arch)  # random non-zero LoRA
+    ids = torch.tensor([[1, 5, 9, 33, 2, 70, 101]])
+    pos = torch.arange(1, 8)[None]
+    with torch.no_grad():
+        expected = plain(input_ids=ids, position_ids=pos).logits
+        with model.adapter(False):
+            got = model.base_model(input_ids=ids, position_ids=pos).logits
+        with model.adapter(True):
+            with_lora = model.base_model(input_ids=ids, position_ids=pos).logits
+    torch.testing.assert_close(got, expected, atol=0, rtol=0)
+    assert not torch.allclose(with_lora, expected)
+
+
+def test_one_copy_of_the_base_weights():
+    model = sac_model()
+    base_params = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n)
+    sac = model.role_tokens.numel() + model.special_tokens.numel()
+    assert base_params - sac == sum(p.numel() for p in fresh_base().parameters())
+
+
+def test_save_load_round_trip(tmp_path):
+    model = sac_model()
+    (m,) = model.compress([text_of_tokens(200, seed=8)])
+    model.save_pretrained(tmp_path / "ckpt")
+    files = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
+    assert {"sac_config.json", "adapter_config.json", "adapter_model.safetensors", "sac_embeddings.safetensors"} <= set(
+        files
+    )
+    assert not list((tmp_path / "ckpt").glob("*.bin")) and not list((tmp_path / "ckpt").glob("*.pt"))
+    loaded = SACModel.from_pretrained(tmp_path / "ckpt", base=fresh_base(), tokenizer=tiny_tokenizer())
+    (m2,) = loaded.compress([text_of_tokens(200, seed=8)])
+    torch.testing.assert_close(m.keys, m2.keys, atol=0, rtol=0)
+    assert loaded.fingerprint == model.fingerprint == m2.fingerprint
+    assert loaded.generate(QUESTION, [m2], max_new_tokens=8) == model.generate(QUESTION, [m], max_new_tokens=8)
+
+
+def test_load_refuses_corrupted_checkpoint(tmp_path):
+    model = sac_model()
+    model.save_pretrained(tmp_path / "ckpt")
+    (tmp_path / "ckpt" / "adapter_model.safetensors").write_bytes(b"garbage" * 10)
+    with pytest.raises(ValueError, match="adapter_model.safetensors"):
+        SACModel.from_pretrained(tmp_path / "ckpt", base=fresh_base(), tokenizer=tiny_tokenizer())
+    (tmp_path / "ckpt" / "sac_config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="sac_config.json"):
+        SACModel.from_pretrained(tmp_path / "ckpt", base=fresh_base(), tokenizer=tiny_tokenizer())
+
+
+def _adapter_file(tmp_path, model, mutate=None):
+    state = official_adapter(tiny_llama(), model.config.mem_size, rank=8)
+    if mutate:
+        mutate(state)
+    path = tmp_path / "adapter.pt"
+    torch.save(state, path)
+    return path
+
+
+def test_official_adapter_refusals(tmp_path):
+    model = sac_model(randomize=False)
+    key = "model.model.layers.1.self_attn.v_proj.lora_B"
+    with pytest.raises(ValueError, match="missing"):
+        model.load_official_adapter(_adapter_file(tmp_path, model, lambda s: s.pop(key)))
+    with pytest.raises(ValueError, match="unknown"):
+        model.load_official_adapter(_adapter_file(tmp_path, model, lambda s: s.update({"model.extra": torch.zeros(1)})))
+    with pytest.raises(ValueError, match="shape"):
+        model.load_official_adapter(_adapter_file(tmp_path, model, lambda s: s.update({key: torch.zeros(3, 3)})))
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(ValueError, match="junk.pt"):
+        model.load_official_adapter(tmp_path / "junk.pt")
+    torch.save([torch.zeros(2)], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="flat dict"):
+        model.load_official_adapter(tmp_path / "list.pt")
+    before = model.fingerprint
+    model.load_official_adapter(_adapter_file(tmp_path, model))
+    assert model.fingerprint != before
+
+
+def test_official_adapter_needs_scale_two(tmp_path):
+    base = tiny_llama()
+    cfg = SACConfig(ratio=5, lora_rank=8, lora_alpha=8)
+    model = SACModel.from_base(base, config=cfg, tokenizer=tiny_tokenizer())
+    with pytest.raises(ValueError, match="scale 2"):
+        model.load_official_adapter(_adapter_file(tmp_path, model))
+
+
+def test_memory_chunk_is_plain_data(model):
+    (m,) = model.compress([text_of_tokens(490, seed=9)])  # + 10 prefix tokens
+    assert m.keys.shape == (2, 2, m.n_anchors, 16) and m.values.shape == m.keys.shape
+    assert m.n_anchors == 100 and m.length == 500 and m.offset == 1
+    assert m.nbytes * model.config.ratio == pytest.approx(m.full_kv_nbytes(), rel=0.01)
+    half = m.to(torch.bfloat16)
+    assert half.dtype == torch.bfloat16 and half.nbytes == m.nbytes // 2 and m.dtype == torch.float32
+    assert not any(isinstance(v, torch.nn.Module) for v in vars(m).values())
+    with pytest.raises(ValueError):
+        MemoryChunk(m.keys, m.values[:, :, :3], m.positions, m.length)
+
+
+def test_bad_input_is_refused_clearly(model):
+    with pytest.raises(TypeError, match="texts\\[1\\]"):
+        model.compress(["ok", None])
+    (m,) = model.compress(["some text"])
+    foreign = m.to()
+    foreign.fingerprint = "0" * 16
+    with pytest.raises(ValueError, match="re-compress"):
+        model.generate(QUESTION, memories=[foreign])
+    wrong = MemoryChunk(torch.zeros(3, 2, 4, 16), torch.zeros(3, 2, 4, 16), torch.arange(4), 20)
+    with pytest.raises(ValueError, match="does not fit"):
+        model.generate(QUESTION, memories=[wrong])
+    with pytest.raises(ValueError, match="empty"):
+        model.generate_ids([])
+    assert len(model.generate_ids([m], max_new_tokens=3)) >= 1  # [LM] after the memory starts the answer
+
+
+def test_config_json_round_trip(tmp_path):
+    cfg = SACConfig(ratio=15, lora_rank=16, lora_alpha=32, lora_targets=("q_proj", "k_proj", "v_proj"))
+    cfg.save(tmp_path)
+    assert SACConfig.load(tmp_path) == cfg
+    assert json.loads((tmp_path / "sac_config.json").read_text())["format_version"] == 1
+    assert cfg.mem_size == 34
+    with pytest.raises(ValueError):
+        SACConfig(ratio=0)
