@@ -1,26 +1,37 @@
-"""Entry point of the ``sac-rag`` command: one sub-command per job."""
+"""Entry point of the ``sac-rag`` command: sub-commands are the modules of ``sac_rag.cli.commands``."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import pkgutil
 import sys
+
+from sac_rag.cli import commands
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sac-rag", description="RAG over SAC-compressed passage memories")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="compress a passage with the default model and answer questions from it")
-    demo.add_argument("--max-new-tokens", type=int, default=32)
+    for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        if hasattr(module, "register"):
+            module.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command == "demo":
-        from sac_rag.cli.demo import run_single_passage_demo
-
-        run_single_passage_demo(args.max_new_tokens)
-    return 0
+    try:
+        return int(args.func(args) or EXIT_OK)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"sac-rag {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import time
 
 PASSAGE = (
@@ -31,3 +32,14 @@ def run_single_passage_demo(max_new_tokens: int = 32) -> None:
         t0 = time.perf_counter()
         answer = model.generate(question, memories=[memory], max_new_tokens=max_new_tokens)
         print(f"Q: {question}\nA: {answer.strip()!r}  ({time.perf_counter() - t0:.2f}s)")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="compress a passage with the default model and answer questions from it")
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    run_single_passage_demo(args.max_new_tokens)
+    return 0
