@@ -26,6 +26,10 @@ from sac_rag.text.prompt import bos_ids, context_ids, encode, question_ids
 PromptSegment = str | MemoryChunk
 
 
+def _is_sac(chunk: MemoryChunk) -> bool:
+    return chunk.meta.get("kind", "sac") == "sac"
+
+
 def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -195,16 +199,7 @@ class SACModel(nn.Module):
         With ``add_context_prefix`` (the default) a text is encoded as the official context,
         ``[BOS] + "### Context:\\n" + text``. ``position_offset`` is the position id of its first token.
         """
-        if isinstance(texts, str):
-            texts = [texts]
-        sequences = []
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
-            ids = context_ids(self.tokenizer, text, self.config) if add_context_prefix else encode(self.tokenizer, text)
-            if not ids:
-                raise ValueError(f"texts[{i}] is empty: nothing to compress")
-            sequences.append(ids)
+        sequences = self._context_sequences(texts, add_context_prefix)
         with self.adapter(True):
             kvs = encode_anchor_kv(
                 self.transformer,
@@ -218,10 +213,59 @@ class SACModel(nn.Module):
                 pad_id=self.tokenizer.pad_token_id or 0,
                 progress=progress,
             )
-        fp = self.fingerprint
-        meta = {"ratio": self.config.ratio, "chunk_size": self.config.chunk_size}
+        meta = {"kind": "sac", "ratio": self.config.ratio, "chunk_size": self.config.chunk_size}
+        return self._chunks(kvs, position_offset, self.fingerprint, meta)
+
+    @torch.inference_mode()
+    def encode_full_kv(
+        self,
+        texts: Sequence[str] | str,
+        *,
+        batch_size: int = 8,
+        add_context_prefix: bool = True,
+        position_offset: int = 1,
+        progress: bool = False,
+    ) -> list[MemoryChunk]:
+        """Every token's K/V from the plain base model (causal, no adapter): full per-passage KV reuse.
+
+        The uncompressed reference (TurboRAG-style): composes like SAC memories, but no [LM] follows it.
+        """
+        sequences = self._context_sequences(texts, add_context_prefix)
+        with self.adapter(False):
+            kvs = encode_anchor_kv(
+                self.transformer,
+                self.base_model.get_input_embeddings(),
+                None,
+                sequences,
+                chunk_size=max(len(s) for s in sequences),
+                ratio=1,
+                offset=position_offset,
+                batch_size=batch_size,
+                pad_id=self.tokenizer.pad_token_id or 0,
+                causal=True,
+                progress=progress,
+            )
+        return self._chunks(kvs, position_offset, "", {"kind": "full_kv"})
+
+    def _context_sequences(self, texts: Sequence[str] | str, add_context_prefix: bool) -> list[list[int]]:
+        if isinstance(texts, str):
+            texts = [texts]
+        if not texts:
+            raise ValueError("no texts given")
+        sequences = []
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
+            ids = context_ids(self.tokenizer, text, self.config) if add_context_prefix else encode(self.tokenizer, text)
+            if not ids:
+                raise ValueError(f"texts[{i}] is empty: nothing to compress")
+            sequences.append(ids)
+        return sequences
+
+    @staticmethod
+    def _chunks(kvs, offset: int, fingerprint: str, meta: dict) -> list[MemoryChunk]:
         return [
-            MemoryChunk(kv.keys.clone(), kv.values.clone(), kv.positions, kv.length, position_offset, fp, dict(meta))
+            MemoryChunk(kv.keys.clone(), kv.values.clone(), kv.positions, kv.length, offset, fingerprint, dict(meta))
             for kv in kvs
         ]
 
@@ -264,18 +308,20 @@ class SACModel(nn.Module):
 
         ``prompt`` as a string with ``memories``: the official layout, memories then [LM] and the
         question in its template. ``prompt`` as a list of strings and MemoryChunks: text encoded as
-        is, [LM] right after the last memory. A prompt that starts with text gets the BOS token.
+        is, [LM] right after the last SAC memory (full-KV memories get none). A prompt that starts
+        with text gets the BOS token.
         """
         if isinstance(prompt, str):
             if memories:
                 for m in memories:
                     self._check_memory(m)
-                return [*memories, LM, question_ids(self.tokenizer, prompt, self.config)]
+                lm = [LM] if any(_is_sac(m) for m in memories) else []
+                return [*memories, *lm, question_ids(self.tokenizer, prompt, self.config)]
             return [bos_ids(self.tokenizer) + encode(self.tokenizer, prompt)]
         if memories:
             raise ValueError("pass memories either inside the segment list or as `memories`, not both")
         segments: list[Segment] = []
-        last_memory = max((i for i, s in enumerate(prompt) if isinstance(s, MemoryChunk)), default=-1)
+        last_memory = max((i for i, s in enumerate(prompt) if isinstance(s, MemoryChunk) and _is_sac(s)), default=-1)
         for i, seg in enumerate(prompt):
             if isinstance(seg, MemoryChunk):
                 self._check_memory(seg)

@@ -201,3 +201,15 @@ def test_config_json_round_trip(tmp_path):
     assert cfg.mem_size == 34
     with pytest.raises(ValueError):
         SACConfig(ratio=0)
+
+
+def test_full_kv_reuse_equals_reading_the_raw_text(model):
+    from sac_rag.text.prompt import context_ids, question_ids
+
+    a, b = text_of_tokens(120, seed=11), text_of_tokens(90, seed=12)
+    full = model.encode_full_kv([a, b], batch_size=2)  # batched, padded
+    assert [m.n_anchors for m in full] == [m.length for m in full] and full[0].meta["kind"] == "full_kv"
+    raw = context_ids(model.tokenizer, a, model.config) + question_ids(model.tokenizer, QUESTION, model.config)
+    _, expected, _ = model._decoder().prefill([raw])
+    _, got, _ = model._decoder().prefill(model.build_prompt(QUESTION, full[:1]))
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)

@@ -29,18 +29,21 @@ class _ChunkJob:
     layout: ChunkLayout
 
 
-def bidirectional_mask(lengths: Sequence[int], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """Additive ``[B, 1, n, n]`` mask: every token sees every real token of its chunk, never a pad."""
+def chunk_mask(lengths: Sequence[int], dtype: torch.dtype, device: torch.device, causal: bool = False) -> torch.Tensor:
+    """Additive ``[B, 1, n, n]`` mask: every token sees every real token of its chunk (only earlier ones
+    when ``causal``), never a pad."""
     n = max(lengths)
     valid = torch.arange(n, device=device)[None, :] < torch.tensor(list(lengths), device=device)[:, None]
-    mask = torch.zeros(len(lengths), 1, n, n, dtype=dtype, device=device)
-    return mask.masked_fill(~valid[:, None, None, :], torch.finfo(dtype).min)
+    hidden = ~valid[:, None, None, :]
+    if causal:
+        hidden = hidden | torch.ones(n, n, dtype=torch.bool, device=device).triu(1)
+    return torch.zeros(len(lengths), 1, n, n, dtype=dtype, device=device).masked_fill(hidden, torch.finfo(dtype).min)
 
 
 def encode_anchor_kv(
     transformer: nn.Module,
     embed: nn.Module,
-    role_tokens: torch.Tensor,
+    role_tokens: torch.Tensor | None,
     sequences: Sequence[Sequence[int]],
     *,
     chunk_size: int,
@@ -48,6 +51,7 @@ def encode_anchor_kv(
     offset: int = 1,
     batch_size: int = 8,
     pad_id: int = 0,
+    causal: bool = False,
     progress: bool = False,
 ) -> list[AnchorKV]:
     """Anchor K/V of each token sequence (differentiable: callers choose grad or inference mode).
@@ -55,14 +59,16 @@ def encode_anchor_kv(
     Every sequence is cut into ``chunk_size`` chunks; chunks of all sequences are encoded in batches
     (longest first, right-padded, pads never attended), token ``i`` at position id ``offset + i``.
     ``transformer`` is the compressor's inner decoder stack (LoRA enabled), called with a 4-D mask.
+    With ``role_tokens=None``, ``ratio=1`` and ``causal=True`` this is a plain forward pass keeping
+    every token's K/V (full-KV reuse).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     jobs = [_ChunkJob(s, c) for s, seq in enumerate(sequences) for c in chunk_layout(len(seq), chunk_size, ratio)]
-    if any(len(c.anchors) > role_tokens.shape[0] for c in (j.layout for j in jobs)):
+    if role_tokens is not None and any(len(j.layout.anchors) > role_tokens.shape[0] for j in jobs):
         raise ValueError(f"a chunk has more anchors than the {role_tokens.shape[0]} anchor embeddings")
     order = sorted(range(len(jobs)), key=lambda i: -jobs[i].layout.length)
-    device = role_tokens.device
+    device = embed.weight.device
     results: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(jobs)
     bar = tqdm(total=len(jobs), desc="compressing chunks", unit="chunk", disable=not progress)
     for b0 in range(0, len(order), batch_size):
@@ -73,17 +79,18 @@ def encode_anchor_kv(
         for row, job in enumerate(batch):
             c = job.layout
             ids[row, : c.length] = torch.tensor(sequences[job.seq][c.start : c.start + c.length], device=device)
-        rows = torch.tensor([r for r, j in enumerate(batch) for _ in j.layout.anchors], device=device)
-        cols = torch.tensor([a for j in batch for a in j.layout.anchors], device=device)
-        slots = torch.tensor([s for j in batch for s in range(len(j.layout.anchors))], device=device)
         embeds = embed(ids)
-        embeds = embeds.index_put((rows, cols), embeds[rows, cols] + role_tokens[slots].to(embeds.dtype))
+        if role_tokens is not None:
+            rows = torch.tensor([r for r, j in enumerate(batch) for _ in j.layout.anchors], device=device)
+            cols = torch.tensor([a for j in batch for a in j.layout.anchors], device=device)
+            slots = torch.tensor([s for j in batch for s in range(len(j.layout.anchors))], device=device)
+            embeds = embeds.index_put((rows, cols), embeds[rows, cols] + role_tokens[slots].to(embeds.dtype))
         starts = torch.tensor([j.layout.start for j in batch], device=device)
         position_ids = offset + starts[:, None] + torch.arange(n, device=device)[None, :]
         cache = DynamicCache()
         transformer(
             inputs_embeds=embeds,
-            attention_mask=bidirectional_mask(lengths, embeds.dtype, device),
+            attention_mask=chunk_mask(lengths, embeds.dtype, device, causal),
             position_ids=position_ids,
             cache=cache,
             use_cache=True,
