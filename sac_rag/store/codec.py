@@ -1,0 +1,61 @@
+"""How a memory chunk's K/V are stored: bfloat16, float16, float32, or int8 with per-channel scales.
+
+int8 quantises each channel (layer, kv head, head dim) over the passage's anchors, symmetric:
+``x ≈ q * scale`` with ``scale = absmax / 127`` stored as float16 ``[layers, kv_heads, 1, head_dim]``.
+Keys after RoPE have a few large channels, which is why the scale is per channel, not per tensor.
+"""
+
+from __future__ import annotations
+
+import torch
+
+MEMORY_DTYPES: dict[str, torch.dtype] = {
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "float32": torch.float32,
+    "int8": torch.int8,
+}
+SCALE_DTYPE = torch.float16
+
+
+def dtype_name(dtype: torch.dtype | str) -> str:
+    """The canonical name of a supported memory dtype ('bfloat16', 'float16', 'float32', 'int8')."""
+    if isinstance(dtype, str):
+        name = dtype.removeprefix("torch.")
+        name = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}.get(
+            name, name
+        )
+    else:
+        name = str(dtype).removeprefix("torch.")
+    if name not in MEMORY_DTYPES:
+        raise ValueError(f"memory dtype {dtype!r} is not supported: choose one of {', '.join(MEMORY_DTYPES)}")
+    return name
+
+
+def quantize_int8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """int8 values and float16 per-channel scales (reduced over the anchor axis, dim 2)."""
+    x = x.float()
+    scale = (x.abs().amax(dim=2, keepdim=True) / 127.0).clamp_min(1e-8).to(SCALE_DTYPE)
+    q = torch.round(x / scale.float()).clamp_(-127, 127).to(torch.int8)
+    return q, scale
+
+
+def dequantize_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return q.float() * scale.float()
+
+
+def encode_kv(keys: torch.Tensor, values: torch.Tensor, dtype: str) -> dict[str, torch.Tensor]:
+    """The tensors to store for one memory's K/V, by suffix ('k', 'v', and 'ks', 'vs' for int8)."""
+    if dtype == "int8":
+        k, ks = quantize_int8(keys)
+        v, vs = quantize_int8(values)
+        return {"k": k, "v": v, "ks": ks, "vs": vs}
+    target = MEMORY_DTYPES[dtype]
+    return {"k": keys.to(target).contiguous(), "v": values.to(target).contiguous()}
+
+
+def decode_kv(tensors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keys and values back from :func:`encode_kv`'s tensors (views when not quantised)."""
+    if "ks" in tensors:
+        return dequantize_int8(tensors["k"], tensors["ks"]), dequantize_int8(tensors["v"], tensors["vs"])
+    return tensors["k"], tensors["v"]

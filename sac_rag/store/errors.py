@@ -1,0 +1,13 @@
+"""Errors a store raises (all are RuntimeErrors, so ``sac-rag`` turns them into exit code 1)."""
+
+
+class StoreError(RuntimeError):
+    """A store cannot do what was asked (locked, missing, or in an unexpected state)."""
+
+
+class StoreCorrupted(StoreError):
+    """A store file is damaged or foreign; the message names the file."""
+
+
+class StoreMismatch(StoreError):
+    """The store was built with another compressor or embedder than the one given."""

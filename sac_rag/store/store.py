@@ -1,0 +1,609 @@
+"""MemoryStore: passages, their embeddings (FAISS) and their SAC memories (safetensors shards) in one directory.
+
+Layout::
+
+    <store>/manifest.sqlite      source of truth (SQLite, WAL): ids, texts, metadata, hashes, embeddings
+    <store>/shards/*.safetensors immutable memory shards, checksummed in the manifest
+    <store>/index/index-<gen>.faiss  FAISS cache of the embeddings at manifest generation <gen>
+    <store>/write.lock           the single-writer lock
+
+See docs/store.md for the durability and locking model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from sac_rag.embedding import Embedder, resolve_embedder
+from sac_rag.io import atomic_write_dir
+from sac_rag.memory.chunk import MemoryChunk
+from sac_rag.store.codec import decode_kv, dtype_name, encode_kv
+from sac_rag.store.errors import StoreCorrupted, StoreError, StoreMismatch
+from sac_rag.store.index import VectorIndex
+from sac_rag.store.lock import WriterLock
+from sac_rag.store.manifest import Manifest, MemoryRow, PassageRow
+from sac_rag.store.shards import ShardReader, sha256_file, tensors_crc, write_shard
+from sac_rag.store.validate import Record, check_ids, check_k, check_query, records
+
+MANIFEST = "manifest.sqlite"
+SHARDS = "shards"
+INDEX = "index"
+LOCK = "write.lock"
+_SUFFIXES = ("k", "v", "ks", "vs", "pos")
+
+
+@dataclass
+class Hit:
+    """One search result: a passage id, its cosine similarity to the query, its text and metadata."""
+
+    id: int
+    score: float
+    text: str
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass
+class VerifyReport:
+    """What :meth:`MemoryStore.verify` found. ``problems`` name the damaged files; ``warnings`` are harmless."""
+
+    checked: dict
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def raise_if_bad(self) -> None:
+        if self.problems:
+            raise StoreCorrupted("; ".join(self.problems))
+
+
+def kv_shape(config) -> list[int]:
+    """``[layers, kv_heads, head_dim]`` of a transformers model config."""
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return [config.num_hidden_layers, heads, head_dim]
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+class MemoryStore:
+    """A directory of passages with their embeddings and SAC memory chunks. Build with :meth:`create` / :meth:`open`.
+
+    ``model`` (a :class:`~sac_rag.SACModel`) is needed to add passages; searching, reading and
+    deleting work without one. ``embedder`` is needed to add and search; ``None`` means the one the
+    store was built with (when it is a sentence-transformers model) or the offline default.
+    """
+
+    def __init__(self, path: Path, manifest: Manifest, model, embedder, *, lock_timeout: float = 60.0) -> None:
+        self.path = path
+        self.model = model
+        self._manifest = manifest
+        self._embedder_spec = embedder
+        self._embedder: Embedder | None = None
+        self._lock = WriterLock(path / LOCK, timeout=lock_timeout)
+        self._mutex = threading.RLock()
+        self._index: VectorIndex | None = None
+        self._index_generation = -1
+        self._shards: OrderedDict[str, ShardReader] = OrderedDict()
+        self.memory_dtype: str = manifest.meta("memory_dtype")
+        self.dim: int = manifest.meta("dim")
+        self.max_passage_tokens: int = manifest.meta("max_passage_tokens")
+        self.flush_every = 64
+
+    # ================================================================== create / open
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        model,
+        embedder: Embedder | Callable | str | None = None,
+        memory_dtype: torch.dtype | str = torch.bfloat16,
+        *,
+        max_passage_tokens: int | None = None,
+    ) -> MemoryStore:
+        """Create an empty store at ``path`` (which must not exist, or be an empty directory)."""
+        path = Path(path)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise StoreError(f"{path} already exists and is not an empty directory: open it with MemoryStore.open")
+        if model is None:
+            raise ValueError("a store is created for one compressor: pass the SACModel")
+        resolved = resolve_embedder(embedder)
+        dim = int(resolved.embed(["dimension probe"]).shape[1])
+        config = model.config
+        meta = {
+            "fingerprint": model.fingerprint,
+            "model": config.base_model,
+            "embedder": resolved.name,
+            "embedder_loadable": isinstance(embedder, (str, Path)) or embedder is None,
+            "dim": dim,
+            "memory_dtype": dtype_name(memory_dtype),
+            "max_passage_tokens": int(max_passage_tokens or 4 * config.chunk_size),
+            "kv_shape": kv_shape(model.base_model.config),
+        }
+
+        def fill(tmp: Path) -> None:
+            Manifest.create(tmp / MANIFEST, meta).close()
+            (tmp / SHARDS).mkdir()
+            (tmp / INDEX).mkdir()
+
+        if path.exists():
+            path.rmdir()
+        atomic_write_dir(path, fill)
+        store = cls.open(path, model, embedder)
+        store._embedder = resolved
+        return store
+
+    @classmethod
+    def open(
+        cls,
+        path: str | Path,
+        model=None,
+        embedder: Embedder | Callable | str | None = None,
+        *,
+        rebuild: bool = False,
+        lock_timeout: float = 60.0,
+    ) -> MemoryStore:
+        """Open an existing store; refuses another compressor or embedder unless ``rebuild`` re-does them."""
+        path = Path(path)
+        manifest_path = path / MANIFEST
+        if not manifest_path.is_file():
+            hint = "" if path.exists() else " (create one with `sac-rag index FILES --store DIR`)"
+            raise FileNotFoundError(f"no sac_rag store at {path}: {manifest_path} is missing{hint}")
+        manifest = Manifest(manifest_path)
+        manifest.check_format()
+        store = cls(path, manifest, model, embedder, lock_timeout=lock_timeout)
+        mismatch = store._mismatches()
+        if mismatch and not rebuild:
+            manifest.close()
+            raise StoreMismatch(
+                f"{path}: {'; '.join(mismatch)}. Use the same ones, or open with rebuild=True "
+                "to re-compress / re-embed every passage"
+            )
+        if mismatch:
+            store._rebuild()
+        return store
+
+    def _mismatches(self) -> list[str]:
+        found = []
+        stored_fp = self._manifest.meta("fingerprint")
+        if self.model is not None and self.model.fingerprint != stored_fp:
+            found.append(
+                f"its memories were made by compressor {stored_fp} ({self._manifest.meta('model')}), "
+                f"the model given is {self.model.fingerprint}"
+            )
+        if self._embedder_spec is not None:
+            name = resolve_embedder(self._embedder_spec).name
+            if name != self._manifest.meta("embedder"):
+                stored = self._manifest.meta("embedder")
+                found.append(f"it was embedded with {stored!r}, the embedder given is {name!r}")
+        return found
+
+    def close(self) -> None:
+        with self._mutex:
+            self._shards.clear()
+            self._manifest.close()
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return self._manifest.count()
+
+    @property
+    def fingerprint(self) -> str:
+        return self._manifest.meta("fingerprint")
+
+    @property
+    def embedder_name(self) -> str:
+        return self._manifest.meta("embedder")
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder, loaded on first use."""
+        if self._embedder is None:
+            spec = self._embedder_spec
+            if spec is None:
+                if not self._manifest.meta("embedder_loadable"):
+                    raise StoreError(
+                        f"{self.path} was embedded with the callable {self.embedder_name!r}: pass it as `embedder`"
+                    )
+                spec = self.embedder_name
+            self._embedder = resolve_embedder(spec)
+        return self._embedder
+
+    def ids(self) -> list[int]:
+        return self._manifest.ids()
+
+    # ================================================================== writing
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the single-writer lock (and this process's mutex) for one write operation."""
+        with self._mutex, self._lock:
+            self._sync_index()
+            yield
+
+    def add(
+        self,
+        texts: Sequence[str] | str,
+        metadata: Sequence[dict] | None = None,
+        ids: Sequence[int] | None = None,
+        *,
+        batch_size: int = 8,
+        progress: bool = True,
+    ) -> list[int]:
+        """Embed and compress new passages; return their ids (given ``ids`` must be new ones).
+
+        Everything is checked before anything is written. Passages are committed in groups of
+        ``flush_every``: if the process dies, every group committed so far stays in the store.
+        """
+        batch = records(texts, metadata, ids)
+        self._check_lengths(batch)
+        with self._writing():
+            if ids is None:
+                first = self._manifest.next_id()
+                for n, rec in enumerate(batch):
+                    rec.id = first + n
+            else:
+                taken = sorted(self._manifest.passages([r.id for r in batch]))
+                if taken:
+                    raise ValueError(f"ids already in the store: {taken[:10]}: use upsert to replace them")
+            self._ingest(batch, batch_size, progress)
+        return [r.id for r in batch]
+
+    def upsert(
+        self,
+        texts: Sequence[str] | str,
+        metadata: Sequence[dict] | None = None,
+        ids: Sequence[int] | None = None,
+        *,
+        batch_size: int = 8,
+        progress: bool = True,
+    ) -> list[int]:
+        """Insert or replace passages by id; a passage whose text and metadata are unchanged costs nothing."""
+        if ids is None:
+            raise ValueError("upsert needs ids (add assigns new ones)")
+        batch = records(texts, metadata, ids)
+        self._check_lengths(batch)
+        with self._writing():
+            current = self._manifest.passages([r.id for r in batch])
+            changed = [
+                r
+                for r in batch
+                if r.id not in current
+                or current[r.id].hash != content_hash(r.text)
+                or current[r.id].metadata != r.metadata
+            ]
+            self._ingest(changed, batch_size, progress)
+        return [r.id for r in batch]
+
+    def _check_lengths(self, batch: list[Record]) -> None:
+        if self.model is None:
+            raise StoreError("adding passages needs the compressor: open the store with model=SACModel")
+        tok = self.model.tokenizer
+        for n, rec in enumerate(batch):
+            count = len(tok(rec.text, add_special_tokens=False)["input_ids"])
+            if count > self.max_passage_tokens:
+                raise ValueError(
+                    f"passage {n} has {count} tokens; this store takes passages of up to {self.max_passage_tokens}: "
+                    "split long documents first (sac_rag.corpus.split_passages)"
+                )
+
+    def _ingest(self, batch: list[Record], batch_size: int, progress: bool) -> None:
+        bar = tqdm(total=len(batch), desc="indexing", unit="passage", disable=not progress or not batch)
+        with bar:
+            for start in range(0, len(batch), self.flush_every):
+                group = batch[start : start + self.flush_every]
+                self._commit_group(group, batch_size, bar)
+
+    def _commit_group(self, group: list[Record], batch_size: int, bar: tqdm) -> None:
+        hashes = [content_hash(r.text) for r in group]
+        known = self._manifest.memory_rows(list(dict.fromkeys(hashes)))
+        todo = {h: r.text for h, r in zip(hashes, group) if h not in known}
+        tensors, rows = self._compress(todo, batch_size, bar, len(group) - len(todo))
+        vectors = self._embeddings(hashes, [r.text for r in group])
+        shard_name = f"shard-{uuid.uuid4().hex[:12]}.safetensors"
+        if tensors:
+            sha, size = write_shard(self.path / SHARDS / shard_name, tensors)
+        with self._manifest.transaction() as db:
+            if tensors:
+                Manifest.insert_shard(db, shard_name, sha, size, rows)
+            db.executemany(
+                "INSERT OR REPLACE INTO passages VALUES (?, ?, ?, ?, ?)",
+                [(r.id, h, r.text, json.dumps(r.metadata), v.tobytes()) for r, h, v in zip(group, hashes, vectors)],
+            )
+            Manifest.drop_unreferenced_memories(db)
+            generation = Manifest.bump_generation(db)
+        ids = np.array([r.id for r in group], dtype=np.int64)
+        self._index.remove(ids)
+        self._index.add(ids, vectors)
+        self._save_index(generation)
+
+    def _compress(
+        self, todo: dict[str, str], batch_size: int, bar: tqdm, skipped: int
+    ) -> tuple[dict[str, torch.Tensor], list[MemoryRow]]:
+        bar.update(skipped)
+        tensors: dict[str, torch.Tensor] = {}
+        rows: list[MemoryRow] = []
+        items = list(todo.items())
+        for start in range(0, len(items), batch_size):
+            part = items[start : start + batch_size]
+            chunks = self.model.compress([t for _, t in part], batch_size=batch_size)
+            for (h, _), chunk in zip(part, chunks):
+                stored = encode_kv(chunk.keys, chunk.values, self.memory_dtype)
+                stored["pos"] = chunk.positions.to(torch.int64)
+                stored = {s: stored[s].cpu().contiguous() for s in _SUFFIXES if s in stored}
+                tensors.update({f"{h}.{s}": t for s, t in stored.items()})
+                nbytes = sum(t.numel() * t.element_size() for t in stored.values())
+                crc = tensors_crc(stored.values())
+                rows.append(MemoryRow(h, "", chunk.length, chunk.n_anchors, chunk.offset, nbytes, crc, chunk.meta))
+            bar.update(len(part))
+        return tensors, rows
+
+    def _embeddings(self, hashes: list[str], texts: list[str]) -> np.ndarray:
+        """Embeddings for a group, reusing those of texts already stored."""
+        out: dict[str, np.ndarray] = {}
+        for h in dict.fromkeys(hashes):
+            stored = self._manifest.embedding_of_hash(h)
+            if stored is not None:
+                out[h] = stored
+        missing = {h: t for h, t in zip(hashes, texts) if h not in out}
+        if missing:
+            vectors = self.embedder.embed(list(missing.values()))
+            if vectors.shape[1] != self.dim:
+                got = vectors.shape[1]
+                raise StoreMismatch(f"embedder {self.embedder.name!r} gives dim {got}, the store holds dim {self.dim}")
+            out.update(zip(missing, vectors))
+        return np.stack([out[h] for h in hashes]).astype(np.float32)
+
+    def delete(self, ids: Sequence[int]) -> int:
+        """Remove passages by id (all must exist, else nothing is removed); return how many were removed."""
+        wanted = check_ids(ids)
+        with self._writing():
+            missing = sorted(set(wanted) - set(self._manifest.passages(wanted)))
+            if missing:
+                raise ValueError(f"ids not in the store: {missing[:10]} (nothing deleted)")
+            with self._manifest.transaction() as db:
+                db.executemany("DELETE FROM passages WHERE id = ?", [(i,) for i in wanted])
+                Manifest.drop_unreferenced_memories(db)
+                generation = Manifest.bump_generation(db)
+            self._index.remove(np.array(wanted, dtype=np.int64))
+            self._save_index(generation)
+        return len(wanted)
+
+    def compact(self, *, progress: bool = False) -> dict:
+        """Rewrite live memories into one fresh shard, drop dead bytes and leftover files; return what changed."""
+        with self._writing():
+            before = self._disk_bytes()
+            rows = self._manifest.memory_rows()
+            old_shards = self._manifest.shard_rows()
+            shard_name = f"shard-{uuid.uuid4().hex[:12]}.safetensors"
+            tensors: dict[str, torch.Tensor] = {}
+            for row in tqdm(rows.values(), desc="compacting", unit="memory", disable=not progress):
+                tensors.update(self._raw_tensors(row))
+            if tensors:
+                sha, size = write_shard(self.path / SHARDS / shard_name, tensors)
+            with self._manifest.transaction() as db:
+                db.execute("DELETE FROM shards")
+                if tensors:
+                    Manifest.insert_shard(db, shard_name, sha, size, list(rows.values()))
+                generation = Manifest.bump_generation(db)
+            self._manifest.checkpoint()
+            self._shards.clear()
+            live = {shard_name} if tensors else set()
+            for leftover in self.path.joinpath(SHARDS).iterdir():
+                if leftover.name not in live:
+                    leftover.unlink()
+            self._index = VectorIndex.build(self.dim, *self._manifest.embeddings(self.dim))
+            self._save_index(generation)
+            return {"shards_before": len(old_shards), "bytes_before": before, "bytes_after": self._disk_bytes()}
+
+    def _rebuild(self) -> None:
+        """Re-compress and/or re-embed every passage for the model / embedder given at open."""
+        with self._writing():
+            texts = self._manifest.texts_by_hash()
+            fp_changed = self.model is not None and self.model.fingerprint != self.fingerprint
+            with tqdm(total=len(texts) if fp_changed else 0, desc="re-compressing", disable=not fp_changed) as bar:
+                tensors, rows = self._compress(texts, 8, bar, 0) if fp_changed else ({}, [])
+            shard_name = f"shard-{uuid.uuid4().hex[:12]}.safetensors"
+            if tensors:
+                sha, size = write_shard(self.path / SHARDS / shard_name, tensors)
+            embedder = resolve_embedder(self._embedder_spec) if self._embedder_spec is not None else None
+            with self._manifest.transaction() as db:
+                if fp_changed:
+                    db.execute("DELETE FROM memories")
+                    db.execute("DELETE FROM shards")
+                    if tensors:
+                        Manifest.insert_shard(db, shard_name, sha, size, rows)
+                    Manifest.set_meta(db, "fingerprint", self.model.fingerprint)
+                    Manifest.set_meta(db, "model", self.model.config.base_model)
+                if embedder is not None and embedder.name != self.embedder_name:
+                    self._reembed(db, embedder)
+                generation = Manifest.bump_generation(db)
+            self._shards.clear()
+            self._index = VectorIndex.build(self.dim, *self._manifest.embeddings(self.dim))
+            self._save_index(generation)
+
+    def _reembed(self, db, embedder: Embedder) -> None:
+        rows = db.execute("SELECT id, text FROM passages").fetchall()
+        vectors = embedder.embed([t for _, t in rows]) if rows else np.zeros((0, self.dim), np.float32)
+        updates = [(v.tobytes(), i) for (i, _), v in zip(rows, vectors)]
+        db.executemany("UPDATE passages SET embedding = ? WHERE id = ?", updates)
+        Manifest.set_meta(db, "embedder", embedder.name)
+        Manifest.set_meta(db, "embedder_loadable", isinstance(self._embedder_spec, (str, Path)))
+        Manifest.set_meta(db, "dim", int(vectors.shape[1]))
+        self.dim = int(vectors.shape[1])
+        self._embedder = embedder
+
+    # ================================================================== the index cache
+    def _index_path(self, generation: int) -> Path:
+        return self.path / INDEX / f"index-{generation:010d}.faiss"
+
+    def _sync_index(self) -> VectorIndex:
+        """The index at the manifest's current generation: loaded from its file, or rebuilt from the manifest."""
+        with self._mutex:
+            generation = self._manifest.generation()
+            if self._index is None or generation != self._index_generation:
+                path = self._index_path(generation)
+                index = None
+                if path.is_file():
+                    try:
+                        index = VectorIndex.load(path, self.dim)
+                    except (StoreCorrupted, FileNotFoundError):
+                        index = None  # a bad or vanished cache is rebuilt, never trusted
+                if index is None:
+                    with self._manifest.snapshot():
+                        generation = self._manifest.generation()
+                        index = VectorIndex.build(self.dim, *self._manifest.embeddings(self.dim))
+                self._index, self._index_generation = index, generation
+            return self._index
+
+    def _save_index(self, generation: int) -> None:
+        path = self._index_path(generation)
+        self._index.save(path)
+        self._index_generation = generation
+        for old in self.path.joinpath(INDEX).glob("index-*.faiss"):
+            if old != path:
+                old.unlink(missing_ok=True)
+
+    # ================================================================== reading
+    def search(self, query: str, k: int = 5) -> list[Hit]:
+        """The ``k`` passages nearest to ``query`` (all of them if the store holds fewer), best first."""
+        check_query(query)
+        check_k(k)
+        vector = self.embedder.embed([query])[0]
+        hits = self._sync_index().search(vector, k)
+        rows = self._manifest.passages([i for i, _ in hits])
+        return [Hit(i, s, rows[i].text, rows[i].metadata) for i, s in hits if i in rows]
+
+    def get(self, ids: Sequence[int]) -> list[PassageRow]:
+        """Passage records (id, content hash, text, metadata) in the order asked."""
+        wanted = check_ids(ids)
+        rows = self._manifest.passages(wanted)
+        missing = [i for i in wanted if i not in rows]
+        if missing:
+            raise ValueError(f"ids not in the store: {missing[:10]}")
+        return [rows[i] for i in wanted]
+
+    def memories(self, ids: Sequence[int]) -> list[MemoryChunk]:
+        """The memory chunks of passages, in order: views of the mapped shards (dequantised copies for int8)."""
+        with self._manifest.snapshot():
+            passages = self.get(ids)
+            memory_rows = self._manifest.memory_rows([p.hash for p in passages])
+        chunks = []
+        for p in passages:
+            row = memory_rows.get(p.hash)
+            if row is None:
+                raise StoreCorrupted(f"{self.path / MANIFEST}: passage {p.id} has no memory row")
+            raw = self._raw_tensors(row)
+            keys, values = decode_kv({name.rsplit(".", 1)[1]: t for name, t in raw.items()})
+            positions = raw[f"{row.hash}.pos"]
+            chunks.append(
+                MemoryChunk(keys, values, positions, row.length, row.pos_offset, self.fingerprint, dict(row.meta))
+            )
+        return chunks
+
+    def _raw_tensors(self, row: MemoryRow) -> dict[str, torch.Tensor]:
+        """A memory's stored tensors by full name, CRC-checked."""
+        shard = self._shard(row.shard)
+        names = [f"{row.hash}.{s}" for s in _SUFFIXES if f"{row.hash}.{s}" in shard]
+        tensors = {n: shard.tensor(n) for n in names}
+        if tensors_crc(tensors.values()) != row.crc:
+            raise StoreCorrupted(f"{shard.path}: memory {row.hash} fails its checksum (corrupted shard)")
+        return tensors
+
+    def _shard(self, name: str) -> ShardReader:
+        with self._mutex:
+            reader = self._shards.pop(name, None)
+            if reader is None:
+                path = self.path / SHARDS / name
+                if not path.is_file():
+                    raise StoreCorrupted(f"{path}: shard listed in the manifest is missing")
+                reader = ShardReader(path)
+            self._shards[name] = reader
+            while len(self._shards) > 32:
+                self._shards.popitem(last=False)
+            return reader
+
+    # ================================================================== inspection
+    def _disk_bytes(self) -> int:
+        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+
+    def stats(self) -> dict:
+        """Counts, sizes and the compression figures of the store."""
+        totals = self._manifest.totals()
+        layers, heads, dim = self._manifest.meta("kv_shape")
+        n = totals["passages"]
+        full_kv = 2 * layers * heads * dim * 2 * totals["passage_tokens"]  # bf16 K and V of every token
+        return {
+            "path": str(self.path),
+            "fingerprint": self.fingerprint,
+            "model": self._manifest.meta("model"),
+            "embedder": self.embedder_name,
+            "memory_dtype": self.memory_dtype,
+            "generation": self._manifest.generation(),
+            **totals,
+            "disk_bytes": self._disk_bytes(),
+            "bytes_per_passage": totals["passage_memory_bytes"] / n if n else 0.0,
+            "full_kv_bf16_bytes_per_passage": full_kv / n if n else 0.0,
+            "tokens_per_passage": totals["passage_tokens"] / n if n else 0.0,
+            "anchors_per_passage": totals["anchors"] / n if n else 0.0,
+        }
+
+    def verify(self, *, progress: bool = False) -> VerifyReport:
+        """Check every shard's checksum and every memory's CRC, and the index against the manifest."""
+        report = VerifyReport(checked={"shards": 0, "memories": 0, "passages": 0})
+        shards = self._manifest.shard_rows()
+        bad_shards = set()
+        for name, (sha, size) in tqdm(shards.items(), desc="verifying", unit="shard", disable=not progress):
+            path = self.path / SHARDS / name
+            report.checked["shards"] += 1
+            if not path.is_file():
+                report.problems.append(f"{path}: missing")
+            elif path.stat().st_size != size or sha256_file(path) != sha:
+                report.problems.append(f"{path}: checksum mismatch (corrupted shard)")
+            else:
+                continue
+            bad_shards.add(name)
+        for row in self._manifest.memory_rows().values():
+            report.checked["memories"] += 1
+            if row.shard in bad_shards:
+                continue
+            try:
+                self._raw_tensors(row)
+            except StoreCorrupted as e:
+                report.problems.append(str(e))
+        listed = set(shards)
+        for leftover in sorted(self.path.joinpath(SHARDS).glob("*")):
+            if leftover.name not in listed:
+                report.warnings.append(
+                    f"{leftover}: not in the manifest (left by an interrupted write; compact drops it)"
+                )
+        report.checked["passages"] = self._manifest.count()
+        index_file = self._index_path(self._manifest.generation())
+        if index_file.is_file():
+            try:
+                ids = set(VectorIndex.load(index_file, self.dim).ids().tolist())
+                if ids != set(self._manifest.ids()):
+                    report.problems.append(f"{index_file}: holds other ids than the manifest")
+            except StoreCorrupted as e:
+                report.problems.append(f"{e} (rebuilt from the manifest on the next write)")
+        return report

@@ -1,0 +1,78 @@
+"""Input checks for store operations: bad input raises a clear error before anything is written."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+MAX_ID = 2**63 - 1
+
+
+@dataclass
+class Record:
+    """A passage about to be stored."""
+
+    text: str
+    metadata: dict = field(default_factory=dict)
+    id: int = -1
+
+
+def check_id(value: object, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
+        raise ValueError(f"{where} must be an integer in [0, 2**63), got {value!r}")
+    return int(value)
+
+
+def check_ids(ids: Sequence[int] | int) -> list[int]:
+    """Ids as a list of ints (a single int allowed), each valid, no repeats."""
+    if isinstance(ids, int) and not isinstance(ids, bool):
+        ids = [ids]
+    out = [check_id(i, f"ids[{n}]") for n, i in enumerate(ids)]
+    if len(set(out)) != len(out):
+        raise ValueError("ids repeat")
+    return out
+
+
+def records(texts: Sequence[str] | str, metadata: Sequence[dict] | None, ids: Sequence[int] | None) -> list[Record]:
+    """Validated records: non-empty texts, JSON-safe dict metadata, unique ids, all of matching lengths."""
+    if isinstance(texts, str):
+        texts = [texts]
+    texts = list(texts)
+    if not texts:
+        raise ValueError("no texts given")
+    for n, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{n}] is {type(text).__name__}, expected str")
+        if not text.strip():
+            raise ValueError(f"texts[{n}] is empty: nothing to store")
+    metadata = list(metadata) if metadata is not None else [{} for _ in texts]
+    if len(metadata) != len(texts):
+        raise ValueError(f"{len(metadata)} metadata entries for {len(texts)} texts")
+    for n, meta in enumerate(metadata):
+        if not isinstance(meta, dict):
+            raise TypeError(f"metadata[{n}] is {type(meta).__name__}, expected dict")
+        try:
+            json.dumps(meta)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"metadata[{n}] is not JSON-serialisable: {e}") from e
+    out = [Record(t, dict(m)) for t, m in zip(texts, metadata)]
+    if ids is not None:
+        checked = check_ids(list(ids))
+        if len(checked) != len(texts):
+            raise ValueError(f"{len(checked)} ids for {len(texts)} texts")
+        for rec, i in zip(out, checked):
+            rec.id = i
+    return out
+
+
+def check_query(query: object) -> str:
+    if not isinstance(query, str) or not query.strip():
+        raise ValueError("the query must be a non-empty string")
+    return query
+
+
+def check_k(k: object) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    return k
