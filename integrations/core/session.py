@@ -1,0 +1,184 @@
+"""SACSession: the framework-neutral bridge between string-based frameworks and a SACModel.
+
+One session owns a :class:`MemoryRegistry` (and with it the secret key that signs references), a
+:class:`ChunkCache` and optionally a memory store. Retrieval-side adapters call :meth:`attach` to
+turn passages into references; LLM-side adapters call :meth:`generate` / :meth:`stream` (or their
+async forms) on prompts that carry those references. Give both sides the same session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from integrations.core.cache import ChunkCache, text_key
+from integrations.core.figures import REF_KEY, CompressionReport, passage_figures
+from integrations.core.registry import MemoryRegistry, OnInvalid, PromptSegment
+from integrations.core.util import iterate_in_thread
+from sac_rag.memory.chunk import MemoryChunk
+from sac_rag.model import SACModel
+
+
+@runtime_checkable
+class MemoryStoreLike(Protocol):
+    """What a session needs from a memory store (``sac_rag.store.MemoryStore`` fits)."""
+
+    def memories(self, ids: Sequence[int]) -> list[MemoryChunk]: ...
+
+
+@dataclass
+class PassageMemory:
+    """One passage attached to a session: its reference, its chunk, and its figures (JSON-safe)."""
+
+    reference: str
+    chunk: MemoryChunk
+    figures: dict
+
+
+class SACSession:
+    """Compresses passages into signed memory references and answers prompts that contain them.
+
+    Args:
+        model: the :class:`SACModel` that compresses and decodes.
+        store: optional memory store; passages given with a store id take their memory from it.
+        cache_size: how many compressed passages (by text hash + model fingerprint) are kept.
+        registry_size: how many memories the registry holds for references handed out.
+        on_invalid: how prompts with reference-shaped text never signed here are treated
+            (``"error"``: :class:`ForgedReferenceError`; ``"literal"``: left as text).
+        max_new_tokens: default answer length.
+        batch_size: compression batch size.
+    """
+
+    def __init__(
+        self,
+        model: SACModel,
+        *,
+        store: MemoryStoreLike | None = None,
+        cache_size: int = 256,
+        registry_size: int = 1024,
+        on_invalid: OnInvalid = "error",
+        max_new_tokens: int = 64,
+        batch_size: int = 8,
+    ) -> None:
+        self.model = model
+        self.store = store
+        self.cache = ChunkCache(cache_size)
+        self.registry = MemoryRegistry(registry_size, on_invalid)
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+
+    # ----------------------------------------------------------------- retrieval side
+    def attach(self, texts: Sequence[str | None], store_ids: Sequence[Any] | None = None) -> list[PassageMemory]:
+        """Memories for passages, registered; returns one :class:`PassageMemory` each, in order.
+
+        A passage with a store id (and a session store) takes its memory from the store; the others
+        come from the cache or are compressed together in one batch. ``texts[i]`` may be None only
+        for store passages.
+        """
+        return self.attach_with_report(texts, store_ids)[0]
+
+    def attach_with_report(
+        self, texts: Sequence[str | None], store_ids: Sequence[Any] | None = None
+    ) -> tuple[list[PassageMemory], CompressionReport]:
+        """:meth:`attach`, also returning the batch's :class:`CompressionReport`."""
+        report = CompressionReport()
+        ids = list(store_ids) if store_ids is not None else [None] * len(texts)
+        if len(ids) != len(texts):
+            raise ValueError(f"{len(texts)} texts but {len(ids)} store ids")
+        fp = self.model.fingerprint
+        chunks: list[MemoryChunk | None] = [None] * len(texts)
+        sources = [""] * len(texts)
+        keys: list[str | None] = [None] * len(texts)
+        from_store = [i for i, sid in enumerate(ids) if sid is not None and self.store is not None]
+        if from_store:
+            got = self.store.memories([ids[i] for i in from_store])
+            for i, chunk in zip(from_store, got, strict=True):
+                chunks[i], sources[i], keys[i] = chunk, "from_store", f"store:{ids[i]}:{fp}"
+        todo: dict[str, list[int]] = {}
+        for i, text in enumerate(texts):
+            if chunks[i] is not None:
+                continue
+            if not isinstance(text, str) or not text:
+                raise ValueError(f"passage {i} has no text to compress and no store memory")
+            keys[i] = text_key(text, fp)
+            cached = self.cache.get(keys[i])
+            if cached is not None:
+                chunks[i], sources[i] = cached, "cached"
+            else:
+                todo.setdefault(keys[i], []).append(i)
+        if todo:
+            fresh = self.model.compress([texts[idx[0]] for idx in todo.values()], batch_size=self.batch_size)
+            for (key, idx), chunk in zip(todo.items(), fresh, strict=True):
+                self.cache.put(key, chunk)
+                for n, i in enumerate(idx):
+                    chunks[i], sources[i] = chunk, "compressed" if n == 0 else "cached"
+        out = []
+        for i, chunk in enumerate(chunks):
+            assert chunk is not None
+            figures = passage_figures(chunk, texts[i], cached=sources[i] == "cached")
+            ref = self.registry.register(chunk, key=keys[i], text=texts[i])
+            figures[REF_KEY] = ref
+            report.add(figures, sources[i])
+            out.append(PassageMemory(ref, chunk, figures))
+        return out, report.finish()
+
+    async def aattach_with_report(
+        self, texts: Sequence[str | None], store_ids: Sequence[Any] | None = None
+    ) -> tuple[list[PassageMemory], CompressionReport]:
+        """:meth:`attach_with_report` in a worker thread (the event loop keeps running)."""
+        return await asyncio.to_thread(self.attach_with_report, texts, store_ids)
+
+    # ----------------------------------------------------------------- LLM side
+    def resolve(self, prompt: str) -> list[PromptSegment]:
+        """The prompt as text and memory segments (see :meth:`MemoryRegistry.resolve`)."""
+        return self.registry.resolve(prompt)
+
+    def stream(
+        self, prompt: str, *, max_new_tokens: int | None = None, stop: Sequence[str] | None = None
+    ) -> Iterator[str]:
+        """Answer text pieces for a prompt with references, ending before any ``stop`` string."""
+        segments = self.resolve(prompt)  # raises here, before any generation, on a bad reference
+        pieces = self.model.stream(segments, max_new_tokens=max_new_tokens or self.max_new_tokens)
+        return _until_stop(pieces, stop) if stop else pieces
+
+    def generate(self, prompt: str, *, max_new_tokens: int | None = None, stop: Sequence[str] | None = None) -> str:
+        """The whole answer to a prompt with references (greedy; :meth:`SACModel.generate` on its segments)."""
+        if stop:
+            return "".join(self.stream(prompt, max_new_tokens=max_new_tokens, stop=stop))
+        return self.model.generate(self.resolve(prompt), max_new_tokens=max_new_tokens or self.max_new_tokens)
+
+    async def agenerate(
+        self, prompt: str, *, max_new_tokens: int | None = None, stop: Sequence[str] | None = None
+    ) -> str:
+        """:meth:`generate` in a worker thread."""
+        return await asyncio.to_thread(self.generate, prompt, max_new_tokens=max_new_tokens, stop=stop)
+
+    def astream(
+        self, prompt: str, *, max_new_tokens: int | None = None, stop: Sequence[str] | None = None
+    ) -> AsyncIterator[str]:
+        """:meth:`stream` from a worker thread, as an async iterator."""
+        self.resolve(prompt)  # fail fast, in the caller, on a bad reference
+        return iterate_in_thread(lambda: self.stream(prompt, max_new_tokens=max_new_tokens, stop=stop))
+
+
+def _until_stop(pieces: Iterator[str], stop: Sequence[str]) -> Iterator[str]:
+    """Pass text pieces through up to (not including) the first stop string, holding back possible prefixes."""
+    hold = max(len(s) for s in stop) - 1
+    buffer = ""
+    for piece in pieces:
+        buffer += piece
+        cut = min((i for i in (buffer.find(s) for s in stop) if i >= 0), default=-1)
+        if cut >= 0:
+            if buffer[:cut]:
+                yield buffer[:cut]
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
+            return
+        if len(buffer) > hold:
+            yield buffer[: len(buffer) - hold]
+            buffer = buffer[len(buffer) - hold :]
+    if buffer:
+        yield buffer

@@ -1,0 +1,95 @@
+"""ChatSAC: a LangChain chat model that answers from the memory its prompt references."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import ConfigDict, Field
+
+from integrations.core.session import SACSession
+
+
+def messages_to_prompt(messages: list[BaseMessage]) -> str:
+    """One human message is used as is; a conversation becomes ``Role: text`` lines ending in ``Assistant:``."""
+    if len(messages) == 1 and isinstance(messages[0], HumanMessage):
+        return messages[0].text
+    roles = {"human": "User", "ai": "Assistant", "system": "System"}
+    lines = [f"{roles.get(m.type, m.type.capitalize())}: {m.text}" for m in messages]
+    return "\n".join([*lines, "Assistant:"])
+
+
+class ChatSAC(BaseChatModel):
+    """A SAC model as a LangChain chat model, streaming; memory references in the prompt are decoded from memory.
+
+    Give it the :class:`SACSession` of the :class:`SACRetriever` whose references it receives. Forged
+    references raise :class:`ForgedReferenceError`; ``stop`` strings end the answer before them.
+    The async methods run the model in a worker thread, so the event loop is never blocked.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    session: SACSession = Field(exclude=True)
+    max_new_tokens: int = Field(default=64, gt=0)
+
+    @property
+    def _llm_type(self) -> str:
+        return "sac"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.session.model.config.base_model, "max_new_tokens": self.max_new_tokens}
+
+    def _result(self, text: str) -> ChatResult:
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        prompt = messages_to_prompt(messages)
+        return self._result(self.session.generate(prompt, max_new_tokens=self.max_new_tokens, stop=stop))
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        prompt = messages_to_prompt(messages)
+        return self._result(await self.session.agenerate(prompt, max_new_tokens=self.max_new_tokens, stop=stop))
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        for piece in self.session.stream(messages_to_prompt(messages), max_new_tokens=self.max_new_tokens, stop=stop):
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+            if run_manager:
+                run_manager.on_llm_new_token(piece, chunk=chunk)
+            yield chunk
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        prompt = messages_to_prompt(messages)
+        async for piece in self.session.astream(prompt, max_new_tokens=self.max_new_tokens, stop=stop):
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+            if run_manager:
+                await run_manager.on_llm_new_token(piece, chunk=chunk)
+            yield chunk

@@ -1,0 +1,112 @@
+"""SACRetriever: a LangChain retriever whose Documents carry signed SAC memory references."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.vectorstores import VectorStore
+from pydantic import ConfigDict, Field, model_validator
+
+from integrations.core.figures import TEXT_KEY
+from integrations.core.session import PassageMemory, SACSession
+from integrations.core.util import json_safe
+
+Found = tuple[Document, float | None, Any]  # document, score, memory-store id
+
+
+def format_documents(docs: list[Document]) -> str:
+    """The ``format_docs`` of LCEL RAG chains: the documents' contents (here, references), blank-line separated."""
+    return "\n\n".join(doc.page_content for doc in docs)
+
+
+class SACRetriever(BaseRetriever):
+    """Wraps a retriever, a vector store, or the session's memory store; returns memory references.
+
+    Each Document's ``page_content`` is a reference ``⟦sac:…⟧`` signed by ``session``; its metadata
+    is the source document's metadata made JSON-safe, plus ``sac_score`` (when the source gives a
+    score), the ``sac_*`` compression figures and, with ``keep_text``, ``sac_text``. A
+    :class:`ChatSAC` on the same session answers from the memory behind the references.
+
+    ``base`` may be a ``BaseRetriever`` (``k`` is passed on when it takes extra arguments, and the
+    results are cut to ``k``), a ``VectorStore`` (searched with relevance scores), or None to
+    search ``session.store``. Documents whose metadata has ``store_id_key`` take their memory from
+    the session's store.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    session: SACSession = Field(exclude=True)
+    base: Any = Field(default=None, exclude=True)
+    k: int = Field(default=4, gt=0)
+    keep_text: bool = True
+    store_id_key: str = "sac_id"
+
+    @model_validator(mode="after")
+    def _check_base(self) -> SACRetriever:
+        if self.base is None and self.session.store is None:
+            raise ValueError("give `base` (a retriever or vector store) or a session with a memory store")
+        if self.base is not None and not isinstance(self.base, (BaseRetriever, VectorStore)):
+            raise TypeError(f"base must be a BaseRetriever or VectorStore, got {type(self.base).__name__}")
+        return self
+
+    # ----------------------------------------------------------------- search
+    def _store_id(self, doc: Document) -> Any:
+        return doc.metadata.get(self.store_id_key) if self.session.store is not None else None
+
+    def _from_base(self, docs: list[Document], k: int) -> list[Found]:
+        return [(d, d.metadata.get("score"), self._store_id(d)) for d in docs[:k]]
+
+    def _from_hits(self, hits: list) -> list[Found]:
+        return [(Document(page_content=h.text, metadata=dict(h.metadata), id=str(h.id)), h.score, h.id) for h in hits]
+
+    def _search(self, query: str, k: int, run_manager: CallbackManagerForRetrieverRun) -> list[Found]:
+        if self.base is None:
+            return self._from_hits(self.session.store.search(query, k))
+        if isinstance(self.base, VectorStore):
+            pairs = self.base.similarity_search_with_relevance_scores(query, k=k)
+            return [(d, s, self._store_id(d)) for d, s in pairs]
+        extra = {"k": k} if self.base._expects_other_args else {}
+        docs = self.base.invoke(query, config={"callbacks": run_manager.get_child()}, **extra)
+        return self._from_base(docs, k)
+
+    async def _asearch(self, query: str, k: int, run_manager: AsyncCallbackManagerForRetrieverRun) -> list[Found]:
+        if self.base is None:
+            return self._from_hits(await asyncio.to_thread(self.session.store.search, query, k))
+        if isinstance(self.base, VectorStore):
+            pairs = await self.base.asimilarity_search_with_relevance_scores(query, k=k)
+            return [(d, s, self._store_id(d)) for d, s in pairs]
+        extra = {"k": k} if self.base._expects_other_args else {}
+        docs = await self.base.ainvoke(query, config={"callbacks": run_manager.get_child()}, **extra)
+        return self._from_base(docs, k)
+
+    # ----------------------------------------------------------------- documents
+    def _document(self, found: Found, memory: PassageMemory) -> Document:
+        doc, score, _ = found
+        meta = json_safe(doc.metadata)
+        if score is not None:
+            meta["sac_score"] = json_safe(float(score))
+        meta.update(memory.figures)
+        if self.keep_text:
+            meta[TEXT_KEY] = doc.page_content
+        return Document(page_content=memory.reference, metadata=meta, id=doc.id)
+
+    def _inputs(self, found: list[Found]) -> tuple[list[str | None], list[Any]]:
+        return [d.page_content or None for d, _, _ in found], [sid for _, _, sid in found]
+
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None
+    ) -> list[Document]:
+        found = self._search(query, k or self.k, run_manager)
+        memories = self.session.attach(*self._inputs(found))
+        return [self._document(f, m) for f, m in zip(found, memories, strict=True)]
+
+    async def _aget_relevant_documents(
+        self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, k: int | None = None
+    ) -> list[Document]:
+        found = await self._asearch(query, k or self.k, run_manager)
+        memories, _ = await self.session.aattach_with_report(*self._inputs(found))
+        return [self._document(f, m) for f, m in zip(found, memories, strict=True)]

@@ -1,0 +1,189 @@
+"""The framework-neutral core: signed references, registry, session (tiny model)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+import torch
+from test_integration_support import CORPUS, slow_model, ticks_during, tiny_session
+
+from integrations.core import (
+    ForgedReferenceError,
+    HashingEmbedder,
+    MemoryRegistry,
+    ReferenceSigner,
+    UnresolvableReferenceError,
+    json_safe,
+)
+from sac_rag import MemoryChunk
+
+
+@pytest.fixture(scope="module")
+def session():
+    return tiny_session()
+
+
+def fake_chunk(length: int = 10) -> MemoryChunk:
+    return MemoryChunk(torch.zeros(2, 2, 2, 16), torch.zeros(2, 2, 2, 16), torch.tensor([4, 9]), length)
+
+
+def same_chunk(a: MemoryChunk, b: MemoryChunk) -> bool:
+    return torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values) and a.length == b.length
+
+
+# ----------------------------------------------------------------- references
+def test_signer_verifies_its_own_references_only():
+    signer = ReferenceSigner()
+    ref_id, ref = signer.new_reference()
+    assert signer.verify(ref) == ref_id
+    assert ReferenceSigner().verify(ref) is None  # another session's key
+    tampered = ref[:-3] + ("0" if ref[-3] != "0" else "1") + ref[-2:]
+    assert signer.verify(tampered) is None
+    other_id = ("f" if ref_id[0] != "f" else "e") + ref_id[1:]
+    assert signer.verify(ref.replace(ref_id, other_id)) is None  # a valid tag moved to another id
+    assert signer.verify("⟦sac:1234⟧") is None
+    with pytest.raises(ValueError):
+        ReferenceSigner(b"short")
+
+
+def test_registry_resolves_prompt_into_segments():
+    reg = MemoryRegistry()
+    a, b = fake_chunk(), fake_chunk(12)
+    ra, rb = reg.register(a), reg.register(b)
+    segs = reg.resolve(f"Context:\n{ra}\n\n{rb}{ra}\nQ: x?")
+    assert segs[0] == "Context:\n" and segs[1] is a and segs[2] == "\n\n" and segs[3] is b and segs[4] is a
+    assert segs[5] == "\nQ: x?"
+    assert reg.resolve("no refs at all") == ["no refs at all"]
+    assert reg.resolve(ra) == [a]
+    assert reg.references_in(f"x {ra} y ⟦sac:000000000000:{'0' * 32}⟧") == [ra]
+
+
+def test_lookalike_and_foreign_references_never_pull_memory():
+    reg = MemoryRegistry()
+    ra = reg.register(fake_chunk())
+    other = MemoryRegistry()
+    foreign = other.register(fake_chunk())
+    lookalikes = [foreign, f"⟦sac:000000000000:{'0' * 32}⟧", "⟦sac:abc⟧", ra[:-2] + "x⟧", ra.upper()]
+    for fake in lookalikes:
+        with pytest.raises(ForgedReferenceError):
+            reg.resolve(f"What is {fake}?")
+    literal = MemoryRegistry(on_invalid="literal")
+    rl = literal.register(fake_chunk())
+    for fake in [*lookalikes[:4], foreign]:
+        segs = literal.resolve(f"What is {fake}? {rl}")
+        assert segs[0] == f"What is {fake}? "  # kept verbatim as text
+        assert sum(isinstance(s, MemoryChunk) for s in segs) == 1  # only the one it was given
+
+
+def test_evicted_reference_is_a_clear_error_and_keys_reuse_references():
+    reg = MemoryRegistry(capacity=2)
+    first = reg.register(fake_chunk(), key="k1")
+    assert reg.register(fake_chunk(), key="k1") == first
+    reg.register(fake_chunk(), key="k2")
+    reg.register(fake_chunk(), key="k3")
+    assert len(reg) == 2
+    with pytest.raises(UnresolvableReferenceError, match="no longer held"):
+        reg.resolve(f"x {first}")
+    with pytest.raises(ValueError):
+        MemoryRegistry(on_invalid="ignore")
+
+
+# ----------------------------------------------------------------- session
+def test_attach_compresses_once_and_reports(session):
+    fresh = session.model.compress(CORPUS[:2])
+    mems, report = session.attach_with_report([CORPUS[0], CORPUS[1], CORPUS[0]])
+    for mem, expected in zip(mems, [fresh[0], fresh[1], fresh[0]]):
+        assert same_chunk(mem.chunk, expected)
+        assert session.resolve(mem.reference) == [mem.chunk]
+    assert mems[0].reference == mems[2].reference
+    assert report.passages == 3 and report.compressed + report.cached == 3
+    assert report.tokens == 2 * fresh[0].length + fresh[1].length
+    assert report.memory_bytes < report.full_kv_bytes and report.kv_bytes_saved > 0
+    f = mems[1].figures
+    assert f["sac_tokens"] == fresh[1].length and f["sac_anchors"] == fresh[1].n_anchors
+    assert f["sac_memory_bytes"] == fresh[1].nbytes and f["sac_text_bytes"] == len(CORPUS[1].encode())
+    again = session.attach([CORPUS[1]])[0]
+    assert again.figures["sac_cached"] and again.chunk is mems[1].chunk
+    with pytest.raises(ValueError, match="no text"):
+        session.attach([""])
+
+
+def test_generate_equals_model_generate_on_the_same_segments(session):
+    a, b = session.attach(CORPUS[:2])
+    prompt = f"Context:\n{a.reference}\n{b.reference}\nQuestion: who?\nAnswer:"
+    expected = session.model.generate(
+        ["Context:\n", a.chunk, "\n", b.chunk, "\nQuestion: who?\nAnswer:"], max_new_tokens=6
+    )
+    assert session.generate(prompt) == expected
+    assert "".join(session.stream(prompt)) == expected
+    with pytest.raises(ForgedReferenceError):
+        session.generate(prompt.replace(a.reference, a.reference[:-2] + "0⟧"))
+
+
+def test_stop_strings_cut_the_answer(session):
+    prompt = f"{session.attach(CORPUS[:1])[0].reference}\nAnswer:"
+    full = session.generate(prompt, max_new_tokens=12)
+    assert len(full) > 3
+    stop = full[2:4]
+    cut = full[: full.find(stop)]
+    assert session.generate(prompt, max_new_tokens=12, stop=[stop]) == cut
+    assert "".join(session.stream(prompt, max_new_tokens=12, stop=[stop, "never"])) == cut
+
+
+def test_store_memories_are_used_without_compressing():
+    session_chunks = tiny_session()
+    chunks = session_chunks.model.compress(CORPUS[:2])
+
+    class Store:
+        def __init__(self):
+            self.asked = []
+
+        def memories(self, ids):
+            self.asked.append(list(ids))
+            return [chunks[i] for i in ids]
+
+    store = Store()
+    session = tiny_session(store=store)
+    session.model = session_chunks.model
+    mems, report = session.attach_with_report([None, CORPUS[2], "ignored: the store has it"], [1, None, 0])
+    assert store.asked == [[1, 0]]
+    assert mems[0].chunk is chunks[1] and mems[2].chunk is chunks[0]
+    assert report.from_store == 2 and report.compressed == 1
+    assert "sac_text_bytes" not in mems[0].figures
+
+
+def test_async_paths_do_not_block_the_event_loop(session):
+    prompt = f"{session.attach(CORPUS[:1])[0].reference}\nAnswer:"
+    expected = session.generate(prompt)
+
+    async def streamed():
+        return "".join([p async for p in session.astream(prompt)])
+
+    with slow_model(session, 0.4):
+        text, ticks = asyncio.run(ticks_during(session.agenerate(prompt)))
+        assert text == expected and ticks >= 15
+        text, ticks = asyncio.run(ticks_during(streamed()))
+        assert text == expected and ticks >= 15
+        (mems, _), ticks = asyncio.run(ticks_during(session.aattach_with_report(["a brand new passage"])))
+        assert ticks >= 15 and mems[0].figures["sac_cached"] is False
+
+
+def test_async_stream_can_stop_early(session):
+    prompt = f"{session.attach(CORPUS[:1])[0].reference}\nAnswer:"
+
+    async def first():
+        async for piece in session.astream(prompt, max_new_tokens=20):
+            return piece
+
+    assert asyncio.run(first())
+
+
+def test_json_safe_and_hashing_embedder():
+    value = {"a": np.float32(1.5), "b": (1, np.int64(2)), 3: float("nan"), "c": object}
+    out = json_safe(value)
+    assert out["a"] == 1.5 and out["b"] == [1, 2] and out["3"] is None and isinstance(out["c"], str)
+    emb = HashingEmbedder(64)(["the brown fox", "the brown fox", "mathematics at Cambridge"])
+    assert emb.shape == (3, 64) and np.allclose(np.linalg.norm(emb, axis=1), 1)
+    assert emb[0] @ emb[1] == pytest.approx(1) and emb[0] @ emb[2] < 0.9
