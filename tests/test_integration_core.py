@@ -7,17 +7,18 @@ import asyncio
 import numpy as np
 import pytest
 import torch
-from test_integration_support import CORPUS, slow_model, ticks_during, tiny_session
+from test_integration_support import CORPUS, HashingEmbedder, slow_model, ticks_during, tiny_session
 
 from integrations.core import (
     ForgedReferenceError,
-    HashingEmbedder,
     MemoryRegistry,
     ReferenceSigner,
+    SACSession,
     UnresolvableReferenceError,
     json_safe,
 )
 from sac_rag import MemoryChunk
+from sac_rag.store import MemoryStore
 
 
 @pytest.fixture(scope="module")
@@ -132,26 +133,25 @@ def test_stop_strings_cut_the_answer(session):
     assert "".join(session.stream(prompt, max_new_tokens=12, stop=[stop, "never"])) == cut
 
 
-def test_store_memories_are_used_without_compressing():
-    session_chunks = tiny_session()
-    chunks = session_chunks.model.compress(CORPUS[:2])
-
-    class Store:
-        def __init__(self):
-            self.asked = []
-
-        def memories(self, ids):
-            self.asked.append(list(ids))
-            return [chunks[i] for i in ids]
-
-    store = Store()
-    session = tiny_session(store=store)
-    session.model = session_chunks.model
-    mems, report = session.attach_with_report([None, CORPUS[2], "ignored: the store has it"], [1, None, 0])
-    assert store.asked == [[1, 0]]
-    assert mems[0].chunk is chunks[1] and mems[2].chunk is chunks[0]
+def test_store_memories_are_used_without_compressing(session, tmp_path, monkeypatch):
+    store = MemoryStore.create(tmp_path / "store", session.model, embedder=HashingEmbedder())
+    ids = store.add(CORPUS[:2], progress=False)
+    with_store = SACSession(session.model, store=store, max_new_tokens=6)
+    calls, compress = [], session.model.compress
+    monkeypatch.setattr(
+        session.model, "compress", lambda texts, **kw: calls.append(list(texts)) or compress(texts, **kw)
+    )
+    texts = [None, CORPUS[2], "ignored: the store has it"]
+    mems, report = with_store.attach_with_report(texts, [ids[1], None, ids[0]])
+    monkeypatch.undo()
+    assert calls == [[CORPUS[2]]]  # only the passage without a store id was compressed
     assert report.from_store == 2 and report.compressed == 1
+    for mem, sid in [(mems[0], ids[1]), (mems[2], ids[0])]:
+        assert same_chunk(mem.chunk, store.memories([sid])[0])
     assert "sac_text_bytes" not in mems[0].figures
+    prompt = f"{mems[0].reference}\nAnswer:"
+    assert with_store.generate(prompt) == session.model.generate([mems[0].chunk, "\nAnswer:"], max_new_tokens=6)
+    store.close()
 
 
 def test_async_paths_do_not_block_the_event_loop(session):
@@ -184,6 +184,6 @@ def test_json_safe_and_hashing_embedder():
     value = {"a": np.float32(1.5), "b": (1, np.int64(2)), 3: float("nan"), "c": object}
     out = json_safe(value)
     assert out["a"] == 1.5 and out["b"] == [1, 2] and out["3"] is None and isinstance(out["c"], str)
-    emb = HashingEmbedder(64)(["the brown fox", "the brown fox", "mathematics at Cambridge"])
+    emb = HashingEmbedder(64).embed(["the brown fox", "the brown fox", "mathematics at Cambridge"])
     assert emb.shape == (3, 64) and np.allclose(np.linalg.norm(emb, axis=1), 1)
     assert emb[0] @ emb[1] == pytest.approx(1) and emb[0] @ emb[2] < 0.9

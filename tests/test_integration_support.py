@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import re
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 
 import helpers
+import numpy as np
 
 from integrations.core import SACSession
 
@@ -17,6 +21,23 @@ CORPUS = [
     "The lazy dog sleeps all day while the brown fox runs in the forest.",
 ]
 METADATA = [{"source": f"doc{i}.txt", "page": i, "tags": ["a", "b"]} for i in range(len(CORPUS))]
+
+
+class HashingEmbedder:
+    """Deterministic lower-cased word hashing into ``dim`` buckets, L2-normalised: texts sharing words are near."""
+
+    def __init__(self, dim: int = 128) -> None:
+        self.dim = dim
+        self.name = f"test-hashing-{dim}"
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+                out[row, h % self.dim] += 1.0
+            out[row] /= max(float(np.linalg.norm(out[row])), 1e-12)
+        return out
 
 
 def tiny_session(**kwargs) -> SACSession:

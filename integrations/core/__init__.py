@@ -1,7 +1,6 @@
-"""Framework-neutral core of the integrations: signed references, registry, session, embedders."""
+"""Framework-neutral core of the integrations: signed references, registry, session."""
 
 from integrations.core.cache import ChunkCache, text_key
-from integrations.core.embedders import Embedder, HashingEmbedder, MiniLMEmbedder, minilm_path
 from integrations.core.figures import REF_KEY, TEXT_KEY, CompressionReport, passage_figures
 from integrations.core.references import (
     ForgedReferenceError,
@@ -18,13 +17,10 @@ __all__ = [
     "TEXT_KEY",
     "ChunkCache",
     "CompressionReport",
-    "Embedder",
     "ForgedReferenceError",
-    "HashingEmbedder",
     "MemoryReferenceError",
     "MemoryRegistry",
     "MemoryStoreLike",
-    "MiniLMEmbedder",
     "PassageMemory",
     "PromptSegment",
     "ReferenceSigner",
@@ -32,7 +28,6 @@ __all__ = [
     "UnresolvableReferenceError",
     "iterate_in_thread",
     "json_safe",
-    "minilm_path",
     "passage_figures",
     "text_key",
 ]

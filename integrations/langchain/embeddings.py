@@ -1,20 +1,22 @@
-"""SACEmbeddings: a LangChain ``Embeddings`` over an offline embedder (MiniLM by default)."""
+"""SACEmbeddings: a LangChain ``Embeddings`` over a ``sac_rag.embedding`` embedder (offline MiniLM by default)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from langchain_core.embeddings import Embeddings
 
-from integrations.core.embedders import Embedder, MiniLMEmbedder
+from sac_rag.embedding import Embedder, resolve_embedder
 
 
 class SACEmbeddings(Embeddings):
-    """Wraps an :data:`Embedder` (``texts -> [n, dim]`` array); loads the packaged all-MiniLM-L6-v2 by default."""
+    """An embedder as LangChain ``Embeddings`` (``embedder`` as in :func:`sac_rag.embedding.resolve_embedder`)."""
 
-    def __init__(self, embedder: Embedder | None = None) -> None:
-        self.embedder = embedder if embedder is not None else MiniLMEmbedder()
+    def __init__(self, embedder: Embedder | Callable | str | None = None) -> None:
+        self.embedder = resolve_embedder(embedder)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embedder(texts).tolist() if texts else []
+        return self.embedder.embed(texts).tolist() if texts else []
 
     def embed_query(self, text: str) -> list[float]:
-        return self.embedder([text])[0].tolist()
+        return self.embedder.embed([text])[0].tolist()

@@ -61,7 +61,11 @@ class SACRetriever(BaseRetriever):
         return [(d, d.metadata.get("score"), self._store_id(d)) for d in docs[:k]]
 
     def _from_hits(self, hits: list) -> list[Found]:
-        return [(Document(page_content=h.text, metadata=dict(h.metadata), id=str(h.id)), h.score, h.id) for h in hits]
+        key = self.store_id_key
+        return [
+            (Document(page_content=h.text, metadata={**h.metadata, key: h.id}, id=str(h.id)), h.score, h.id)
+            for h in hits
+        ]
 
     def _search(self, query: str, k: int, run_manager: CallbackManagerForRetrieverRun) -> list[Found]:
         if self.base is None:

@@ -1,4 +1,5 @@
-"""LlamaIndex integration: :class:`SACCompressor` (node postprocessor), :class:`SACLLM`, :class:`SACEmbedding`.
+"""LlamaIndex integration: :class:`SACCompressor` (node postprocessor), :class:`SACLLM`, :class:`SACEmbedding`,
+:class:`SACStoreRetriever` (over a ``sac_rag.store.MemoryStore``).
 
 Typical use::
 
@@ -13,5 +14,6 @@ from integrations.core.session import SACSession
 from integrations.llama_index.embedding import SACEmbedding
 from integrations.llama_index.llm import SACLLM
 from integrations.llama_index.postprocessor import SACCompressor
+from integrations.llama_index.retriever import SACStoreRetriever
 
-__all__ = ["SACLLM", "SACCompressor", "SACEmbedding", "SACSession"]
+__all__ = ["SACLLM", "SACCompressor", "SACEmbedding", "SACSession", "SACStoreRetriever"]

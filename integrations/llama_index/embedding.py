@@ -1,36 +1,40 @@
-"""SACEmbedding: a LlamaIndex embedding model over an offline embedder (MiniLM by default)."""
+"""SACEmbedding: a LlamaIndex embedding model over a ``sac_rag.embedding`` embedder (offline MiniLM by default)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from pydantic import PrivateAttr
 
-from integrations.core.embedders import Embedder, MiniLMEmbedder
+from sac_rag.embedding import Embedder, resolve_embedder
 
 
 class SACEmbedding(BaseEmbedding):
-    """Wraps an :data:`Embedder` (``texts -> [n, dim]`` array) as a LlamaIndex ``BaseEmbedding``.
+    """An embedder as a LlamaIndex ``BaseEmbedding``.
 
-    ``SACEmbedding()`` loads the packaged all-MiniLM-L6-v2 (offline); pass ``embedder=`` for another,
-    e.g. :class:`integrations.core.HashingEmbedder` in tests. Async methods run in a worker thread.
+    ``embedder`` is anything :func:`sac_rag.embedding.resolve_embedder` takes: None for the packaged
+    all-MiniLM-L6-v2 (offline), a sentence-transformers name or path, an ``Embedder``, or a callable
+    ``texts -> [n, dim]``. The same embedder a :class:`~sac_rag.store.MemoryStore` uses fits here.
+    Async methods run in a worker thread.
     """
 
     _embedder: Embedder = PrivateAttr()
 
-    def __init__(self, embedder: Embedder | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("model_name", type(embedder).__name__ if embedder is not None else "all-MiniLM-L6-v2")
+    def __init__(self, embedder: Embedder | Callable | str | None = None, **kwargs: Any) -> None:
+        resolved = resolve_embedder(embedder)
+        kwargs.setdefault("model_name", resolved.name)
         super().__init__(**kwargs)
-        self._embedder = embedder if embedder is not None else MiniLMEmbedder()
+        self._embedder = resolved
 
     @classmethod
     def class_name(cls) -> str:
         return "SACEmbedding"
 
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
-        return self._embedder(texts).tolist()
+        return self._embedder.embed(texts).tolist()
 
     def _get_text_embedding(self, text: str) -> Embedding:
         return self._get_text_embeddings([text])[0]

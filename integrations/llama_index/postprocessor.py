@@ -10,6 +10,7 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from integrations.core.figures import TEXT_KEY, CompressionReport
 from integrations.core.session import PassageMemory, SACSession
+from integrations.llama_index.retriever import STORE_ID_KEY
 
 
 class SACCompressor(BaseNodePostprocessor):
@@ -24,7 +25,7 @@ class SACCompressor(BaseNodePostprocessor):
     """
 
     keep_text: bool = Field(default=True, description="Keep the original text in metadata (hidden from the LLM).")
-    store_id_key: str = Field(default="sac_id", description="Node metadata key holding a memory-store id.")
+    store_id_key: str = Field(default=STORE_ID_KEY, description="Node metadata key holding a memory-store id.")
 
     _session: SACSession = PrivateAttr()
     _last_report: CompressionReport | None = PrivateAttr(default=None)
