@@ -179,6 +179,19 @@ class MemoryStore:
             store._rebuild()
         return store
 
+    @classmethod
+    def open_or_create(
+        cls,
+        path: str | Path,
+        model,
+        embedder: Embedder | Callable | str | None = None,
+        memory_dtype: torch.dtype | str = torch.bfloat16,
+    ) -> MemoryStore:
+        """Open the store at ``path`` if there is one (``memory_dtype`` is then the stored one), else create it."""
+        if (Path(path) / MANIFEST).is_file():
+            return cls.open(path, model, embedder)
+        return cls.create(path, model, embedder, memory_dtype)
+
     def _mismatches(self) -> list[str]:
         found = []
         stored_fp = self._manifest.meta("fingerprint")
@@ -504,7 +517,10 @@ class MemoryStore:
         return [rows[i] for i in wanted]
 
     def memories(self, ids: Sequence[int]) -> list[MemoryChunk]:
-        """The memory chunks of passages, in order: views of the mapped shards (dequantised copies for int8)."""
+        """The memory chunks of passages, in order: views of the mapped shards (dequantised copies for int8).
+
+        Each chunk's ``meta["stored_nbytes"]`` is the bytes it takes in its shard.
+        """
         with self._manifest.snapshot():
             passages = self.get(ids)
             memory_rows = self._manifest.memory_rows([p.hash for p in passages])
@@ -516,9 +532,8 @@ class MemoryStore:
             raw = self._raw_tensors(row)
             keys, values = decode_kv({name.rsplit(".", 1)[1]: t for name, t in raw.items()})
             positions = raw[f"{row.hash}.pos"]
-            chunks.append(
-                MemoryChunk(keys, values, positions, row.length, row.pos_offset, self.fingerprint, dict(row.meta))
-            )
+            meta = {**row.meta, "stored_nbytes": row.nbytes}
+            chunks.append(MemoryChunk(keys, values, positions, row.length, row.pos_offset, self.fingerprint, meta))
         return chunks
 
     def _raw_tensors(self, row: MemoryRow) -> dict[str, torch.Tensor]:

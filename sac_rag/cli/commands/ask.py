@@ -1,0 +1,52 @@
+"""``sac-rag ask QUESTION --store DIR``: answer from the stored memories of the nearest passages."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def register(sub) -> None:
+    p = sub.add_parser("ask", help="answer a question from a store's passage memories")
+    p.add_argument("question")
+    p.add_argument("--store", required=True, help="store directory")
+    p.add_argument("-k", type=int, default=5, help="passages to retrieve (default 5)")
+    p.add_argument("--model", default=None, help="the SAC checkpoint/base model the store was built with")
+    p.add_argument("--embedder", default=None, help="embedder (default: the one the store was built with)")
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--stream", action="store_true", help="print the answer while it is generated")
+    p.add_argument("--raw-text", action="store_true", help="answer from the passages as plain text instead")
+    p.add_argument("--json", action="store_true", help="print one JSON object (answer, sources, figures)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sac_rag.pipeline import SACRAG, load_model
+    from sac_rag.pipeline.report import format_figures, format_sources
+    from sac_rag.store import MemoryStore
+
+    if args.k < 1:
+        raise ValueError(f"-k must be at least 1, got {args.k}")
+    MemoryStore.open(args.store).close()  # a bad store path fails before the model loads
+    model = load_model(args.model)
+    with MemoryStore.open(args.store, model, args.embedder) as store:
+        rag = SACRAG(store, max_new_tokens=args.max_new_tokens)
+        if args.stream and not args.json:
+            for piece in rag.stream(args.question, args.k, raw_text=args.raw_text):
+                print(piece, end="", flush=True)
+            print()
+            result = rag.last_result
+        else:
+            result = rag.query(args.question, args.k, raw_text=args.raw_text)
+            if not args.json:
+                print(result.answer.strip())
+    if args.json:
+        sources = [{"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata} for h in result.sources]
+        json.dump({"answer": result.answer, "sources": sources, "figures": result.figures.to_dict()}, sys.stdout)
+        print()
+    else:
+        print("sources:")
+        print(format_sources(result))
+        print(format_figures(result.figures))
+    return 0

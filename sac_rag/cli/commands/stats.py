@@ -1,0 +1,27 @@
+"""``sac-rag stats --store DIR``: counts, sizes and compression figures of a store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub) -> None:
+    p = sub.add_parser("stats", help="show a store's counts, sizes and compression figures")
+    p.add_argument("--store", required=True)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sac_rag.store import MemoryStore
+
+    with MemoryStore.open(args.store) as store:
+        stats = store.stats()
+    if args.json:
+        print(json.dumps(stats))
+    else:
+        width = max(map(len, stats))
+        for key, value in stats.items():
+            print(f"{key:<{width}}  {value:.1f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    return 0

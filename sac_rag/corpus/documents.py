@@ -1,0 +1,67 @@
+"""Read documents from .txt, .md and .jsonl files (directories are searched for them)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SUFFIXES = (".txt", ".md", ".jsonl")
+
+
+@dataclass
+class Document:
+    """One document: its text, where it came from, and metadata to carry onto its passages."""
+
+    text: str
+    source: str
+    metadata: dict = field(default_factory=dict)
+
+
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start})") from e
+
+
+def _jsonl(path: Path) -> list[Document]:
+    docs = []
+    for n, line in enumerate(_read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n}: not JSON ({e.msg})") from e
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise ValueError(f'{path}:{n}: each line must be a JSON object with a "text" string')
+        meta = {k: v for k, v in record.items() if k != "text"}
+        docs.append(Document(record["text"], f"{path}:{n}", meta))
+    return docs
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    if path.suffix.lower() not in SUFFIXES:
+        raise ValueError(f"{path}: unsupported file type (use {', '.join(SUFFIXES)})")
+    return [path]
+
+
+def read_documents(paths: list[str | Path]) -> list[Document]:
+    """Every document in ``paths``; all files are read (and checked) before any is returned."""
+    docs: list[Document] = []
+    for given in paths:
+        files = _files(Path(given))
+        if not files:
+            raise ValueError(f"{given}: no {', '.join(SUFFIXES)} files in this directory")
+        for file in files:
+            if file.suffix.lower() == ".jsonl":
+                docs.extend(_jsonl(file))
+            else:
+                docs.append(Document(_read_text(file), str(file)))
+    return docs

@@ -1,0 +1,145 @@
+"""SACRAG: question -> retrieved passages -> their stored SAC memories composed -> answer, with figures."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from sac_rag.memory.chunk import MemoryChunk
+from sac_rag.store import Hit, MemoryStore
+from sac_rag.store.store import kv_shape
+from sac_rag.store.validate import check_query
+
+
+@dataclass
+class Figures:
+    """What answering one question took.
+
+    ``passage_tokens``: tokens the retrieved passages hold; ``prefilled_tokens``: tokens the decoder
+    actually ran before answering (the question alone with SAC, passages + question from raw text);
+    ``anchors``: anchor K/V rows composed; ``bytes_read``: memory bytes read from the store;
+    ``full_kv_bytes``: a full KV cache of the passages' tokens in the model's dtype (built from
+    scratch for every raw-text question; never built with SAC).
+    ``prefill_s`` runs until the first answer piece, ``decode_s`` from there to the end.
+    """
+
+    mode: str
+    passages: int = 0
+    passage_tokens: int = 0
+    prefilled_tokens: int = 0
+    anchors: int = 0
+    bytes_read: int = 0
+    full_kv_bytes: int = 0
+    answer_tokens: int = 0
+    retrieval_s: float = 0.0
+    load_s: float = 0.0
+    compose_s: float = 0.0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+
+    @property
+    def total_s(self) -> float:
+        return self.retrieval_s + self.load_s + self.compose_s + self.prefill_s + self.decode_s
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "total_s": self.total_s}
+
+
+@dataclass
+class RAGResult:
+    """An answer, the passages it was drawn from (best first) and the figures of the run."""
+
+    answer: str
+    sources: list[Hit]
+    figures: Figures = field(repr=False)
+
+
+class SACRAG:
+    """Retrieval-augmented answering over a :class:`MemoryStore` of SAC memories.
+
+    ``query`` answers from the stored memories of the top ``k`` passages (or, with
+    ``raw_text=True``, from the same passages as plain text, for comparison); ``stream`` yields the
+    answer in pieces and leaves the full result in :attr:`last_result`.
+    """
+
+    def __init__(self, store: MemoryStore, model=None, *, max_new_tokens: int = 64) -> None:
+        self.store = store
+        self.model = model if model is not None else store.model
+        if self.model is None:
+            raise ValueError("SACRAG needs the SACModel the store was built with")
+        if self.model.fingerprint != store.fingerprint:
+            raise ValueError(
+                f"the store's memories come from compressor {store.fingerprint}, the model is {self.model.fingerprint}"
+            )
+        self.max_new_tokens = max_new_tokens
+        self.last_result: RAGResult | None = None
+
+    def query(
+        self, question: str, k: int = 5, *, raw_text: bool = False, max_new_tokens: int | None = None
+    ) -> RAGResult:
+        """Answer ``question`` from the ``k`` passages nearest to it."""
+        for _ in self.stream(question, k, raw_text=raw_text, max_new_tokens=max_new_tokens):
+            pass
+        return self.last_result
+
+    def stream(
+        self, question: str, k: int = 5, *, raw_text: bool = False, max_new_tokens: int | None = None
+    ) -> Iterator[str]:
+        """Yield the answer in text pieces as it is generated; then :attr:`last_result` holds the result."""
+        check_query(question)
+        if len(self.store) == 0:
+            raise ValueError(f"the store {self.store.path} is empty: index some passages first")
+        figures = Figures(mode="raw_text" if raw_text else "sac")
+        t0 = time.perf_counter()
+        sources = self.store.search(question, k)
+        figures.retrieval_s = time.perf_counter() - t0
+        figures.passages = len(sources)
+        if raw_text:
+            prompt, memories = self._raw_prompt(question, sources, figures), None
+        else:
+            prompt, memories = question, self._memories(sources, figures)
+        t0 = time.perf_counter()
+        segments = self.model.build_prompt(prompt, memories)
+        figures.compose_s = time.perf_counter() - t0
+        figures.prefilled_tokens = sum(len(s) for s in segments if isinstance(s, list))
+        pieces: list[str] = []
+        t0 = time.perf_counter()
+        for piece in self.model.stream(prompt, memories, max_new_tokens=self._n(max_new_tokens)):
+            if not pieces:
+                figures.prefill_s, t0 = time.perf_counter() - t0, time.perf_counter()
+            pieces.append(piece)
+            yield piece
+        elapsed = time.perf_counter() - t0
+        if pieces:
+            figures.decode_s = elapsed
+        else:
+            figures.prefill_s = elapsed
+        answer = "".join(pieces)
+        figures.answer_tokens = len(self.model.tokenizer(answer, add_special_tokens=False)["input_ids"])
+        self.last_result = RAGResult(answer, sources, figures)
+
+    def _n(self, max_new_tokens: int | None) -> int:
+        return self.max_new_tokens if max_new_tokens is None else max_new_tokens
+
+    def _memories(self, sources: list[Hit], figures: Figures) -> list[MemoryChunk]:
+        t0 = time.perf_counter()
+        memories = self.store.memories([h.id for h in sources])
+        figures.load_s = time.perf_counter() - t0
+        figures.passage_tokens = sum(m.length for m in memories)
+        figures.anchors = sum(m.n_anchors for m in memories)
+        figures.bytes_read = sum(m.meta.get("stored_nbytes", m.nbytes) for m in memories)
+        figures.full_kv_bytes = sum(m.full_kv_nbytes(self.model.dtype) for m in memories)
+        return memories
+
+    def _raw_prompt(self, question: str, sources: list[Hit], figures: Figures) -> list[str]:
+        """The official context and question sequences, with the passages as text joined by a blank line."""
+        config = self.model.config
+        passages = "\n\n".join(h.text for h in sources)
+        figures.passage_tokens = len(self.model.tokenizer(passages, add_special_tokens=False)["input_ids"])
+        layers, heads, head_dim = kv_shape(self.model.base_model.config)
+        elem = torch.empty((), dtype=self.model.dtype).element_size()
+        figures.full_kv_bytes = 2 * layers * heads * head_dim * elem * figures.passage_tokens
+        return [config.context_prefix, passages, config.question_prefix, question, config.answer_prefix]
