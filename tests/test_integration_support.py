@@ -90,3 +90,21 @@ async def ticks_during(coro, period: float = 0.01) -> tuple[object, int]:
     finally:
         stop.set()
         await task
+
+
+def expected_answer(model, prompt: str, ref_texts: dict[str, str], max_new_tokens: int) -> str:
+    """What ``model.generate`` answers to ``prompt`` with each reference replaced by a fresh compression of its text.
+
+    Independent of the registry: references are found by exact string match and re-compressed.
+    """
+    pattern = re.compile("|".join(map(re.escape, ref_texts)))
+    segments, pos = [], 0
+    for m in pattern.finditer(prompt):
+        if m.start() > pos:
+            segments.append(prompt[pos : m.start()])
+        segments.append(model.compress([ref_texts[m.group()]])[0])
+        pos = m.end()
+    if pos < len(prompt):
+        segments.append(prompt[pos:])
+    assert any(not isinstance(s, str) for s in segments), "the prompt holds no reference"
+    return model.generate(segments, max_new_tokens=max_new_tokens)

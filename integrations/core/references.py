@@ -24,8 +24,12 @@ LOOKALIKE = re.compile(r"⟦\s*sac\s*:[^⟦⟧]{0,200}⟧", re.IGNORECASE)
 _STRICT = re.compile(rf"⟦sac:([0-9a-f]{{{ID_HEX}}}):([0-9a-f]{{{TAG_HEX}}})⟧")
 
 
-class MemoryReferenceError(ValueError):
-    """A memory reference in a prompt cannot be used."""
+class MemoryReferenceError(LookupError):
+    """A memory reference in a prompt cannot be used.
+
+    Deliberately not a ``ValueError``: LlamaIndex's response synthesizers catch ``ValueError`` and
+    answer "Empty Response", which would hide a forged or stale reference.
+    """
 
 
 class ForgedReferenceError(MemoryReferenceError):

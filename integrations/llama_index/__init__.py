@@ -12,8 +12,8 @@ Typical use::
 
 from integrations.core.session import SACSession
 from integrations.llama_index.embedding import SACEmbedding
-from integrations.llama_index.llm import SACLLM
+from integrations.llama_index.llm import SACLLM, SACGenerationError
 from integrations.llama_index.postprocessor import SACCompressor
 from integrations.llama_index.retriever import SACStoreRetriever
 
-__all__ = ["SACLLM", "SACCompressor", "SACEmbedding", "SACSession", "SACStoreRetriever"]
+__all__ = ["SACLLM", "SACCompressor", "SACEmbedding", "SACGenerationError", "SACSession", "SACStoreRetriever"]

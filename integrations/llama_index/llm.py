@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from llama_index.core.base.llms.generic_utils import (
@@ -23,6 +24,19 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.custom import CustomLLM
 
 from integrations.core.session import SACSession
+
+
+class SACGenerationError(RuntimeError):
+    """The model refused a prompt (e.g. memory from another compressor), raised so LlamaIndex cannot hide it."""
+
+
+@contextmanager
+def _surfaced() -> Iterator[None]:
+    # LlamaIndex's Refine synthesizer turns ValueError into "Empty Response": re-raise as RuntimeError.
+    try:
+        yield
+    except ValueError as e:
+        raise SACGenerationError(str(e)) from e
 
 
 class SACLLM(CustomLLM):
@@ -68,7 +82,8 @@ class SACLLM(CustomLLM):
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        text = self._session.generate(self._prompt(prompt, formatted), max_new_tokens=self.max_new_tokens)
+        with _surfaced():
+            text = self._session.generate(self._prompt(prompt, formatted), max_new_tokens=self.max_new_tokens)
         return CompletionResponse(text=text)
 
     @llm_completion_callback()
@@ -77,15 +92,17 @@ class SACLLM(CustomLLM):
 
         def gen() -> CompletionResponseGen:
             text = ""
-            for delta in pieces:
-                text += delta
-                yield CompletionResponse(text=text, delta=delta)
+            with _surfaced():
+                for delta in pieces:
+                    text += delta
+                    yield CompletionResponse(text=text, delta=delta)
 
         return gen()
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        text = await self._session.agenerate(self._prompt(prompt, formatted), max_new_tokens=self.max_new_tokens)
+        with _surfaced():
+            text = await self._session.agenerate(self._prompt(prompt, formatted), max_new_tokens=self.max_new_tokens)
         return CompletionResponse(text=text)
 
     @llm_completion_callback()
@@ -94,9 +111,10 @@ class SACLLM(CustomLLM):
 
         async def gen() -> CompletionResponseAsyncGen:
             text = ""
-            async for delta in pieces:
-                text += delta
-                yield CompletionResponse(text=text, delta=delta)
+            with _surfaced():
+                async for delta in pieces:
+                    text += delta
+                    yield CompletionResponse(text=text, delta=delta)
 
         return gen()
 
