@@ -46,14 +46,21 @@ class MemoryDecoder:
             embeds = torch.where(is_lm[:, None], self.lm_embedding.to(embeds.dtype), embeds)
         return embeds
 
-    def _forward(self, embeds: torch.Tensor, positions: list[int], cache: DynamicCache) -> torch.Tensor:
+    def _hidden(self, embeds: torch.Tensor, positions: list[int], cache: DynamicCache) -> torch.Tensor:
         pos = torch.tensor([positions], device=embeds.device)
         with self.decoder_mode():
-            hidden = self.transformer(inputs_embeds=embeds[None], position_ids=pos, cache=cache, use_cache=True)
-            return self.lm_head(hidden.last_hidden_state[:, -1]).float()[0]
+            out = self.transformer(inputs_embeds=embeds[None], position_ids=pos, cache=cache, use_cache=True)
+            return out.last_hidden_state[0]
 
-    def prefill(self, segments: list[Segment]) -> tuple[DynamicCache, torch.Tensor, int]:
-        """Build the cache for a prompt; return it, the last position's logits, and the next position id."""
+    def _forward(self, embeds: torch.Tensor, positions: list[int], cache: DynamicCache) -> torch.Tensor:
+        return self.lm_head(self._hidden(embeds, positions, cache)[-1]).float()
+
+    def run(self, segments: list[Segment]) -> tuple[DynamicCache, torch.Tensor, Feed]:
+        """Run the decoder over a prompt (differentiable unless the caller disables grad).
+
+        Returns the filled cache, the final hidden states of the last text/[LM] feed
+        (``[len(feed.items), hidden]``, before the LM head) and that feed.
+        """
         steps = layout(segments)
         if not steps:
             raise ValueError("the prompt is empty: give text or memories to decode from")
@@ -62,16 +69,20 @@ class MemoryDecoder:
         device = self.lm_embedding.device
         dtype = self.lm_embedding.dtype
         cache = DynamicCache()
-        logits = None
+        hidden = None
         for seg, position in steps:
             if isinstance(seg, MemoryChunk):
                 placed = place(seg, position, self.shifter, dtype, device)
                 for layer in range(placed.keys.shape[0]):
                     cache.update(placed.keys[layer][None], placed.values[layer][None], layer)
             else:
-                logits = self._forward(self._embed_feed(seg, device), seg.positions, cache)
-        last_feed = steps[-1][0]
-        return cache, logits, last_feed.positions[-1] + 1
+                hidden = self._hidden(self._embed_feed(seg, device), seg.positions, cache)
+        return cache, hidden, steps[-1][0]
+
+    def prefill(self, segments: list[Segment]) -> tuple[DynamicCache, torch.Tensor, int]:
+        """Build the cache for a prompt; return it, the last position's logits, and the next position id."""
+        cache, hidden, last_feed = self.run(segments)
+        return cache, self.lm_head(hidden[-1]).float(), last_feed.positions[-1] + 1
 
     @torch.inference_mode()
     def greedy(self, segments: list[Segment], max_new_tokens: int, stop_ids: set[int]) -> Iterator[int]:

@@ -1,0 +1,75 @@
+"""``sac-rag train``: train a SAC compressor (stage ``lm`` or ``qa``) or the Full-FT reference.
+
+Re-running the same command on the same ``--output`` resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+from pathlib import Path
+
+HELP = {
+    "task": "sac: a SAC compressor; fullft: the raw-context LoRA reference",
+    "stage": "lm: continuation pretraining on plain text; qa: QA fine-tuning",
+    "train_files": "QA files (MRQA .jsonl(.gz), SQuAD .json) or, for --stage lm, .txt files too",
+    "init_checkpoint": "start from this SAC checkpoint (e.g. the stage-1 output's final/)",
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _type(annotation) -> type:
+    """The argparse type of a TrainConfig field (annotations are strings: ``int``, ``float | None``, ...)."""
+    text = str(annotation)
+    return float if "float" in text else int if text.startswith("int") else str
+
+
+def register(sub) -> None:
+    from sac_rag.training.config import TrainConfig
+
+    p = sub.add_parser("train", help="train a SAC compressor or the Full-FT reference (resumable)")
+    p.add_argument("--output", "-o", required=True, help="run directory (checkpoints, metrics.jsonl, final/)")
+    p.add_argument("--config", help="a train_config.json to start from (flags override it)")
+    defaults = TrainConfig.__dataclass_fields__
+    for f in fields(TrainConfig):
+        if f.name in ("output_dir",):
+            continue
+        if f.name == "train_files":
+            p.add_argument("--train-files", nargs="+", help=HELP[f.name])
+            continue
+        kind = _type(f.type)
+        default = defaults[f.name].default
+        p.add_argument(_flag(f.name), type=kind, default=None, help=HELP.get(f.name, f"default: {default}"))
+    p.add_argument("--checkpoint-every", type=int, default=None, help="also checkpoint every N steps")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sac_rag.training.config import CONFIG_NAME, TrainConfig
+    from sac_rag.training.pipeline import train
+
+    out = Path(args.output)
+    values: dict = {}
+    if args.config:
+        values.update(json.loads(Path(args.config).read_text(encoding="utf-8")))
+    elif (out / CONFIG_NAME).is_file():
+        values.update(TrainConfig.load(out).to_dict())  # resuming: the saved run's settings
+    for f in fields(TrainConfig):
+        v = getattr(args, f.name, None)
+        if v is not None:
+            values[f.name] = v
+    values["output_dir"] = str(out)
+    cfg = TrainConfig.from_dict(values)
+    if (out / CONFIG_NAME).is_file():
+        changed = cfg.same_run(TrainConfig.load(out))
+        if changed:
+            print(f"refusing to resume {out}: {changed} differ from the saved run (use a new --output)")
+            return 2
+    result = train(cfg, checkpoint_every=args.checkpoint_every)
+    print(f"trained {result.state.step} steps ({result.state.examples} examples) in {result.state.elapsed_s:.0f}s")
+    print(f"model: {result.final_dir}")
+    return 0

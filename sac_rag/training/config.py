@@ -1,0 +1,94 @@
+"""TrainConfig: everything that defines a training run (saved as ``train_config.json`` in the run directory)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from sac_rag.io import atomic_write_text
+
+CONFIG_NAME = "train_config.json"
+TASKS = ("sac", "fullft")
+STAGES = ("qa", "lm")
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one training run.
+
+    ``task`` is ``sac`` (train a SAC compressor) or ``fullft`` (the raw-context LoRA reference).
+    ``stage`` is ``lm`` (continuation pretraining from plain text) or ``qa`` (QA fine-tuning).
+    A step is one optimizer update over ``grad_accum`` examples (batch size 1 each, as the official code).
+    """
+
+    output_dir: str
+    task: str = "sac"
+    stage: str = "qa"
+    train_files: list[str] = field(default_factory=list)
+    base_model: str | None = None  # None: the library's default base
+    init_checkpoint: str | None = None  # start from a saved SAC checkpoint (e.g. stage 1's output)
+    ratio: int = 5
+    lora_rank: int = 32
+    lora_alpha: float = 64.0
+    steps: int = 100
+    grad_accum: int = 4
+    lr: float = 3e-4  # LoRA
+    embedding_lr: float = 1e-3  # anchor and special embeddings
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    min_lr_ratio: float = 0.1  # cosine decay to lr * min_lr_ratio
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    max_distractors: int = 2  # each QA example: gold passage + 0..max_distractors random other passages
+    max_passage_tokens: int = 400  # longer passages are cut (keeps CPU steps bounded)
+    lm_max_tokens: int = 256  # stage 1: text tokens per example, first half compressed
+    distill_weight: float = 0.0  # >0: add KL(teacher || student) on the target tokens, teacher = base on raw context
+    distill_temperature: float = 1.0
+    eval_size: int = 32  # held-out questions (whole contexts held out of the train files)
+    eval_every: int = 25
+    eval_generate: int = 0  # also greedy EM/F1 on this many held-out questions at each eval
+    checkpoint_minutes: float = 5.0
+    max_minutes: float | None = None  # stop (with a checkpoint and the final model) after this wall time
+    precision: str = "fp32"  # or bf16 (autocast)
+    device: str | None = None  # None: cuda if available, else cpu
+    threads: int | None = None
+    limit_examples: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {STAGES}, got {self.stage!r}")
+        if self.task == "fullft" and self.stage != "qa":
+            raise ValueError("the Full-FT reference trains on QA only (stage 'qa')")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, got {self.precision!r}")
+        if self.steps < 1 or self.grad_accum < 1:
+            raise ValueError("steps and grad_accum must be >= 1")
+        if not self.train_files:
+            raise ValueError("no train_files given")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys: {sorted(unknown)}")
+        return cls(**d)
+
+    def save(self, directory: str | Path) -> None:
+        atomic_write_text(Path(directory) / CONFIG_NAME, json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> TrainConfig:
+        return cls.from_dict(json.loads((Path(directory) / CONFIG_NAME).read_text(encoding="utf-8")))
+
+    def same_run(self, other: TrainConfig) -> list[str]:
+        """Fields that differ from ``other`` and would change the trajectory (run-control fields excluded)."""
+        control = {"max_minutes", "checkpoint_minutes", "threads", "device", "output_dir"}
+        a, b = self.to_dict(), other.to_dict()
+        return sorted(k for k in a if k not in control and a[k] != b[k])

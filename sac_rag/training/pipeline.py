@@ -1,0 +1,66 @@
+"""Build a run from a :class:`TrainConfig`: data, device, model and task; then train."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from sac_rag.config import SACConfig
+from sac_rag.home import DEFAULT_BASE_MODEL, resolve_model_path
+from sac_rag.model import SACModel
+from sac_rag.training.config import TrainConfig
+from sac_rag.training.data import QAPool, TextPool, load_examples, load_texts
+from sac_rag.training.tasks import FullFTTask, SACTask, Task
+from sac_rag.training.trainer import Trainer, TrainResult
+
+
+def pick_device(name: str | None) -> torch.device:
+    """``name``, or CUDA when available, else CPU."""
+    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+def load_pool(cfg: TrainConfig) -> QAPool | TextPool:
+    """The run's data: QA examples (stage ``qa``) or plain texts (stage ``lm``) from ``cfg.train_files``."""
+    if cfg.stage == "qa":
+        examples = load_examples(cfg.train_files, cfg.limit_examples)
+        return QAPool(examples, seed=cfg.seed, eval_size=cfg.eval_size, max_distractors=cfg.max_distractors)
+    texts = [t for path in cfg.train_files for t in load_texts(path)]
+    texts = list(dict.fromkeys(texts))[: cfg.limit_examples or None]
+    return TextPool(texts, seed=cfg.seed, eval_size=cfg.eval_size)
+
+
+def _sac_config(cfg: TrainConfig) -> SACConfig:
+    return SACConfig(ratio=cfg.ratio, lora_rank=cfg.lora_rank, lora_alpha=cfg.lora_alpha)
+
+
+def build_task(cfg: TrainConfig, device: torch.device) -> Task:
+    """The model to train, in fp32 master weights (``precision='bf16'`` autocasts the compute)."""
+    torch.manual_seed(cfg.seed)  # the fresh SAC embeddings and LoRA A are random
+    base = cfg.base_model or DEFAULT_BASE_MODEL
+    if cfg.task == "fullft":
+        path = resolve_model_path(base)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa").to(device)
+        config = _sac_config(cfg)
+        config.base_model = base
+        return FullFTTask(model.eval(), AutoTokenizer.from_pretrained(path), config)
+    if cfg.init_checkpoint:
+        model = SACModel.from_pretrained(cfg.init_checkpoint, base=cfg.base_model, dtype=torch.float32, device=device)
+    else:
+        model = SACModel.from_base(base, _sac_config(cfg), dtype=torch.float32, device=device)
+    return SACTask(
+        model,
+        max_distractor_tokens=cfg.max_passage_tokens,
+        lm_max_tokens=cfg.lm_max_tokens,
+        distill_weight=cfg.distill_weight,
+        distill_temperature=cfg.distill_temperature,
+    )
+
+
+def train(cfg: TrainConfig, task: Task | None = None, **run_kwargs) -> TrainResult:
+    """Train as ``cfg`` says (``task`` overrides the model built from it, e.g. a tiny one in tests)."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    pool = load_pool(cfg)
+    task = task or build_task(cfg, device)
+    return Trainer(cfg, task, pool, device).run(**run_kwargs)

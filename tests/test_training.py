@@ -1,0 +1,174 @@
+"""Training pipeline on the tiny random model: loss goes down, resume is exact, QA loss masks all but the answer."""
+
+import json
+
+import pytest
+import torch
+from helpers import sac_model
+from tiny import CORPUS, tiny_tokenizer
+
+from sac_rag.data import MalformedRecord
+from sac_rag.memory.compose import LM
+from sac_rag.training import TrainConfig, train
+from sac_rag.training.data import QAPool, QASample, load_examples, load_texts
+from sac_rag.training.objectives import IGNORE, shifted
+from sac_rag.training.tasks import SACTask, answer_ids
+from sac_rag.training.trainer import Interrupted
+
+FACTS = [
+    ("Paris is the capital of France.", "What is the capital of France?", "Paris"),
+    ("Alan Turing was born in 1912 in London.", "When was Turing born?", "1912"),
+    ("The quick brown fox jumps over the lazy dog.", "What does the fox jump over?", "the lazy dog"),
+    ("Alan Turing studied mathematics at Cambridge.", "Where did Turing study?", "Cambridge"),
+    ("Semantic anchor compression keeps every fifth token.", "What keeps every fifth token?", "compression"),
+    ("The lazy dog sleeps in London.", "Where does the dog sleep?", "London"),
+]
+
+
+def write_mrqa(path, facts=FACTS):
+    lines = [json.dumps({"header": {"dataset": "Toy", "split": "train"}})]
+    for i, (ctx, q, a) in enumerate(facts):
+        lines.append(
+            json.dumps({"context": ctx, "qas": [{"qid": f"q{i}", "question": q + " [MASK].", "answers": [a]}]})
+        )
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def config(tmp_path, **kw):
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    base = dict(
+        output_dir=str(tmp_path / "run"),
+        train_files=[str(write_mrqa(tmp_path / "toy.jsonl"))],
+        steps=12,
+        grad_accum=2,
+        lr=3e-3,
+        embedding_lr=3e-3,
+        warmup_steps=2,
+        eval_size=1,
+        eval_every=6,
+        max_distractors=1,
+        seed=0,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def task(**kw):
+    return SACTask(sac_model(rank=4), **kw)
+
+
+def _losses(run_dir, kind="train", key="loss"):
+    return [
+        json.loads(line)[key]
+        for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line)["kind"] == kind
+    ]
+
+
+def test_few_steps_lower_the_loss(tmp_path):
+    cfg = config(tmp_path, steps=16, max_distractors=0, lr=5e-2, embedding_lr=5e-2)
+    result = train(cfg, task=task())
+    losses = _losses(tmp_path / "run")
+    assert len(losses) == 16
+    assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.1  # a random tiny decoder is near-uniform: small but clear
+    assert (result.final_dir / "sac_config.json").is_file()
+    assert (tmp_path / "run" / "loss.png").is_file()
+    assert len(_losses(tmp_path / "run", "eval", "eval_loss")) == 3  # steps 6, 12 and the last
+
+
+def test_only_sac_parameters_change(tmp_path):
+    t = task()
+    base = {n: p.detach().clone() for n, p in t.model.base_model.named_parameters() if "lora_" not in n}
+    sac = {n: p.detach().clone() for n, p in t.parameters().items()}
+    train(config(tmp_path, steps=3), task=t)
+    for n, p in t.model.base_model.named_parameters():
+        if "lora_" not in n:
+            assert torch.equal(p, base[n]), n
+    unchanged = [n for n, p in t.parameters().items() if torch.equal(p, sac[n])]
+    # the last layer's q_proj only shapes hidden states the compressor throws away: it gets no gradient
+    assert unchanged == [n for n in sac if "layers.1.self_attn.q_proj" in n]
+
+
+def test_resume_continues_the_same_trajectory(tmp_path):
+    full = train(config(tmp_path / "a", steps=6, eval_every=3), task=task(), checkpoint_every=100)
+    cfg = config(tmp_path / "b", steps=6, eval_every=3)
+    with pytest.raises(Interrupted):
+        train(cfg, task=task(), checkpoint_every=3, interrupt_after=4)  # killed after step 4, checkpoint at 3
+    resumed = train(cfg, task=task())  # a fresh process would rebuild the same untrained model
+    assert resumed.state.step == full.state.step == 6
+    a, b = _losses(tmp_path / "a" / "run"), _losses(tmp_path / "b" / "run")
+    assert len(a) == len(b) == 6
+    assert a == pytest.approx(b, abs=1e-6)
+    ta, tb = task(), task()
+    ta.load(full.final_dir)
+    tb.load(resumed.final_dir)
+    for (n, p), q in zip(ta.parameters().items(), tb.parameters().values()):
+        assert torch.allclose(p, q, atol=1e-6), n
+
+
+def test_qa_loss_masks_everything_but_the_answer():
+    tok = tiny_tokenizer()
+    t = task()
+    sample = QASample("q", "Where is Paris?", "France", ("France",), ("Paris is in France.",), 0)
+    _, prompt, target, _ = t._layout(sample)
+    assert target == answer_ids(tok, "France") and target[-1] == tok.eos_token_id
+    inputs, labels = shifted(prompt, target)
+    assert prompt[0] is LM and inputs[: len(prompt)] == prompt
+    assert labels == [IGNORE] * (len(prompt) - 1) + target  # question and [LM] unscored, answer + EOS scored
+    # changing the question's tokens changes nothing scored; changing the answer changes the loss
+    other = QASample("q", "Where is Paris?", "Paris", ("Paris",), ("Paris is in France.",), 0)
+    assert t.loss(sample)[0].item() != pytest.approx(t.loss(other)[0].item())
+
+
+def test_qa_loss_gradient_reaches_only_through_answer_positions():
+    t = task()
+    sample = QASample("q", "Where is Paris?", "France", ("Paris is in France.",), ("Paris is in France.",), 0)
+    loss, _ = t.loss(sample)
+    loss.backward()
+    assert t.model.special_tokens.grad[0].abs().sum() == 0  # [AE] is never used
+    assert t.model.special_tokens.grad[1].abs().sum() > 0  # [LM] is
+    assert t.model.role_tokens.grad.abs().sum() > 0
+
+
+def test_pool_holds_out_whole_contexts_and_is_deterministic(tmp_path):
+    examples = load_examples([write_mrqa(tmp_path / "t.jsonl")])
+    pool = QAPool(examples, seed=3, eval_size=2, max_distractors=2)
+    held = {ex.context for ex in pool.held_out}
+    assert held and not held & {ex.context for ex in pool.train}
+    again = QAPool(examples, seed=3, eval_size=2, max_distractors=2)
+    for i in range(10):
+        s = pool.sample(i)
+        assert s == again.sample(i)
+        assert s.passages[s.gold] in {ex.context for ex in pool.train} and not set(s.passages) & held
+        assert len(set(s.passages)) == len(s.passages) <= 3
+
+
+def test_loaders_reject_malformed_records(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"context": "x", "qas": [{"qid": "q9", "answers": ["a"]}]}) + "\n")
+    with pytest.raises(MalformedRecord, match=r"bad.jsonl:1: question q9"):
+        load_examples([bad])
+    unanswerable = tmp_path / "none.jsonl"
+    unanswerable.write_text(json.dumps({"context": "x", "qas": [{"qid": "q1", "question": "?", "answers": []}]}) + "\n")
+    with pytest.raises(MalformedRecord, match="no answerable"):
+        load_examples([unanswerable])
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    with pytest.raises(MalformedRecord, match="empty.txt: no text"):
+        load_texts(empty)
+
+
+def test_lm_stage_on_plain_text(tmp_path):
+    text = tmp_path / "corpus.txt"
+    text.write_text("\n\n".join(CORPUS[:1] + CORPUS[2:] + [c + " " + c for c in CORPUS[2:]]))
+    cfg = config(tmp_path, stage="lm", train_files=[str(text)], steps=3, eval_size=1)
+    result = train(cfg, task=task(lm_max_tokens=64))
+    assert result.state.step == 3 and len(_losses(tmp_path / "run", "eval", "eval_loss")) == 1
+
+
+def test_distillation_adds_a_kl_term(tmp_path):
+    t = task(distill_weight=0.5)
+    sample = QASample("q", "Where is Paris?", "France", ("France",), ("Paris is in France.",), 0)
+    loss, parts = t.loss(sample)
+    assert parts["kl"] >= 0 and loss.item() == pytest.approx(parts["ce"] + 0.5 * parts["kl"], rel=1e-5)
