@@ -23,6 +23,26 @@ def format_documents(docs: list[Document]) -> str:
     return "\n\n".join(doc.page_content for doc in docs)
 
 
+def _scored_search(store: VectorStore, query: str, k: int) -> list[tuple[Document, float | None]]:
+    """Relevance scores in [0, 1] where the store defines them, else its raw scores, else none."""
+    for method in (store.similarity_search_with_relevance_scores, store.similarity_search_with_score):
+        try:
+            return list(method(query, k=k))
+        except NotImplementedError:
+            continue
+    return [(d, None) for d in store.similarity_search(query, k=k)]
+
+
+async def _ascored_search(store: VectorStore, query: str, k: int) -> list[tuple[Document, float | None]]:
+    """:func:`_scored_search`, async."""
+    for method in (store.asimilarity_search_with_relevance_scores, store.asimilarity_search_with_score):
+        try:
+            return list(await method(query, k=k))
+        except NotImplementedError:
+            continue
+    return [(d, None) for d in await store.asimilarity_search(query, k=k)]
+
+
 class SACRetriever(BaseRetriever):
     """Wraps a retriever, a vector store, or the session's memory store; returns memory references.
 
@@ -32,7 +52,8 @@ class SACRetriever(BaseRetriever):
     :class:`ChatSAC` on the same session answers from the memory behind the references.
 
     ``base`` may be a ``BaseRetriever`` (``k`` is passed on when it takes extra arguments, and the
-    results are cut to ``k``), a ``VectorStore`` (searched with relevance scores), or None to
+    results are cut to ``k``), a ``VectorStore`` (searched with relevance scores where it defines
+    them, else with its raw similarity scores), or None to
     search ``session.store``. Documents whose metadata has ``store_id_key`` take their memory from
     the session's store.
     """
@@ -57,6 +78,9 @@ class SACRetriever(BaseRetriever):
     def _store_id(self, doc: Document) -> Any:
         return doc.metadata.get(self.store_id_key) if self.session.store is not None else None
 
+    def _scored(self, pairs: list[tuple[Document, float | None]]) -> list[Found]:
+        return [(d, s, self._store_id(d)) for d, s in pairs]
+
     def _from_base(self, docs: list[Document], k: int) -> list[Found]:
         return [(d, d.metadata.get("score"), self._store_id(d)) for d in docs[:k]]
 
@@ -71,8 +95,7 @@ class SACRetriever(BaseRetriever):
         if self.base is None:
             return self._from_hits(self.session.store.search(query, k))
         if isinstance(self.base, VectorStore):
-            pairs = self.base.similarity_search_with_relevance_scores(query, k=k)
-            return [(d, s, self._store_id(d)) for d, s in pairs]
+            return self._scored(_scored_search(self.base, query, k))
         extra = {"k": k} if self.base._expects_other_args else {}
         docs = self.base.invoke(query, config={"callbacks": run_manager.get_child()}, **extra)
         return self._from_base(docs, k)
@@ -81,8 +104,7 @@ class SACRetriever(BaseRetriever):
         if self.base is None:
             return self._from_hits(await asyncio.to_thread(self.session.store.search, query, k))
         if isinstance(self.base, VectorStore):
-            pairs = await self.base.asimilarity_search_with_relevance_scores(query, k=k)
-            return [(d, s, self._store_id(d)) for d, s in pairs]
+            return self._scored(await _ascored_search(self.base, query, k))
         extra = {"k": k} if self.base._expects_other_args else {}
         docs = await self.base.ainvoke(query, config={"callbacks": run_manager.get_child()}, **extra)
         return self._from_base(docs, k)
