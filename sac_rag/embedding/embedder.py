@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from collections.abc import Callable, Sequence
@@ -50,6 +51,17 @@ def default_model_dir() -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=4)
+def _load_sentence_transformer(name: str, device: str):
+    """One loaded copy per (model, device) in a process, shared by every store that uses it."""
+    from sentence_transformers import SentenceTransformer
+
+    if name == DEFAULT_EMBEDDER:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        return SentenceTransformer(str(default_model_dir()), device=device)
+    return SentenceTransformer(name, device=device)
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model by name or local path, loaded on first use."""
 
@@ -57,18 +69,11 @@ class SentenceTransformerEmbedder:
         self.name = str(name_or_path)
         self.batch_size = batch_size
         self.device = device
-        self._model = None
+        self._model = None  # loaded on first use
 
     def _load(self):
         if self._model is None:
-            from sentence_transformers import SentenceTransformer
-
-            if self.name == DEFAULT_EMBEDDER:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                source = str(default_model_dir())
-            else:
-                source = self.name
-            self._model = SentenceTransformer(source, device=self.device)
+            self._model = _load_sentence_transformer(self.name, self.device)
         return self._model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

@@ -85,8 +85,8 @@ class Manifest:
         """Raise :class:`StoreCorrupted` naming the file unless it is a manifest this version reads."""
         try:
             fmt = self.meta("format")
-        except (sqlite3.DatabaseError, KeyError) as e:
-            raise StoreCorrupted(f"{self.path}: not a sac_rag manifest ({e})") from e
+        except (StoreCorrupted, KeyError) as e:
+            raise StoreCorrupted(f"{self.path}: not a sac_rag manifest ({str(e).removeprefix(f'{self.path}: ')})") from e
         if fmt != STORE_FORMAT:
             raise StoreCorrupted(f"{self.path}: store format {fmt!r}, this sac_rag reads {STORE_FORMAT!r}")
 
