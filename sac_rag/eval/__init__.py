@@ -1,0 +1,1 @@
+"""Evaluation of SAC against baselines on extractive QA (``sac-rag eval``); see docs/evaluation.md."""

@@ -1,0 +1,91 @@
+"""Build the compared methods from names, SAC checkpoints and Full-FT adapters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from transformers import AutoModelForCausalLM, PreTrainedModel
+
+from sac_rag.eval.methods import (
+    ALL_METHODS,
+    SAC,
+    FullFT,
+    FullKV,
+    Method,
+    NoContext,
+    RawContext,
+    Truncate,
+    UniformDrop,
+)
+from sac_rag.home import resolve_model_path
+from sac_rag.model import SACModel
+
+DEFAULT_SAC = "default"
+
+
+def load_sac(spec: str) -> tuple[str, SACModel]:
+    """``default`` (the packaged compressor, untrained if none ships) or a checkpoint directory."""
+    if spec == DEFAULT_SAC:
+        from sac_rag.pretrained import default_checkpoint
+
+        return (DEFAULT_SAC if default_checkpoint() else "untrained"), SACModel.default()
+    path = Path(spec)
+    return path.resolve().name, SACModel.from_pretrained(path)
+
+
+def base_loader(model: SACModel) -> Callable[[], PreTrainedModel]:
+    """A fresh copy of ``model``'s base LM (Full-FT adapters are loaded onto it)."""
+
+    def load() -> PreTrainedModel:
+        path = resolve_model_path(model.config.base_model)
+        return AutoModelForCausalLM.from_pretrained(path, dtype=model.dtype, attn_implementation="sdpa").eval()
+
+    return load
+
+
+def build_methods(
+    names: Sequence[str],
+    sac_models: Sequence[tuple[str, SACModel]],
+    *,
+    full_ft: Sequence[str | Path] = (),
+    ratios: Sequence[int] = (),
+    load_base: Callable[[], PreTrainedModel] | None = None,
+) -> list[Method]:
+    """The methods named (see :data:`ALL_METHODS`), all on the first SAC model's base.
+
+    ``truncate`` and ``drop`` run at each of ``ratios`` (default: the SAC models' ratios);
+    ``full_ft`` once per adapter directory; ``sac`` once per SAC model.
+    """
+    unknown = set(names) - set(ALL_METHODS)
+    if unknown:
+        raise ValueError(f"unknown method(s) {sorted(unknown)}: choose from {', '.join(ALL_METHODS)}")
+    if not sac_models:
+        raise ValueError("at least one SAC model is needed (its base model decodes every baseline)")
+    base = sac_models[0][1]
+    for name, model in sac_models[1:]:
+        if model.config.base_model != base.config.base_model:
+            raise ValueError(f"SAC checkpoint {name} is on {model.config.base_model}, not {base.config.base_model}")
+    if "full_ft" in names and not full_ft:
+        raise ValueError("method full_ft needs --full-ft ADAPTER_DIR")
+    ratios = sorted(set(ratios or [m.config.ratio for _, m in sac_models]))
+    methods: list[Method] = []
+    for name in names:
+        if name == "raw":
+            methods.append(RawContext(base))
+        elif name == "no_context":
+            methods.append(NoContext(base))
+        elif name == "full_kv":
+            methods.append(FullKV(base))
+        elif name == "truncate":
+            methods += [Truncate(base, r) for r in ratios]
+        elif name == "drop":
+            methods += [UniformDrop(base, r) for r in ratios]
+        elif name == "sac":
+            methods += [SAC(model, label) for label, model in sac_models]
+        elif name == "full_ft":
+            methods += [FullFT(base, d, load_base or base_loader(base)) for d in full_ft]
+    keys = [m.key for m in methods]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"two methods share a key: {keys}")
+    return methods

@@ -1,0 +1,217 @@
+"""The compared methods: each turns a QA example into a decoder and a prompt (segment list).
+
+All methods decode with the same base weights (adapter off) except ``full_ft`` (a LoRA adapter
+fine-tuned on raw-context QA, decoded with the adapter on). Token budgets of the ``truncate`` and
+``drop`` baselines are the number of K/V entries SAC keeps for the same passage at the same ratio.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import PreTrainedModel
+
+from sac_rag.data.qa import QAExample
+from sac_rag.decoding.generate import MemoryDecoder
+from sac_rag.memory.chunk import MemoryChunk
+from sac_rag.memory.compose import Segment
+from sac_rag.memory.rope import RotaryShifter
+from sac_rag.model import SACModel
+from sac_rag.text.anchors import anchor_indices
+from sac_rag.text.prompt import bos_ids, context_ids, question_ids
+
+BASE_METHODS = ("raw", "no_context", "truncate", "drop", "full_kv")
+ALL_METHODS = (*BASE_METHODS, "sac", "full_ft")
+
+
+@dataclass
+class Prompt:
+    """What a method hands the decoder for one example."""
+
+    segments: list[Segment]
+    entries: int  # K/V entries the prompt puts in the cache before the first generated token
+    encode_s: float | None = None  # passage encoding time (index time: not part of TTFT); None when reused
+
+
+class Method(ABC):
+    """A way to answer a question about a passage. ``key`` identifies its predictions on disk."""
+
+    key: str
+    label: str
+    ratio: int | None = None
+    decoder: MemoryDecoder
+
+    def __init__(self, model: SACModel) -> None:
+        self.model = model
+        self.tokenizer = model.tokenizer
+        self.decoder = model._decoder()
+
+    @abstractmethod
+    def prompt(self, example: QAExample) -> Prompt:
+        """The segments to decode from for ``example``."""
+
+    def _question(self, example: QAExample) -> list[int]:
+        return question_ids(self.tokenizer, example.question, self.model.config)
+
+    def _context(self, example: QAExample) -> list[int]:
+        return context_ids(self.tokenizer, example.context, self.model.config)
+
+    def _text_prompt(self, ids: list[int]) -> Prompt:
+        return Prompt([ids], len(ids))
+
+
+class RawContext(Method):
+    """The whole passage as text: ``context_ids + question_ids`` (the official raw-context layout)."""
+
+    key, label = "raw", "Raw context (base)"
+
+    def prompt(self, example: QAExample) -> Prompt:
+        return self._text_prompt(self._context(example) + self._question(example))
+
+
+class NoContext(Method):
+    """The question alone: ``[BOS] + question_ids``."""
+
+    key, label = "no_context", "No context"
+
+    def prompt(self, example: QAExample) -> Prompt:
+        return self._text_prompt(bos_ids(self.tokenizer) + self._question(example))
+
+
+class _Budgeted(Method):
+    """Raw tokens cut to SAC's budget at ``ratio``: as many tokens as SAC keeps anchors."""
+
+    def __init__(self, model: SACModel, ratio: int) -> None:
+        super().__init__(model)
+        self.ratio = ratio
+        self.key = f"{self.name}_r{ratio}"
+
+    name = ""
+
+    def _kept(self, ids: list[int]) -> list[int]:
+        return anchor_indices(len(ids), self.model.config.chunk_size, self.ratio)
+
+    @abstractmethod
+    def _select(self, ids: list[int]) -> list[int]: ...
+
+    def prompt(self, example: QAExample) -> Prompt:
+        return self._text_prompt(self._select(self._context(example)) + self._question(example))
+
+
+class Truncate(_Budgeted):
+    """The first tokens of the context sequence (BOS and prefix included), as many as SAC keeps."""
+
+    name = "truncate"
+
+    @property
+    def label(self) -> str:  # type: ignore[override]
+        return f"Truncated to SAC budget (r={self.ratio})"
+
+    def _select(self, ids: list[int]) -> list[int]:
+        return ids[: len(self._kept(ids))]
+
+
+class UniformDrop(_Budgeted):
+    """Uniform token dropping: the raw tokens at SAC's anchor indices (every ``ratio``-th token)."""
+
+    name = "drop"
+
+    @property
+    def label(self) -> str:  # type: ignore[override]
+        return f"Uniform token drop (r={self.ratio})"
+
+    def _select(self, ids: list[int]) -> list[int]:
+        return [ids[i] for i in self._kept(ids)]
+
+
+class _Memorised(Method):
+    """Methods that encode the passage once into a MemoryChunk (cached per context)."""
+
+    def __init__(self, model: SACModel, cache_size: int = 16) -> None:
+        super().__init__(model)
+        self._cache: OrderedDict[str, MemoryChunk] = OrderedDict()
+        self._cache_size = cache_size
+
+    @abstractmethod
+    def _encode(self, context: str) -> MemoryChunk: ...
+
+    def _memory(self, context: str) -> tuple[MemoryChunk, float | None]:
+        if context in self._cache:
+            self._cache.move_to_end(context)
+            return self._cache[context], None
+        t0 = time.perf_counter()
+        memory = self._encode(context)
+        elapsed = time.perf_counter() - t0
+        self._cache[context] = memory
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+        return memory, elapsed
+
+    def prompt(self, example: QAExample) -> Prompt:
+        memory, encode_s = self._memory(example.context)
+        segments = self.model.build_prompt(example.question, memories=[memory])
+        entries = sum(len(s) for s in segments if isinstance(s, list))
+        entries += sum(s.n_anchors if isinstance(s, MemoryChunk) else 1 for s in segments if not isinstance(s, list))
+        return Prompt(segments, entries, encode_s)
+
+
+class FullKV(_Memorised):
+    """Full per-passage KV reuse: every token's K/V from the plain base, shifted into place."""
+
+    key, label = "full_kv", "Full per-passage KV reuse"
+
+    def _encode(self, context: str) -> MemoryChunk:
+        return self.model.encode_full_kv([context])[0]
+
+
+class SAC(_Memorised):
+    """SAC memory of the passage (the model's compressor), then [LM] and the question."""
+
+    def __init__(self, model: SACModel, name: str) -> None:
+        super().__init__(model)
+        self.ratio = model.config.ratio
+        self.key = f"sac_r{self.ratio}_{name}_{model.fingerprint[:8]}"
+        self.label = f"SAC r={self.ratio} ({name})"
+
+    def _encode(self, context: str) -> MemoryChunk:
+        return self.model.compress([context])[0]
+
+
+def _file_digest(directory: Path) -> str:
+    h = hashlib.sha256()
+    for path in sorted(directory.glob("adapter_*")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:8]
+
+
+class FullFT(Method):
+    """A plain PEFT LoRA adapter fine-tuned on raw-context QA, adapter on, raw-context prompt."""
+
+    def __init__(self, model: SACModel, adapter_dir: str | Path, load_base: Callable[[], PreTrainedModel]) -> None:
+        from peft import PeftModel
+
+        super().__init__(model)
+        adapter_dir = Path(adapter_dir)
+        if not (adapter_dir / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json, not a PEFT adapter directory")
+        peft = PeftModel.from_pretrained(load_base(), str(adapter_dir)).eval()
+        base = peft.get_base_model()
+        embed = base.get_input_embeddings()
+        self.peft = peft  # keep the LoRA layers alive: they live inside base.model
+        shifter = RotaryShifter.from_model(base)
+        # text-only prompts: the [LM] embedding slot is never used, it only tells the device and dtype
+        head = base.get_output_embeddings()
+        self.decoder = MemoryDecoder(base.model, head, embed, embed.weight[0], shifter, nullcontext)
+        self.key = f"full_ft_{adapter_dir.name}_{_file_digest(adapter_dir)}"
+        self.label = f"Full-FT raw context ({adapter_dir.name})"
+
+    def prompt(self, example: QAExample) -> Prompt:
+        return self._text_prompt(self._context(example) + self._question(example))

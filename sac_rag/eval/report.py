@@ -1,0 +1,137 @@
+"""Scores, timings and the written report: ``results.json``, ``results.md`` and two plots."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+
+from sac_rag.eval.methods import Method
+from sac_rag.eval.metrics import aggregate, score
+from sac_rag.io import atomic_write, atomic_write_text
+
+RESULTS_JSON, RESULTS_MD = "results.json", "results.md"
+F1_PLOT, TTFT_PLOT = "f1_vs_ratio.png", "ttft.png"
+
+
+def summarize(methods: Sequence[Method], records: Sequence[dict], run: dict | None = None) -> dict:
+    """Scores of each method over the questions every method answered (the same questions for all)."""
+    by_method: dict[str, dict[tuple[str, str], dict]] = {m.key: {} for m in methods}
+    for r in records:
+        if r["method"] in by_method:
+            by_method[r["method"]][(r["dataset"], r["qid"])] = r
+    common = set.intersection(*(set(v) for v in by_method.values())) if by_method else set()
+    out = []
+    for m in methods:
+        rows = [by_method[m.key][q] for q in sorted(common)]
+        scored = [{"dataset": r["dataset"], **score(r["prediction"], r["answers"])} for r in rows]
+        encodes = [r["encode_s"] for r in rows if r.get("encode_s") is not None]
+        out.append(
+            {
+                "key": m.key,
+                "label": m.label,
+                "ratio": m.ratio,
+                **aggregate(scored),
+                "ttft_ms": _ms_stats([r["ttft_s"] for r in rows]),
+                "total_ms": _ms_stats([r["total_s"] for r in rows]),
+                "encode_ms_per_passage": _ms_stats(encodes),
+                "mean_entries": statistics.fmean(r["entries"] for r in rows) if rows else math.nan,
+                "mean_new_tokens": statistics.fmean(r["new_tokens"] for r in rows) if rows else math.nan,
+            }
+        )
+    return {"run": run or {}, "questions": len(common), "methods": out}
+
+
+def _ms_stats(seconds: Sequence[float]) -> dict:
+    if not seconds:
+        return {"mean": math.nan, "median": math.nan}
+    return {"mean": 1000 * statistics.fmean(seconds), "median": 1000 * statistics.median(seconds)}
+
+
+def markdown(summary: dict) -> str:
+    """The results table: macro/micro scores, per-dataset F1, TTFT and prompt size per method."""
+    methods = summary["methods"]
+    datasets = sorted({d for m in methods for d in m["datasets"]})
+    counts = ", ".join(f"{d} {methods[0]['datasets'][d]['n']}" for d in datasets) if methods else ""
+    head = (
+        ["Method", "EM", "F1", "EM-first", "ROUGE-1"]
+        + [f"F1 {d}" for d in datasets]
+        + ["micro F1", "TTFT ms (median)", "answer ms (median)", "KV entries"]
+    )
+    lines = [
+        f"Questions: {summary['questions']} ({counts}). EM/F1: SQuAD-normalised, max over gold answers; "
+        "EM-first/ROUGE-1: against the first gold answer (SAC script variant). Scores are macro averages "
+        "over datasets, in percent.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for m in methods:
+        cells = [m["label"]] + [f"{m['macro'][k]:.1f}" for k in ("em", "f1", "em_first", "rouge1")]
+        cells += [f"{m['datasets'][d]['f1']:.1f}" if d in m["datasets"] else "" for d in datasets]
+        cells += [
+            f"{m['micro']['f1']:.1f}",
+            f"{m['ttft_ms']['median']:.0f}",
+            f"{m['total_ms']['median']:.0f}",
+            f"{m['mean_entries']:.0f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(summary: dict, out_dir: Path) -> list[Path]:
+    """F1 against compression ratio, and TTFT per method (skipped when matplotlib is missing)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    methods = summary["methods"]
+    written = []
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    families: dict[str, list[tuple[int, float]]] = {}
+    for m in methods:
+        if m["ratio"] is None:
+            ax.axhline(m["macro"]["f1"], linestyle="--", linewidth=1, label=m["label"])
+        else:
+            family = m["label"].split(" (")[0].replace(f"r={m['ratio']}", "").strip()
+            families.setdefault(family, []).append((m["ratio"], m["macro"]["f1"]))
+    for family, points in families.items():
+        points.sort()
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=family)
+    ax.set_xlabel("compression ratio r")
+    ax.set_ylabel("F1 (macro, %)")
+    ax.set_title(f"F1 vs compression ratio ({summary['questions']} questions)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    written.append(_save(fig, out_dir / F1_PLOT))
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(methods) + 1.2))
+    labels = [m["label"] for m in methods]
+    ax.barh(labels, [m["ttft_ms"]["median"] for m in methods])
+    ax.invert_yaxis()
+    ax.set_xlabel("time to first token, median (ms)")
+    ax.set_title("TTFT per method (passage memories precomputed)")
+    fig.tight_layout()
+    written.append(_save(fig, out_dir / TTFT_PLOT))
+    plt.close(fig)
+    return written
+
+
+def _save(fig, path: Path) -> Path:
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    return path
+
+
+def write_report(summary: dict, out_dir: str | Path) -> list[Path]:
+    """Write ``results.json``, ``results.md`` and the plots into ``out_dir``; return their paths."""
+    out_dir = Path(out_dir)
+    atomic_write_text(out_dir / RESULTS_JSON, json.dumps(summary, indent=2, allow_nan=True) + "\n")
+    atomic_write_text(out_dir / RESULTS_MD, markdown(summary))
+    return [out_dir / RESULTS_JSON, out_dir / RESULTS_MD, *plot(summary, out_dir)]

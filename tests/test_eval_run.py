@@ -1,0 +1,140 @@
+"""A tiny end-to-end evaluation: both data formats, every method, report files, resume, CLI."""
+
+import json
+
+import pytest
+from helpers import fresh_base, sac_model
+from peft import LoraConfig, get_peft_model
+
+from sac_rag.cli.main import main
+from sac_rag.eval import build
+from sac_rag.eval.build import build_methods
+from sac_rag.eval.decode import answer_text, stop_ids
+from sac_rag.eval.evaluate import evaluate, load_examples
+from sac_rag.eval.methods import SAC, Truncate, UniformDrop
+from sac_rag.eval.runner import PREDICTIONS, read_predictions
+
+CONTEXT = "Alan Turing was born in 1912 in London. He studied mathematics at Cambridge."
+
+
+def _data(tmp_path):
+    mrqa = tmp_path / "toy.jsonl"
+    header = {"header": {"dataset": "ToyMRQA"}}
+    record = {
+        "context": CONTEXT,
+        "qas": [
+            {"qid": "m1", "question": "Where was Turing born?", "answers": ["London", "in London"]},
+            {"qid": "m2", "question": "When was Turing born?", "answers": ["1912"]},
+        ],
+    }
+    mrqa.write_text(json.dumps(header) + "\n" + json.dumps(record) + "\n")
+    squad = tmp_path / "toy.json"
+    doc = {
+        "version": "ToySQuAD",
+        "data": [
+            {
+                "paragraphs": [
+                    {
+                        "context": "Paris is the capital of France. The quick brown fox jumps over the lazy dog.",
+                        "qas": [{"id": "s1", "question": "What is Paris?", "answers": [{"text": "the capital"}]}],
+                    }
+                ]
+            }
+        ],
+    }
+    squad.write_text(json.dumps(doc))
+    return [mrqa, squad]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return sac_model()
+
+
+@pytest.fixture
+def adapter_dir(tmp_path):
+    peft = get_peft_model(fresh_base(), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    path = tmp_path / "fullft"
+    peft.save_pretrained(path)
+    return path
+
+
+def _keys(out):
+    return [(r["method"], r["qid"]) for r in read_predictions(out / PREDICTIONS)]
+
+
+def test_loaders_both_formats(tmp_path):
+    examples = load_examples(_data(tmp_path))
+    assert [(e.dataset, e.qid) for e in examples] == [("ToyMRQA", "m1"), ("ToyMRQA", "m2"), ("ToySQuAD", "s1")]
+    assert examples[2].answers == ("the capital",)
+    assert len(load_examples(_data(tmp_path), limit=1)) == 2  # the limit is per file
+
+
+def test_budgets_match_sac(tmp_path, model):
+    path = tmp_path / "one.jsonl"
+    path.write_text(json.dumps({"context": CONTEXT * 3, "qas": [{"qid": "q", "question": "Who?", "answers": ["A"]}]}))
+    (ex,) = load_examples([path])
+    sac, trunc, drop = SAC(model, "tiny"), Truncate(model, model.config.ratio), UniformDrop(model, model.config.ratio)
+    memory = model.compress([ex.context])[0]
+    question = len(sac._question(ex))
+    assert trunc.prompt(ex).entries == drop.prompt(ex).entries == memory.n_anchors + question
+    assert sac.prompt(ex).entries == memory.n_anchors + 1 + question  # + [LM]
+    kept = drop.prompt(ex).segments[0][: memory.n_anchors]
+    context = sac._context(ex)
+    assert kept == [context[i] for i in memory.positions.tolist()]  # the raw tokens at the anchors
+
+
+def test_answer_cut_at_newline(model):
+    assert answer_text(" London\n### Question:") == "London"
+    newline = model.tokenizer("\n", add_special_tokens=False)["input_ids"]
+    assert set(newline) <= stop_ids(model.tokenizer)
+    assert model.tokenizer.eos_token_id in stop_ids(model.tokenizer)
+
+
+def test_end_to_end_and_resume(tmp_path, model, adapter_dir):
+    examples = load_examples(_data(tmp_path))
+    out = tmp_path / "out"
+    first = build_methods(["raw", "sac", "truncate"], [("tiny", model)], load_base=fresh_base)
+    summary, files = evaluate(first, examples, out, max_new_tokens=4, progress=False)
+    assert {f.name for f in files} == {"results.json", "results.md", "f1_vs_ratio.png", "ttft.png"}
+    assert all(f.stat().st_size > 0 for f in files)
+    assert summary["questions"] == 3
+    assert [m["key"][:4] for m in summary["methods"]] == ["raw", "sac_", "trun"]
+    before = (out / PREDICTIONS).read_text()
+    assert len(before.splitlines()) == 9
+
+    # an interrupted write leaves a torn line: it is skipped and redone
+    (out / PREDICTIONS).write_text(before + '{"method": "no_con')
+    names = ["raw", "no_context", "sac", "truncate", "drop", "full_kv", "full_ft"]
+    more = build_methods(names, [("tiny", model)], full_ft=[adapter_dir], load_base=fresh_base)
+    summary, _ = evaluate(more, examples, out, max_new_tokens=4, progress=False)
+    after = (out / PREDICTIONS).read_text()
+    assert after.startswith(before)  # old predictions reused, never rewritten
+    keys = _keys(out)
+    assert len(keys) == len(set(keys)) == 3 * 7  # nothing answered twice
+    assert len(summary["methods"]) == 7 and summary["questions"] == 3
+    table = (out / "results.md").read_text()
+    assert "Full-FT raw context (fullft)" in table and "Uniform token drop (r=5)" in table
+    # full-KV reuse decodes exactly what the raw context decodes (same base, same positions)
+    by = {(r["method"], r["qid"]): r["output"] for r in read_predictions(out / PREDICTIONS)}
+    assert all(by[("full_kv", q)] == by[("raw", q)] for q in ("m1", "m2", "s1"))
+
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        evaluate(first, examples, out, max_new_tokens=5, progress=False)
+
+
+def test_build_errors(model):
+    with pytest.raises(ValueError, match="unknown method"):
+        build_methods(["nope"], [("tiny", model)])
+    with pytest.raises(ValueError, match="--full-ft"):
+        build_methods(["full_ft"], [("tiny", model)])
+    assert [m.key for m in build_methods(["drop"], [("tiny", model)], ratios=[2, 4])] == ["drop_r2", "drop_r4"]
+
+
+def test_cli(tmp_path, model, monkeypatch, capsys):
+    monkeypatch.setattr(build, "load_sac", lambda spec: ("tiny", model))
+    data = [str(p) for p in _data(tmp_path)]
+    argv = ["eval", "--data", *data, "--limit", "1", "--methods", "raw", "sac", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--max-new-tokens", "3", "--no-progress"]) == 0
+    assert "| Raw context (base) |" in capsys.readouterr().out
+    assert len(_keys(tmp_path / "o")) == 4
