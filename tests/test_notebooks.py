@@ -1,0 +1,45 @@
+"""The example notebooks: saved with outputs and no errors (fast); re-executed with nbclient (slow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+NOTEBOOKS = ["quickstart.ipynb", "llama_index_qa.ipynb", "langchain_qa.ipynb"]
+
+
+def code_cells(nb) -> list:
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def errors(nb) -> list[str]:
+    return [f"{o.ename}: {o.evalue}" for c in code_cells(nb) for o in c.get("outputs", []) if o.output_type == "error"]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_saved_executed_with_outputs(name):
+    nb = nbformat.read(EXAMPLES / name, as_version=4)
+    nbformat.validate(nb)
+    cells = code_cells(nb)
+    assert cells and all(c.execution_count for c in cells), "execute the notebook and save it with its outputs"
+    assert not errors(nb)
+    text = "".join(o.get("text", "") for c in cells for o in c.get("outputs", []))
+    assert "from memory" in text and "raw text" in text and "saved" in text  # answers, time and bytes shown
+    for c in cells:
+        compile(c.source, name, "exec")
+    assert "gensim" in cells[0].source  # the corpus comes from an installed package, not the repository
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_executes(name, tmp_path):
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(EXAMPLES / name, as_version=4)
+    NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert not errors(nb)
+    answers = [o.get("text", "") for c in code_cells(nb) for o in c.get("outputs", [])]
+    assert any("Q: " in t for t in answers)
