@@ -229,3 +229,21 @@ def test_model_errors_are_not_swallowed_into_empty_response(index, session):
     ref = session.registry.register(chunk)
     with pytest.raises(SACGenerationError, match="re-compress"):
         SACLLM(session).complete(f"{ref}\nAnswer:", formatted=True)
+
+
+def test_references_survive_repacking_into_several_refine_calls(index, session, monkeypatch):
+    spy = PromptSpy(session, monkeypatch)
+    llm = SACLLM(
+        session, max_new_tokens=TOKENS, context_window=700
+    )  # the refine template takes ~570: ~2 nodes per call
+    query_engine = index.as_query_engine(llm=llm, node_postprocessors=[SACCompressor(session)], similarity_top_k=4)
+    response = query_engine.query(QUESTION)
+    assert len(response.source_nodes) == 4 and len(spy.prompts) >= 2
+    refs = {n.node.text for n in response.source_nodes}
+    seen = [r for p in spy.prompts for r in session.registry.references_in(p)]
+    assert set(seen) == refs  # every reference reached the LLM whole
+    for p in spy.prompts:
+        rest = p
+        for r in refs:
+            rest = rest.replace(r, "")
+        assert "⟦" not in rest and "⟧" not in rest  # no cut reference left behind
