@@ -1,0 +1,117 @@
+"""Shared pieces of the benchmarks: model, real passages, timing, machine line, output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from sac_rag.io import atomic_write_text
+
+SQUAD_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev" / "mrqa_dev_SQuAD.jsonl.gz"
+OUT_DIR = Path("/work/runs/bench")
+QUESTION = "What is the main subject of these passages?"
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--data", default=str(SQUAD_DEV), help="MRQA/SQuAD file whose contexts are the passages")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats; the median is reported")
+    p.add_argument("--out", default=str(OUT_DIR), help="where the JSON record is written")
+    return p
+
+
+def setup(args: argparse.Namespace):
+    """Set threads and load the default SAC model (SmolLM2-135M-Instruct + the packaged compressor)."""
+    from sac_rag import SACModel
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    return SACModel.default()
+
+
+def passages(path: str | Path, n: int) -> list[str]:
+    """The first ``n`` distinct contexts of a QA file, in file order."""
+    from sac_rag.data import load_qa
+
+    seen: dict[str, None] = {}
+    for ex in load_qa(path):
+        seen.setdefault(ex.context, None)
+        if len(seen) == n:
+            break
+    if len(seen) < n:
+        raise ValueError(f"{path} has only {len(seen)} distinct contexts, {n} wanted")
+    return list(seen)
+
+
+def median_time(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of ``fn()`` in seconds over ``repeats`` runs (after one untimed warm-up)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median times of several functions, run round-robin so that background load hits all alike."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def machine() -> dict:
+    """The machine and load the timings were taken under."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_avg_1_5_15m": [round(x, 1) for x in os.getloadavg()],
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+    }
+
+
+def table(rows: Sequence[dict], columns: Sequence[str]) -> str:
+    """A Markdown table of ``rows`` (floats with 2 decimals)."""
+
+    def cell(v) -> str:
+        return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def report(name: str, record: dict, text: str, out: str | Path) -> None:
+    """Print the Markdown and write ``<out>/<name>.json`` (machine included)."""
+    record = {"machine": machine(), **record}
+    print(f"machine: {record['machine']}\n\n{text}\n")
+    path = Path(out) / f"{name}.json"
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    print(f"wrote {path}")

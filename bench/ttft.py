@@ -1,0 +1,78 @@
+"""Time to first token, total answer time and decode speed of a RAG query over k passages.
+
+Three ways to give the decoder k retrieved passages (SQuAD dev contexts):
+* raw text: ``[BOS] "### Context:\\n" p1 "\\n" p2 ... + question`` prefilled from scratch;
+* full-KV reuse: each passage's complete K/V precomputed (``encode_full_kv``), shifted into place;
+* SAC: each passage's anchor K/V precomputed (``compress``), then [LM] and the question.
+Memories are computed before timing (index time). TTFT = prefill + first greedy token; the total
+answer time generates exactly ``--new-tokens`` tokens (no stop token), so every method decodes as much.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bench.common import QUESTION, interleaved_medians, parser, passages, report, setup, table
+from sac_rag.model import SACModel
+from sac_rag.text.prompt import context_ids, encode, question_ids
+
+
+def raw_prompt(model: SACModel, texts: Sequence[str]) -> list[list[int]]:
+    """The raw-text segments: all passages in one context, then the question."""
+    ctx = context_ids(model.tokenizer, "\n".join(texts), model.config)
+    return [ctx + question_ids(model.tokenizer, QUESTION, model.config)]
+
+
+def measure(model: SACModel, texts: Sequence[str], ks: Sequence[int], new_tokens: int, repeats: int) -> list[dict]:
+    """One row per k: TTFT and total time per method, and the ratios against SAC."""
+    decoder = model._decoder()
+    sac = model.compress(list(texts))
+    full = model.encode_full_kv(list(texts))
+    rows = []
+    for k in ks:
+        prompts = {
+            "raw": raw_prompt(model, texts[:k]),
+            "full_kv": model.build_prompt(QUESTION, memories=full[:k]),
+            "sac": model.build_prompt(QUESTION, memories=sac[:k]),
+        }
+
+        def first(segments):
+            return lambda: next(iter(decoder.greedy(segments, 1, set())))
+
+        def whole(segments):
+            return lambda: list(decoder.greedy(segments, new_tokens, set()))
+
+        ttft = interleaved_medians({m: first(s) for m, s in prompts.items()}, repeats)
+        total = interleaved_medians({m: whole(s) for m, s in prompts.items()}, repeats)
+        row = {"k": k, "raw_tokens": len(prompts["raw"][0])}
+        for m in prompts:
+            row[f"ttft_ms_{m}"] = 1000 * ttft[m]
+            row[f"total_ms_{m}"] = 1000 * total[m]
+            row[f"decode_tok_s_{m}"] = (new_tokens - 1) / max(total[m] - ttft[m], 1e-9)
+        row["ttft_raw_over_sac"] = ttft["raw"] / ttft["sac"]
+        row["ttft_fullkv_over_sac"] = ttft["full_kv"] / ttft["sac"]
+        row["total_raw_over_sac"] = total["raw"] / total["sac"]
+        row["decode_sac_over_raw"] = row["decode_tok_s_sac"] / row["decode_tok_s_raw"]
+        rows.append(row)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--k", type=int, nargs="+", default=[1, 5, 10])
+    p.add_argument("--new-tokens", type=int, default=16)
+    args = p.parse_args(argv)
+    model = setup(args)
+    texts = passages(args.data, max(args.k))
+    rows = measure(model, texts, args.k, args.new_tokens, args.repeats)
+    cols = ["k", "raw_tokens", "ttft_ms_raw", "ttft_ms_full_kv", "ttft_ms_sac", "ttft_raw_over_sac"]
+    cols += ["ttft_fullkv_over_sac", "total_ms_raw", "total_ms_full_kv", "total_ms_sac", "total_raw_over_sac"]
+    cols += ["decode_tok_s_raw", "decode_tok_s_full_kv", "decode_tok_s_sac"]
+    avg_tokens = sum(len(encode(model.tokenizer, t)) for t in texts) / len(texts)
+    info = {"ratio": model.config.ratio, "new_tokens": args.new_tokens, "repeats": args.repeats}
+    info["mean_passage_tokens"] = round(avg_tokens, 1)
+    report("ttft", {**info, "rows": rows}, f"{info}\n\n" + table(rows, cols), args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""The benchmark code runs on a tiny model (numbers are not checked: they are timings)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import sac_model
+from tiny import text_of_tokens
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import nbytes, peak_memory, throughput, ttft
+from bench.common import interleaved_medians, table
+
+
+@pytest.fixture(scope="module")
+def setup():
+    return sac_model(), [text_of_tokens(n, seed=n) for n in (30, 44, 57)]
+
+
+def test_ttft_rows(setup):
+    model, texts = setup
+    rows = ttft.measure(model, texts, ks=[1, 3], new_tokens=3, repeats=1)
+    assert [r["k"] for r in rows] == [1, 3]
+    assert all(r["ttft_ms_sac"] > 0 and r["ttft_raw_over_sac"] > 0 and r["decode_tok_s_raw"] > 0 for r in rows)
+
+
+def test_nbytes_match_the_codec_and_the_ratio(setup):
+    model, texts = setup
+    out = nbytes.measure(model, texts)
+    assert out["full_kv_bfloat16"] == out["check_full_kv_nbytes_bf16"]  # full KV = every token, 2 bytes
+    # bf16 SAC keeps about 1/ratio of the entries (one anchor per `ratio` tokens)
+    assert out["full_bf16_over_sac_bfloat16"] == pytest.approx(out["mean_tokens"] / out["mean_anchors"])
+    assert out["sac_int8"] < out["sac_bfloat16"]
+
+
+def test_throughput(setup):
+    model, texts = setup
+    out = throughput.measure(model, texts, batch_size=2, repeats=1)
+    assert out["sac_batched_passages_per_s"] > 0 and out["forward_one_by_one_passages_per_s"] > 0
+
+
+def test_peak_sampler():
+    with peak_memory.PeakSampler() as s:
+        block = bytearray(32 * 2**20)
+        block[::4096] = b"x" * len(block[::4096])
+    assert s.peak >= peak_memory.rss_bytes() - 2**20
+
+
+def test_helpers():
+    assert set(interleaved_medians({"a": lambda: None, "b": lambda: 1}, 2)) == {"a", "b"}
+    assert table([{"x": 1.234, "y": "s"}], ["x", "y"]).splitlines()[2] == "| 1.23 | s |"
