@@ -22,6 +22,7 @@ class Entry:
     chunk: MemoryChunk
     text: str | None = None
     meta: dict = field(default_factory=dict)
+    key: str | None = None
 
 
 class MemoryRegistry:
@@ -55,20 +56,19 @@ class MemoryRegistry:
         return len(self._entries)
 
     def register(self, chunk: MemoryChunk, *, key: str | None = None, text: str | None = None, meta=None) -> str:
-        """Hold ``chunk`` and return its reference; the same ``key`` (e.g. a content hash) gets the same one."""
+        """Hold ``chunk`` and return its reference; a ``key`` already held (e.g. a content hash) keeps its reference."""
         with self._lock:
-            if key is not None and (ref_id := self._by_key.get(key)) in self._entries:
-                entry = self._entries[ref_id]
-                if entry.chunk is chunk or entry.chunk.fingerprint == chunk.fingerprint:
-                    self._entries.move_to_end(ref_id)
-                    return entry.reference
+            if key is not None and (ref_id := self._by_key.get(key)) is not None:
+                self._entries.move_to_end(ref_id)
+                return self._entries[ref_id].reference
             ref_id, reference = self._signer.new_reference()
-            self._entries[ref_id] = Entry(reference, chunk, text, dict(meta or {}))
+            self._entries[ref_id] = Entry(reference, chunk, text, dict(meta or {}), key)
             if key is not None:
                 self._by_key[key] = ref_id
             while len(self._entries) > self.capacity:
-                old, _ = self._entries.popitem(last=False)
-                self._by_key = {k: v for k, v in self._by_key.items() if v != old}
+                _, old = self._entries.popitem(last=False)
+                if old.key is not None:
+                    del self._by_key[old.key]
             return reference
 
     def entry(self, reference: str) -> Entry:

@@ -9,7 +9,7 @@ async forms) on prompts that carry those references. Give both sides the same se
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -87,42 +87,51 @@ class SACSession:
         ids = list(store_ids) if store_ids is not None else [None] * len(texts)
         if len(ids) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(ids)} store ids")
-        fp = self.model.fingerprint
-        chunks: list[MemoryChunk | None] = [None] * len(texts)
-        sources = [""] * len(texts)
-        keys: list[str | None] = [None] * len(texts)
-        from_store = [i for i, sid in enumerate(ids) if sid is not None and self.store is not None]
-        if from_store:
-            got = self.store.memories([ids[i] for i in from_store])
-            for i, chunk in zip(from_store, got, strict=True):
-                chunks[i], sources[i], keys[i] = chunk, "from_store", f"store:{ids[i]}:{fp}"
-        todo: dict[str, list[int]] = {}
+        found = self._from_store(ids)
+        found.update(self._from_cache_or_model(texts, skip=found))
+        out = []
         for i, text in enumerate(texts):
-            if chunks[i] is not None:
+            chunk, source, key = found[i]
+            figures = passage_figures(chunk, text, cached=source == "cached")
+            figures[REF_KEY] = self.registry.register(chunk, key=key, text=text)
+            report.add(figures, source)
+            out.append(PassageMemory(figures[REF_KEY], chunk, figures))
+        return out, report.finish()
+
+    def _from_store(self, ids: list[Any]) -> dict[int, tuple[MemoryChunk, str, str]]:
+        """``{index: (chunk, "from_store", key)}`` for the passages with a store id."""
+        wanted = [i for i, sid in enumerate(ids) if sid is not None] if self.store is not None else []
+        if not wanted:
+            return {}
+        chunks = self.store.memories([ids[i] for i in wanted])
+        fp = self.model.fingerprint
+        return {i: (c, "from_store", f"store:{ids[i]}:{fp}") for i, c in zip(wanted, chunks, strict=True)}
+
+    def _from_cache_or_model(
+        self, texts: Sequence[str | None], skip: Collection[int]
+    ) -> dict[int, tuple[MemoryChunk, str, str]]:
+        """``{index: (chunk, "cached" | "compressed", key)}``; texts not cached are compressed in one batch."""
+        fp = self.model.fingerprint
+        found: dict[int, tuple[MemoryChunk, str, str]] = {}
+        todo: dict[str, list[int]] = {}  # cache key -> indices with that text
+        for i, text in enumerate(texts):
+            if i in skip:
                 continue
             if not isinstance(text, str) or not text:
                 raise ValueError(f"passage {i} has no text to compress and no store memory")
-            keys[i] = text_key(text, fp)
-            cached = self.cache.get(keys[i])
+            key = text_key(text, fp)
+            cached = self.cache.get(key)
             if cached is not None:
-                chunks[i], sources[i] = cached, "cached"
+                found[i] = (cached, "cached", key)
             else:
-                todo.setdefault(keys[i], []).append(i)
+                todo.setdefault(key, []).append(i)
         if todo:
             fresh = self.model.compress([texts[idx[0]] for idx in todo.values()], batch_size=self.batch_size)
             for (key, idx), chunk in zip(todo.items(), fresh, strict=True):
                 self.cache.put(key, chunk)
                 for n, i in enumerate(idx):
-                    chunks[i], sources[i] = chunk, "compressed" if n == 0 else "cached"
-        out = []
-        for i, chunk in enumerate(chunks):
-            assert chunk is not None
-            figures = passage_figures(chunk, texts[i], cached=sources[i] == "cached")
-            ref = self.registry.register(chunk, key=keys[i], text=texts[i])
-            figures[REF_KEY] = ref
-            report.add(figures, sources[i])
-            out.append(PassageMemory(ref, chunk, figures))
-        return out, report.finish()
+                    found[i] = (chunk, "compressed" if n == 0 else "cached", key)
+        return found
 
     async def aattach_with_report(
         self, texts: Sequence[str | None], store_ids: Sequence[Any] | None = None
