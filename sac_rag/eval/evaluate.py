@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import time
@@ -15,6 +16,7 @@ from sac_rag.eval.methods import Method
 from sac_rag.eval.report import summarize, write_report
 from sac_rag.eval.runner import run_methods
 from sac_rag.io import atomic_write_text
+from sac_rag.model import SACModel
 
 RUN_JSON = "run.json"
 
@@ -35,19 +37,26 @@ def machine() -> str:
     )
 
 
+def base_identity(model: SACModel) -> str:
+    """Identifies the base weights (config and the first embedding rows), however the base was named."""
+    base = model.base_model
+    h = hashlib.sha256(base.config.to_json_string(use_diff=False).encode())
+    h.update(base.get_input_embeddings().weight[:8].detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def _check_run(out_dir: Path, settings: dict) -> None:
     """Refuse to mix predictions made under other settings (base model, decoding) into one table."""
     path = out_dir / RUN_JSON
-    if path.is_file():
-        old = json.loads(path.read_text(encoding="utf-8"))
-        for key, value in settings.items():
-            if old.get(key) != value:
-                raise ValueError(
-                    f"{out_dir} holds predictions made with {key}={old.get(key)!r}, this run has {value!r}: "
-                    "use another --out directory"
-                )
-    else:
-        atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
+    old = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    for key, value in settings.items():
+        if key in old and old[key] != value:
+            raise ValueError(
+                f"{out_dir} holds predictions made with {key}={old[key]!r}, this run has {value!r}: "
+                "use another --out directory"
+            )
+    if any(key not in old for key in settings):
+        atomic_write_text(path, json.dumps({**old, **settings}, indent=2) + "\n")
 
 
 def evaluate(
@@ -67,7 +76,7 @@ def evaluate(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     base = methods[0].model.config.base_model
-    _check_run(out_dir, {"base_model": base, "max_new_tokens": max_new_tokens})
+    _check_run(out_dir, {"base_weights": base_identity(methods[0].model), "max_new_tokens": max_new_tokens})
     t0 = time.perf_counter()
     records = run_methods(methods, examples, out_dir, max_new_tokens=max_new_tokens, progress=progress)
     run = {

@@ -2,7 +2,8 @@
 
 * ``squad_em`` / ``squad_f1``: the SQuAD v1.1 evaluation script. Both strings are normalised
   (lower case, punctuation removed, articles ``a|an|the`` removed, whitespace collapsed); F1 is the
-  bag-of-tokens F1 of the whitespace tokens (0 without overlap, as v1.1 / MRQA); the score is the maximum over the gold answers.
+  bag-of-tokens F1 of the whitespace tokens (0 without overlap, as v1.1 / MRQA); the score is the
+  maximum over the gold answers.
 * ``first_answer_em``: the SAC script's exact match: the prediction, stripped of surrounding
   whitespace, equals the FIRST gold answer stripped, character for character (case-sensitive).
 * ``rouge1_f``: ROUGE-1 F-measure against the FIRST gold answer, as ``rouge_score``'s default
