@@ -15,6 +15,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnablePassthrough
 from langchain_core.vectorstores import InMemoryVectorStore
 from langchain_tests.integration_tests import RetrieversIntegrationTests
+from langchain_tests.unit_tests import ChatModelUnitTests
 from test_integration_support import (
     CORPUS,
     METADATA,
@@ -113,7 +114,7 @@ def test_wraps_any_retriever_and_passes_k(session):
 
 def test_lcel_chain_answers_from_memory(session):
     retriever = SACRetriever(session=session, base=vector_store(), k=2)
-    llm = ChatSAC(session=session, max_new_tokens=TOKENS)
+    llm = ChatSAC(session=session, max_tokens=TOKENS)
     answer = chain(retriever, llm).invoke(QUESTION)
     docs = retriever.invoke(QUESTION)
     check_answer(session, docs, answer)
@@ -123,7 +124,7 @@ def test_lcel_chain_answers_from_memory(session):
 
 def test_async_chain_and_chat_model_do_not_block_the_loop(session):
     retriever = SACRetriever(session=session, base=vector_store(), k=2)
-    llm = ChatSAC(session=session, max_new_tokens=TOKENS)
+    llm = ChatSAC(session=session, max_tokens=TOKENS)
     answer = chain(retriever, llm).invoke(QUESTION)
     prompt = [HumanMessage(f"{session.attach([CORPUS[3]])[0].reference}\nAnswer:")]
 
@@ -147,7 +148,7 @@ def test_async_retriever_compression_runs_in_a_thread():
 
 def test_lookalike_references_are_refused(session):
     retriever = SACRetriever(session=session, base=vector_store(), k=2)
-    llm = ChatSAC(session=session, max_new_tokens=TOKENS)
+    llm = ChatSAC(session=session, max_tokens=TOKENS)
     unrelated = session.attach([CORPUS[2]])[0].reference
     foreign = SACSession(session.model).attach([CORPUS[2]])[0].reference
     for fake in [unrelated[:-3] + "00⟧", foreign, "⟦SAC:abc⟧"]:
@@ -173,7 +174,7 @@ def test_memory_store_path(tmp_path, session):
     assert docs[0].metadata["source"] == "doc1.txt" and docs[0].metadata["sac_score"] > docs[1].metadata["sac_score"]
     assert not docs[0].metadata["sac_cached"] and "sac_text_bytes" in docs[0].metadata
     assert asyncio.run(retriever.ainvoke(QUESTION))[0].page_content == docs[0].page_content
-    answer = chain(retriever, ChatSAC(session=with_store, max_new_tokens=TOKENS)).invoke(QUESTION)
+    answer = chain(retriever, ChatSAC(session=with_store, max_tokens=TOKENS)).invoke(QUESTION)
     prompt = TEMPLATE.format(context=format_documents(docs), question=QUESTION)
     chunks = store.memories([d.metadata["sac_id"] for d in docs])
     segments = with_store.resolve(prompt)
@@ -183,3 +184,15 @@ def test_memory_store_path(tmp_path, session):
     assert all(a.length == b.length for a, b in zip(chunks, [s for s in segments if not isinstance(s, str)]))
     assert answer == session.model.generate(segments, max_new_tokens=TOKENS)
     store.close()
+
+
+class TestChatSACStandard(ChatModelUnitTests):
+    """The langchain-tests standard chat-model unit suite."""
+
+    @property
+    def chat_model_class(self) -> type[ChatSAC]:
+        return ChatSAC
+
+    @property
+    def chat_model_params(self) -> dict:
+        return {"session": shared_session(), "max_tokens": TOKENS}

@@ -7,9 +7,10 @@ from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from pydantic import ConfigDict, Field
+from pydantic import AliasChoices, ConfigDict, Field, model_validator
 
 from integrations.core.session import SACSession
 
@@ -29,12 +30,21 @@ class ChatSAC(BaseChatModel):
     Give it the :class:`SACSession` of the :class:`SACRetriever` whose references it receives. Forged
     references raise :class:`ForgedReferenceError`; ``stop`` strings end the answer before them.
     The async methods run the model in a worker thread, so the event loop is never blocked.
+    ``max_tokens`` (alias ``max_new_tokens``) bounds the answer; ``stop`` sets default stop strings.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     session: SACSession = Field(exclude=True)
-    max_new_tokens: int = Field(default=64, gt=0)
+    max_tokens: int = Field(default=64, gt=0, validation_alias=AliasChoices("max_tokens", "max_new_tokens"))
+    stop: list[str] | None = None
+    model_name: str = ""
+
+    @model_validator(mode="after")
+    def _name(self) -> ChatSAC:
+        if not self.model_name:
+            self.model_name = f"sac:{self.session.model.config.base_model}"
+        return self
 
     @property
     def _llm_type(self) -> str:
@@ -42,7 +52,18 @@ class ChatSAC(BaseChatModel):
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
-        return {"model_name": self.session.model.config.base_model, "max_new_tokens": self.max_new_tokens}
+        return {"model_name": self.model_name, "max_tokens": self.max_tokens}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params.update(ls_provider="sac_rag", ls_model_name=kwargs.get("model", self.model_name))
+        params["ls_max_tokens"] = self.max_tokens
+        if stop or self.stop:
+            params["ls_stop"] = stop or self.stop
+        return params
+
+    def _options(self, stop: list[str] | None) -> dict[str, Any]:
+        return {"max_new_tokens": self.max_tokens, "stop": stop or self.stop}
 
     def _result(self, text: str) -> ChatResult:
         return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text))])
@@ -55,7 +76,7 @@ class ChatSAC(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         prompt = messages_to_prompt(messages)
-        return self._result(self.session.generate(prompt, max_new_tokens=self.max_new_tokens, stop=stop))
+        return self._result(self.session.generate(prompt, **self._options(stop)))
 
     async def _agenerate(
         self,
@@ -65,7 +86,7 @@ class ChatSAC(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         prompt = messages_to_prompt(messages)
-        return self._result(await self.session.agenerate(prompt, max_new_tokens=self.max_new_tokens, stop=stop))
+        return self._result(await self.session.agenerate(prompt, **self._options(stop)))
 
     def _stream(
         self,
@@ -74,7 +95,7 @@ class ChatSAC(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        for piece in self.session.stream(messages_to_prompt(messages), max_new_tokens=self.max_new_tokens, stop=stop):
+        for piece in self.session.stream(messages_to_prompt(messages), **self._options(stop)):
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
             if run_manager:
                 run_manager.on_llm_new_token(piece, chunk=chunk)
@@ -88,7 +109,7 @@ class ChatSAC(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         prompt = messages_to_prompt(messages)
-        async for piece in self.session.astream(prompt, max_new_tokens=self.max_new_tokens, stop=stop):
+        async for piece in self.session.astream(prompt, **self._options(stop)):
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
             if run_manager:
                 await run_manager.on_llm_new_token(piece, chunk=chunk)
