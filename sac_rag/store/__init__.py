@@ -1,7 +1,8 @@
 """The memory store: passages with FAISS embeddings and reusable SAC anchor-KV memories on disk."""
 
 from sac_rag.store.errors import StoreCorrupted, StoreError, StoreMismatch
+from sac_rag.store.inspect import VerifyReport
 from sac_rag.store.manifest import PassageRow
-from sac_rag.store.store import Hit, MemoryStore, VerifyReport
+from sac_rag.store.store import Hit, MemoryStore
 
 __all__ = ["Hit", "MemoryStore", "PassageRow", "StoreCorrupted", "StoreError", "StoreMismatch", "VerifyReport"]

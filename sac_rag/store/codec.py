@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from sac_rag.memory.chunk import MemoryChunk
+
 MEMORY_DTYPES: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16,
     "float16": torch.float16,
@@ -16,6 +18,7 @@ MEMORY_DTYPES: dict[str, torch.dtype] = {
     "int8": torch.int8,
 }
 SCALE_DTYPE = torch.float16
+SUFFIXES = ("k", "v", "ks", "vs", "pos")  # a memory's tensors in a shard, in CRC order
 
 
 def dtype_name(dtype: torch.dtype | str) -> str:
@@ -59,3 +62,15 @@ def decode_kv(tensors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
     if "ks" in tensors:
         return dequantize_int8(tensors["k"], tensors["ks"]), dequantize_int8(tensors["v"], tensors["vs"])
     return tensors["k"], tensors["v"]
+
+
+def pack_memory(chunk: MemoryChunk, dtype: str) -> dict[str, torch.Tensor]:
+    """A chunk's tensors as stored, by suffix: K/V in ``dtype`` (with scales for int8) and positions."""
+    tensors = {**encode_kv(chunk.keys, chunk.values, dtype), "pos": chunk.positions.to(torch.int64)}
+    return {s: tensors[s].cpu().contiguous() for s in SUFFIXES if s in tensors}
+
+
+def unpack_memory(tensors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Keys, values and positions from :func:`pack_memory`'s tensors."""
+    keys, values = decode_kv(tensors)
+    return keys, values, tensors["pos"]

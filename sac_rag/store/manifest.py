@@ -86,7 +86,8 @@ class Manifest:
         try:
             fmt = self.meta("format")
         except (StoreCorrupted, KeyError) as e:
-            raise StoreCorrupted(f"{self.path}: not a sac_rag manifest ({str(e).removeprefix(f'{self.path}: ')})") from e
+            reason = str(e).removeprefix(f"{self.path}: ")
+            raise StoreCorrupted(f"{self.path}: not a sac_rag manifest ({reason})") from e
         if fmt != STORE_FORMAT:
             raise StoreCorrupted(f"{self.path}: store format {fmt!r}, this sac_rag reads {STORE_FORMAT!r}")
 

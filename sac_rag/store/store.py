@@ -29,19 +29,15 @@ from tqdm.auto import tqdm
 from sac_rag.embedding import Embedder, resolve_embedder
 from sac_rag.io import atomic_write_dir
 from sac_rag.memory.chunk import MemoryChunk
-from sac_rag.store.codec import decode_kv, dtype_name, encode_kv
+from sac_rag.store.codec import SUFFIXES, dtype_name, pack_memory, unpack_memory
 from sac_rag.store.errors import StoreCorrupted, StoreError, StoreMismatch
 from sac_rag.store.index import VectorIndex
+from sac_rag.store.inspect import VerifyReport, store_stats, verify_store
+from sac_rag.store.layout import INDEX, LOCK, MANIFEST, SHARDS
 from sac_rag.store.lock import WriterLock
 from sac_rag.store.manifest import Manifest, MemoryRow, PassageRow
-from sac_rag.store.shards import ShardReader, sha256_file, tensors_crc, write_shard
+from sac_rag.store.shards import ShardReader, tensors_crc, write_shard
 from sac_rag.store.validate import Record, check_ids, check_k, check_query, records
-
-MANIFEST = "manifest.sqlite"
-SHARDS = "shards"
-INDEX = "index"
-LOCK = "write.lock"
-_SUFFIXES = ("k", "v", "ks", "vs", "pos")
 
 
 @dataclass
@@ -52,23 +48,6 @@ class Hit:
     score: float
     text: str
     metadata: dict = field(default_factory=dict)
-
-
-@dataclass
-class VerifyReport:
-    """What :meth:`MemoryStore.verify` found. ``problems`` name the damaged files; ``warnings`` are harmless."""
-
-    checked: dict
-    problems: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def raise_if_bad(self) -> None:
-        if self.problems:
-            raise StoreCorrupted("; ".join(self.problems))
 
 
 def kv_shape(config) -> list[int]:
@@ -331,14 +310,13 @@ class MemoryStore:
         hashes = [content_hash(r.text) for r in group]
         known = self._manifest.memory_rows(list(dict.fromkeys(hashes)))
         todo = {h: r.text for h, r in zip(hashes, group) if h not in known}
-        tensors, rows = self._compress(todo, batch_size, bar, len(group) - len(todo))
+        bar.update(len(group) - len(todo))
+        tensors, rows = self._compress(todo, batch_size, bar)
         vectors = self._embeddings(hashes, [r.text for r in group])
-        shard_name = f"shard-{uuid.uuid4().hex[:12]}.safetensors"
-        if tensors:
-            sha, size = write_shard(self.path / SHARDS / shard_name, tensors)
+        shard = self._write_shard(tensors)
         with self._manifest.transaction() as db:
-            if tensors:
-                Manifest.insert_shard(db, shard_name, sha, size, rows)
+            if shard:
+                Manifest.insert_shard(db, *shard, rows)
             db.executemany(
                 "INSERT OR REPLACE INTO passages VALUES (?, ?, ?, ?, ?)",
                 [(r.id, h, r.text, json.dumps(r.metadata), v.tobytes()) for r, h, v in zip(group, hashes, vectors)],
@@ -351,9 +329,9 @@ class MemoryStore:
         self._save_index(generation)
 
     def _compress(
-        self, todo: dict[str, str], batch_size: int, bar: tqdm, skipped: int
+        self, todo: dict[str, str], batch_size: int, bar: tqdm
     ) -> tuple[dict[str, torch.Tensor], list[MemoryRow]]:
-        bar.update(skipped)
+        """Compress texts (keyed by content hash) into shard tensors and their manifest rows."""
         tensors: dict[str, torch.Tensor] = {}
         rows: list[MemoryRow] = []
         items = list(todo.items())
@@ -361,15 +339,21 @@ class MemoryStore:
             part = items[start : start + batch_size]
             chunks = self.model.compress([t for _, t in part], batch_size=batch_size)
             for (h, _), chunk in zip(part, chunks):
-                stored = encode_kv(chunk.keys, chunk.values, self.memory_dtype)
-                stored["pos"] = chunk.positions.to(torch.int64)
-                stored = {s: stored[s].cpu().contiguous() for s in _SUFFIXES if s in stored}
-                tensors.update({f"{h}.{s}": t for s, t in stored.items()})
+                stored = {f"{h}.{s}": t for s, t in pack_memory(chunk, self.memory_dtype).items()}
+                tensors.update(stored)
                 nbytes = sum(t.numel() * t.element_size() for t in stored.values())
                 crc = tensors_crc(stored.values())
                 rows.append(MemoryRow(h, "", chunk.length, chunk.n_anchors, chunk.offset, nbytes, crc, chunk.meta))
             bar.update(len(part))
         return tensors, rows
+
+    def _write_shard(self, tensors: dict[str, torch.Tensor]) -> tuple[str, str, int] | None:
+        """Write a new shard; its name, sha256 and size (None when there is nothing to write)."""
+        if not tensors:
+            return None
+        name = f"shard-{uuid.uuid4().hex[:12]}.safetensors"
+        sha, size = write_shard(self.path / SHARDS / name, tensors)
+        return name, sha, size
 
     def _embeddings(self, hashes: list[str], texts: list[str]) -> np.ndarray:
         """Embeddings for a group, reusing those of texts already stored."""
@@ -408,20 +392,18 @@ class MemoryStore:
             before = self._disk_bytes()
             rows = self._manifest.memory_rows()
             old_shards = self._manifest.shard_rows()
-            shard_name = f"shard-{uuid.uuid4().hex[:12]}.safetensors"
             tensors: dict[str, torch.Tensor] = {}
             for row in tqdm(rows.values(), desc="compacting", unit="memory", disable=not progress):
                 tensors.update(self._raw_tensors(row))
-            if tensors:
-                sha, size = write_shard(self.path / SHARDS / shard_name, tensors)
+            shard = self._write_shard(tensors)
             with self._manifest.transaction() as db:
                 db.execute("DELETE FROM shards")
-                if tensors:
-                    Manifest.insert_shard(db, shard_name, sha, size, list(rows.values()))
+                if shard:
+                    Manifest.insert_shard(db, *shard, list(rows.values()))
                 generation = Manifest.bump_generation(db)
             self._manifest.checkpoint()
             self._shards.clear()
-            live = {shard_name} if tensors else set()
+            live = {shard[0]} if shard else set()
             for leftover in self.path.joinpath(SHARDS).iterdir():
                 if leftover.name not in live:
                     leftover.unlink()
@@ -435,17 +417,15 @@ class MemoryStore:
             texts = self._manifest.texts_by_hash()
             fp_changed = self.model is not None and self.model.fingerprint != self.fingerprint
             with tqdm(total=len(texts) if fp_changed else 0, desc="re-compressing", disable=not fp_changed) as bar:
-                tensors, rows = self._compress(texts, 8, bar, 0) if fp_changed else ({}, [])
-            shard_name = f"shard-{uuid.uuid4().hex[:12]}.safetensors"
-            if tensors:
-                sha, size = write_shard(self.path / SHARDS / shard_name, tensors)
+                tensors, rows = self._compress(texts, 8, bar) if fp_changed else ({}, [])
+            shard = self._write_shard(tensors)
             embedder = resolve_embedder(self._embedder_spec) if self._embedder_spec is not None else None
             with self._manifest.transaction() as db:
                 if fp_changed:
                     db.execute("DELETE FROM memories")
                     db.execute("DELETE FROM shards")
-                    if tensors:
-                        Manifest.insert_shard(db, shard_name, sha, size, rows)
+                    if shard:
+                        Manifest.insert_shard(db, *shard, rows)
                     Manifest.set_meta(db, "fingerprint", self.model.fingerprint)
                     Manifest.set_meta(db, "model", self.model.config.base_model)
                 if embedder is not None and embedder.name != self.embedder_name:
@@ -529,9 +509,7 @@ class MemoryStore:
             row = memory_rows.get(p.hash)
             if row is None:
                 raise StoreCorrupted(f"{self.path / MANIFEST}: passage {p.id} has no memory row")
-            raw = self._raw_tensors(row)
-            keys, values = decode_kv({name.rsplit(".", 1)[1]: t for name, t in raw.items()})
-            positions = raw[f"{row.hash}.pos"]
+            keys, values, positions = unpack_memory({n.rsplit(".", 1)[1]: t for n, t in self._raw_tensors(row).items()})
             meta = {**row.meta, "stored_nbytes": row.nbytes}
             chunks.append(MemoryChunk(keys, values, positions, row.length, row.pos_offset, self.fingerprint, meta))
         return chunks
@@ -539,7 +517,7 @@ class MemoryStore:
     def _raw_tensors(self, row: MemoryRow) -> dict[str, torch.Tensor]:
         """A memory's stored tensors by full name, CRC-checked."""
         shard = self._shard(row.shard)
-        names = [f"{row.hash}.{s}" for s in _SUFFIXES if f"{row.hash}.{s}" in shard]
+        names = [f"{row.hash}.{s}" for s in SUFFIXES if f"{row.hash}.{s}" in shard]
         tensors = {n: shard.tensor(n) for n in names}
         if tensors_crc(tensors.values()) != row.crc:
             raise StoreCorrupted(f"{shard.path}: memory {row.hash} fails its checksum (corrupted shard)")
@@ -564,61 +542,8 @@ class MemoryStore:
 
     def stats(self) -> dict:
         """Counts, sizes and the compression figures of the store."""
-        totals = self._manifest.totals()
-        layers, heads, dim = self._manifest.meta("kv_shape")
-        n = totals["passages"]
-        full_kv = 2 * layers * heads * dim * 2 * totals["passage_tokens"]  # bf16 K and V of every token
-        return {
-            "path": str(self.path),
-            "fingerprint": self.fingerprint,
-            "model": self._manifest.meta("model"),
-            "embedder": self.embedder_name,
-            "memory_dtype": self.memory_dtype,
-            "generation": self._manifest.generation(),
-            **totals,
-            "disk_bytes": self._disk_bytes(),
-            "bytes_per_passage": totals["passage_memory_bytes"] / n if n else 0.0,
-            "full_kv_bf16_bytes_per_passage": full_kv / n if n else 0.0,
-            "tokens_per_passage": totals["passage_tokens"] / n if n else 0.0,
-            "anchors_per_passage": totals["anchors"] / n if n else 0.0,
-        }
+        return store_stats(self)
 
     def verify(self, *, progress: bool = False) -> VerifyReport:
-        """Check every shard's checksum and every memory's CRC, and the index against the manifest."""
-        report = VerifyReport(checked={"shards": 0, "memories": 0, "passages": 0})
-        shards = self._manifest.shard_rows()
-        bad_shards = set()
-        for name, (sha, size) in tqdm(shards.items(), desc="verifying", unit="shard", disable=not progress):
-            path = self.path / SHARDS / name
-            report.checked["shards"] += 1
-            if not path.is_file():
-                report.problems.append(f"{path}: missing")
-            elif path.stat().st_size != size or sha256_file(path) != sha:
-                report.problems.append(f"{path}: checksum mismatch (corrupted shard)")
-            else:
-                continue
-            bad_shards.add(name)
-        for row in self._manifest.memory_rows().values():
-            report.checked["memories"] += 1
-            if row.shard in bad_shards:
-                continue
-            try:
-                self._raw_tensors(row)
-            except StoreCorrupted as e:
-                report.problems.append(str(e))
-        listed = set(shards)
-        for leftover in sorted(self.path.joinpath(SHARDS).glob("*")):
-            if leftover.name not in listed:
-                report.warnings.append(
-                    f"{leftover}: not in the manifest (left by an interrupted write; compact drops it)"
-                )
-        report.checked["passages"] = self._manifest.count()
-        index_file = self._index_path(self._manifest.generation())
-        if index_file.is_file():
-            try:
-                ids = set(VectorIndex.load(index_file, self.dim).ids().tolist())
-                if ids != set(self._manifest.ids()):
-                    report.problems.append(f"{index_file}: holds other ids than the manifest")
-            except StoreCorrupted as e:
-                report.problems.append(f"{e} (rebuilt from the manifest on the next write)")
-        return report
+        """Check every shard's checksum and every memory's CRC, and the index file against the manifest."""
+        return verify_store(self, progress=progress)
