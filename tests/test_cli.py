@@ -150,3 +150,16 @@ def test_console_script_in_a_subprocess(tmp_path):
         timeout=120,
     )
     assert result.returncode == 1 and "sac-rag verify: error: no sac_rag store" in result.stderr
+
+
+@pytest.mark.slow
+def test_demo_with_the_default_model(tmp_path, capsys):
+    store = tmp_path / "demo"
+    question = "Who wrote Animal Farm?"
+    args = ("demo", "--passages", "12", "--store", store, "--max-new-tokens", "8", "--question", question)
+    assert sac_rag(*args) == 0
+    out = capsys.readouterr().out
+    assert "indexing 12 of 12 Wikipedia passages" in out and "A (SAC memories):" in out and "A (raw text):" in out
+    assert "anchors kept" in out and "time to first token" in out
+    assert sac_rag(*args) == 0
+    assert f"reusing the store at {store}" in capsys.readouterr().out
