@@ -195,4 +195,4 @@ class TestChatSACStandard(ChatModelUnitTests):
 
     @property
     def chat_model_params(self) -> dict:
-        return {"session": shared_session(), "max_tokens": TOKENS}
+        return {"session": shared_session()}
