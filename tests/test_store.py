@@ -128,6 +128,8 @@ def test_other_compressor_or_embedder_is_refused_unless_rebuilt(tmp_path, sac):
         assert store.verify().ok
     with MemoryStore.open(tmp_path / "s", other, bow_embedder) as store:
         assert len(store) == len(PASSAGES)
+    with MemoryStore.open(tmp_path / "s", other, other_embedder, rebuild=True) as store:
+        assert store.embedder_name.endswith("other_embedder") and store.search(PASSAGES[3], k=1)[0].id == 3
 
 
 def test_corrupted_shard_is_named(tmp_path, sac):
