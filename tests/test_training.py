@@ -172,3 +172,21 @@ def test_distillation_adds_a_kl_term(tmp_path):
     sample = QASample("q", "Where is Paris?", "France", ("France",), ("Paris is in France.",), 0)
     loss, parts = t.loss(sample)
     assert parts["kl"] >= 0 and loss.item() == pytest.approx(parts["ce"] + 0.5 * parts["kl"], rel=1e-5)
+
+
+def test_export_casts_to_bf16_and_loads(tmp_path):
+    from helpers import fresh_base
+
+    from sac_rag import SACModel
+    from sac_rag.training.export import export_checkpoint
+
+    t = task()
+    t.save(tmp_path / "ckpt")
+    out = export_checkpoint(tmp_path / "ckpt", tmp_path / "shipped", card="# card\n")
+    assert (out / "README.md").read_text() == "# card\n"
+    assert (out / "adapter_model.safetensors").stat().st_size < (
+        tmp_path / "ckpt" / "adapter_model.safetensors"
+    ).stat().st_size
+    loaded = SACModel.from_pretrained(out, base=fresh_base(), tokenizer=tiny_tokenizer())
+    for (n, p), q in zip(t.parameters().items(), loaded.sac_parameters().values()):
+        assert torch.allclose(p, q, rtol=1e-2, atol=1e-3), n

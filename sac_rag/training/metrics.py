@@ -1,37 +1,17 @@
-"""SQuAD-style answer scores and the JSONL metrics log."""
+"""The JSONL metrics log, and the quick held-out EM/F1 (scored by :mod:`sac_rag.eval.metrics`)."""
 
 from __future__ import annotations
 
 import json
-import re
-import string
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-
-def normalize_answer(s: str) -> str:
-    """SQuAD v1.1 normalisation: lower case, no punctuation, no articles, single spaces."""
-    s = s.lower()
-    s = "".join(ch for ch in s if ch not in set(string.punctuation))
-    s = re.sub(r"\b(a|an|the)\b", " ", s)
-    return " ".join(s.split())
-
-
-def f1_score(prediction: str, truth: str) -> float:
-    pred, gold = normalize_answer(prediction).split(), normalize_answer(truth).split()
-    common = Counter(pred) & Counter(gold)
-    same = sum(common.values())
-    if same == 0:
-        return 0.0
-    p, r = same / len(pred), same / len(gold)
-    return 2 * p * r / (p + r)
+from sac_rag.eval.metrics import squad_em, squad_f1
 
 
 def em_f1(prediction: str, answers: Sequence[str]) -> tuple[float, float]:
-    """Best exact match and F1 of ``prediction`` over the gold ``answers``."""
-    em = max(float(normalize_answer(prediction) == normalize_answer(a)) for a in answers)
-    return em, max(f1_score(prediction, a) for a in answers)
+    """SQuAD exact match and F1 (max over the gold answers), as ``sac-rag eval`` scores them."""
+    return squad_em(prediction, answers), squad_f1(prediction, answers)
 
 
 class MetricsLog:
