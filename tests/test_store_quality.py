@@ -25,6 +25,7 @@ def stored(chunk, dtype: str):
     return replace(chunk, keys=keys.float(), values=values.float()), nbytes
 
 
+@torch.inference_mode()
 def first_logits(model, question, memories) -> torch.Tensor:
     _, logits, _ = model._decoder().prefill(model.build_prompt(question, memories))
     return logits.float()
