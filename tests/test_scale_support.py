@@ -30,19 +30,20 @@ def ray_init_args() -> dict:
     return {"num_cpus": 2, "runtime_env": {"env_vars": {"PYTHONPATH": path}}}
 
 
-class DiesOnceWriter(UnitWriter):
-    """A worker that is killed (``os._exit``) right after writing its first unit, once per flag file."""
+FLAG = "die-once.flag"
 
-    flag: str = ""
+
+class DiesOnceWriter(UnitWriter):
+    """A worker killed (``os._exit``) right after writing a unit, while ``FLAG`` lies beside the store dir."""
 
     def write_unit(self, name, ids, texts, metadata):
         out = super().write_unit(name, ids, texts, metadata)
         try:
-            os.unlink(self.flag)
+            os.unlink(self.staging.parent.parent / FLAG)
         except FileNotFoundError:
             return out
         time.sleep(0.1)
         os._exit(1)
 
 
-__all__ = ["DiesOnceWriter", "bow_embedder", "corpus", "ray_init_args", "tiny_model"]
+__all__ = ["FLAG", "DiesOnceWriter", "bow_embedder", "corpus", "ray_init_args", "tiny_model"]
