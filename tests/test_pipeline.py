@@ -68,3 +68,15 @@ def test_errors(tmp_path, sac):
     with pytest.raises(ValueError, match="compressor"):
         SACRAG(empty, model(ratio=4))
     empty.close()
+
+
+def test_load_model_gives_fresh_compressors_one_fingerprint(tmp_path):
+    from test_store_support import tiny_checkpoint
+
+    from sac_rag.pipeline import load_model
+
+    ckpt = tiny_checkpoint(tmp_path)
+    base = str(ckpt.parent / "base")
+    fresh = {load_model(base).fingerprint for _ in range(2)}
+    assert len(fresh) == 1  # separate runs (index, then ask) can share a store
+    assert load_model(str(ckpt)).fingerprint not in fresh
