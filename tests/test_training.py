@@ -74,7 +74,7 @@ def test_few_steps_lower_the_loss(tmp_path):
     assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.1  # a random tiny decoder is near-uniform: small but clear
     assert (result.final_dir / "sac_config.json").is_file()
     assert (tmp_path / "run" / "loss.png").is_file()
-    assert len(_losses(tmp_path / "run", "eval", "eval_loss")) == 3  # steps 6, 12 and the last
+    assert len(_losses(tmp_path / "run", "eval", "eval_loss")) == 4  # steps 0, 6, 12 and the last
 
 
 def test_only_sac_parameters_change(tmp_path):
@@ -164,7 +164,7 @@ def test_lm_stage_on_plain_text(tmp_path):
     text.write_text("\n\n".join(CORPUS[:1] + CORPUS[2:] + [c + " " + c for c in CORPUS[2:]]))
     cfg = config(tmp_path, stage="lm", train_files=[str(text)], steps=3, eval_size=1)
     result = train(cfg, task=task(lm_max_tokens=64))
-    assert result.state.step == 3 and len(_losses(tmp_path / "run", "eval", "eval_loss")) == 1
+    assert result.state.step == 3 and len(_losses(tmp_path / "run", "eval", "eval_loss")) == 2
 
 
 def test_distillation_adds_a_kl_term(tmp_path):

@@ -106,6 +106,16 @@ class Trainer:
             out["eval_generated"] = len(qa)
         return out
 
+    def _log_eval(self, log: MetricsLog, state: TrainerState) -> str:
+        """Evaluate, log and remember the result; return it as one line of text."""
+        ev = self.evaluate()
+        if not ev:
+            return ""
+        ev.update(kind="eval", step=state.step, elapsed_s=state.elapsed_s)
+        log.write(ev)
+        state.history.append(ev)
+        return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in ev.items())
+
     # ------------------------------------------------------------------ loop
     def _step(self, step: int) -> dict[str, float]:
         cfg = self.cfg
@@ -143,6 +153,7 @@ class Trainer:
             log.write({"kind": "resume", "step": state.step, "elapsed_s": state.elapsed_s})
         else:
             cfg.save(self.out)
+            self._log_eval(log, state)  # the starting point of the curve
         start, last_ckpt, done_here = time.monotonic(), time.monotonic(), 0
         base_elapsed = state.elapsed_s
         bar = tqdm(total=cfg.steps, initial=state.step, desc=f"train {cfg.task}/{cfg.stage}", unit="step")
@@ -166,12 +177,9 @@ class Trainer:
             done_here += 1
             out_of_time = cfg.max_minutes is not None and state.elapsed_s >= 60 * cfg.max_minutes
             if state.step % cfg.eval_every == 0 or state.step == cfg.steps or out_of_time:
-                ev = self.evaluate()
-                if ev:
-                    ev.update(kind="eval", step=state.step, elapsed_s=state.elapsed_s)
-                    log.write(ev)
-                    state.history.append(ev)
-                    bar.write(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in ev.items()))
+                line = self._log_eval(log, state)
+                if line:
+                    bar.write(line)
             due = time.monotonic() - last_ckpt >= 60 * cfg.checkpoint_minutes
             due = due or (checkpoint_every is not None and state.step % checkpoint_every == 0)
             if due or out_of_time:
