@@ -135,3 +135,25 @@ def test_one_writer_at_a_time(tmp_path):
     first.close()
     second.close()
     assert os.path.exists(tmp_path / "s" / "write.lock")
+
+
+def test_a_reader_racing_compact_retries(tmp_path):
+    sac = model()
+    writer = MemoryStore.create(tmp_path / "s", sac, bow_embedder)
+    writer.add([text(i) for i in range(6)], progress=False)
+    writer.delete([0])
+    reader = MemoryStore.open(tmp_path / "s", embedder=bow_embedder)
+    rows = reader._manifest.memory_rows
+    raced = []
+
+    def rows_then_compact(hashes=None):
+        found = rows(hashes)
+        if not raced:  # the writer swaps the shards right after the reader read the rows
+            raced.append(writer.compact())
+        return found
+
+    reader._manifest.memory_rows = rows_then_compact
+    chunks = reader.memories([1, 2])
+    assert raced and [c.length for c in chunks] == [c.length for c in sac.compress([text(1), text(2)])]
+    writer.close()
+    reader.close()

@@ -11,3 +11,7 @@ class StoreCorrupted(StoreError):
 
 class StoreMismatch(StoreError):
     """The store was built with another compressor or embedder than the one given."""
+
+
+class ShardMissing(StoreCorrupted):
+    """A shard the manifest names is not on disk (deleted, or swapped by a concurrent ``compact``)."""

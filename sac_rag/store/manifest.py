@@ -66,6 +66,7 @@ class Manifest:
             self._db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA journal_size_limit=4194304")  # the WAL shrinks back after a checkpoint
         except sqlite3.DatabaseError as e:
             raise StoreCorrupted(f"{path}: not a sac_rag manifest ({e})") from e
 
@@ -92,8 +93,8 @@ class Manifest:
             raise StoreCorrupted(f"{self.path}: store format {fmt!r}, this sac_rag reads {STORE_FORMAT!r}")
 
     def checkpoint(self) -> None:
-        """Fold the write-ahead log into the database file and truncate it."""
-        self._query("PRAGMA wal_checkpoint(TRUNCATE)")
+        """Fold the write-ahead log into the database file, without waiting for readers."""
+        self._query("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
         with self._lock:

@@ -30,7 +30,7 @@ from sac_rag.embedding import Embedder, resolve_embedder
 from sac_rag.io import atomic_write_dir
 from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.store.codec import SUFFIXES, dtype_name, pack_memory, unpack_memory
-from sac_rag.store.errors import StoreCorrupted, StoreError, StoreMismatch
+from sac_rag.store.errors import ShardMissing, StoreCorrupted, StoreError, StoreMismatch
 from sac_rag.store.index import VectorIndex
 from sac_rag.store.inspect import VerifyReport, store_stats, verify_store
 from sac_rag.store.layout import INDEX, LOCK, MANIFEST, SHARDS
@@ -501,6 +501,13 @@ class MemoryStore:
 
         Each chunk's ``meta["stored_nbytes"]`` is the bytes it takes in its shard.
         """
+        wanted = check_ids(ids)
+        try:
+            return self._read_memories(wanted)
+        except ShardMissing:  # compact() swapped shards between our read of the rows and of the file
+            return self._read_memories(wanted)
+
+    def _read_memories(self, ids: list[int]) -> list[MemoryChunk]:
         with self._manifest.snapshot():
             passages = self.get(ids)
             memory_rows = self._manifest.memory_rows([p.hash for p in passages])
@@ -529,7 +536,7 @@ class MemoryStore:
             if reader is None:
                 path = self.path / SHARDS / name
                 if not path.is_file():
-                    raise StoreCorrupted(f"{path}: shard listed in the manifest is missing")
+                    raise ShardMissing(f"{path}: shard listed in the manifest is missing")
                 reader = ShardReader(path)
             self._shards[name] = reader
             while len(self._shards) > 32:
