@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from sac_rag.memory.chunk import MemoryChunk
+from sac_rag.model import SACModel
 from sac_rag.store import Hit, MemoryStore
 from sac_rag.store.store import kv_shape
 from sac_rag.store.validate import check_query
@@ -65,7 +66,7 @@ class SACRAG:
     answer in pieces and leaves the full result in :attr:`last_result`.
     """
 
-    def __init__(self, store: MemoryStore, model=None, *, max_new_tokens: int = 64) -> None:
+    def __init__(self, store: MemoryStore, model: SACModel | None = None, *, max_new_tokens: int = 64) -> None:
         self.store = store
         self.model = model if model is not None else store.model
         if self.model is None:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,6 +39,9 @@ from sac_rag.store.lock import WriterLock
 from sac_rag.store.manifest import Manifest, MemoryRow, PassageRow
 from sac_rag.store.shards import ShardReader, tensors_crc, write_shard
 from sac_rag.store.validate import Record, check_ids, check_k, check_query, records
+
+if TYPE_CHECKING:
+    from sac_rag.model import SACModel
 
 
 @dataclass
@@ -69,7 +73,9 @@ class MemoryStore:
     store was built with (when it is a sentence-transformers model) or the offline default.
     """
 
-    def __init__(self, path: Path, manifest: Manifest, model, embedder, *, lock_timeout: float = 60.0) -> None:
+    def __init__(
+        self, path: Path, manifest: Manifest, model: SACModel | None, embedder, *, lock_timeout: float = 60.0
+    ) -> None:
         self.path = path
         self.model = model
         self._manifest = manifest
@@ -90,7 +96,7 @@ class MemoryStore:
     def create(
         cls,
         path: str | Path,
-        model,
+        model: SACModel,
         embedder: Embedder | Callable | str | None = None,
         memory_dtype: torch.dtype | str = torch.bfloat16,
         *,
@@ -132,7 +138,7 @@ class MemoryStore:
     def open(
         cls,
         path: str | Path,
-        model=None,
+        model: SACModel | None = None,
         embedder: Embedder | Callable | str | None = None,
         *,
         rebuild: bool = False,
@@ -162,7 +168,7 @@ class MemoryStore:
     def open_or_create(
         cls,
         path: str | Path,
-        model,
+        model: SACModel,
         embedder: Embedder | Callable | str | None = None,
         memory_dtype: torch.dtype | str = torch.bfloat16,
     ) -> MemoryStore:
