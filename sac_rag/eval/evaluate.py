@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import platform
 import time
@@ -22,11 +23,10 @@ RUN_JSON = "run.json"
 
 
 def load_examples(paths: Sequence[str | Path], limit: int | None = None) -> list[QAExample]:
-    """The first ``limit`` questions of each file (per file, so every dataset gets its share)."""
-    examples: list[QAExample] = []
-    for path in paths:
-        examples += load_qa(path, limit=limit)
-    return examples
+    """The first ``limit`` questions of each file, interleaved file by file (round robin), so that a
+    run stopped early has covered every dataset about equally."""
+    per_file = [load_qa(path, limit=limit) for path in paths]
+    return [ex for group in itertools.zip_longest(*per_file) for ex in group if ex is not None]
 
 
 def machine() -> str:

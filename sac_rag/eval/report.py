@@ -95,15 +95,17 @@ def plot(summary: dict, out_dir: Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     families: dict[str, list[tuple[int, float]]] = {}
-    for m in methods:
+    styles = iter(["--", ":", "-.", (0, (5, 1)), (0, (1, 3)), (0, (3, 1, 1, 1))] * 4)
+    for i, m in enumerate(methods):
         if m["ratio"] is None:
-            ax.axhline(m["macro"]["f1"], linestyle="--", linewidth=1, label=m["label"])
+            ax.axhline(m["macro"]["f1"], linestyle=next(styles), linewidth=1.2, color=f"C{i}", label=m["label"])
         else:
             family = m["label"].split(" (")[0].replace(f"r={m['ratio']}", "").strip()
             families.setdefault(family, []).append((m["ratio"], m["macro"]["f1"]))
-    for family, points in families.items():
+    for j, (family, points) in enumerate(families.items()):
         points.sort()
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=family)
+        color = f"C{(len(methods) + j) % 10}"  # never a colour of a horizontal line
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", color=color, label=family)
     ax.set_xlabel("compression ratio r")
     ax.set_ylabel("F1 (macro, %)")
     ax.set_title(f"F1 vs compression ratio ({summary['questions']} questions)")
@@ -117,7 +119,7 @@ def plot(summary: dict, out_dir: Path) -> list[Path]:
     ax.barh(labels, [m["ttft_ms"]["median"] for m in methods])
     ax.invert_yaxis()
     ax.set_xlabel("time to first token, median (ms)")
-    ax.set_title("TTFT per method (passage memories precomputed)")
+    ax.set_title("TTFT per method (memories precomputed)", fontsize=10)
     fig.tight_layout()
     written.append(_save(fig, out_dir / TTFT_PLOT))
     plt.close(fig)
