@@ -113,3 +113,27 @@ def test_sharded_store_answers_across_parts(cluster, reference, tmp_path):
         store.nprobe = 4  # every list: IVF search is exact
         store._ivf = None
         assert_same_search(store, reference)
+
+
+def test_cli_scale_index_ivf_search(cluster, tmp_path, capsys):
+    from test_store_support import tiny_checkpoint
+
+    from sac_rag.cli.main import main
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for n in range(6):
+        (docs / f"d{n}.txt").write_text(" ".join(corpus(40)[n * 6 : n * 6 + 6]))
+    ckpt = tiny_checkpoint(tmp_path / "ckpt")
+    store = tmp_path / "store"
+    args = ["scale", "index", docs, "--store", store, "--model", ckpt, "--shards", "2", "--workers", "1"]
+    assert main([str(a) for a in [*args, "--passage-tokens", "40", "--unit-size", "4"]]) == 0
+    assert "passages" in capsys.readouterr().out
+    with ShardedStore.open(store) as sharded:
+        n = len(sharded)
+        assert n >= 6 and sharded.verify().ok
+    assert main(["scale", "ivf", "--store", str(store), "--nlist", "2"]) == 0
+    assert f"IVF-Flat with 2 lists over {n} passages" in capsys.readouterr().out
+    assert main(["scale", "search", "topic 3 and number", "--store", str(store), "-k", "2", "--nprobe", "2"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2
+    assert main(["scale", "index", str(tmp_path / "missing.txt"), "--store", str(tmp_path / "x")]) == 1

@@ -8,15 +8,17 @@ the target store as it arrives and builds each vector index once at the end.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from sac_rag.config import CONFIG_NAME
 from sac_rag.corpus import Passages, read_documents, to_passages
 from sac_rag.pipeline import token_counter
 from sac_rag.scale.merge import PartMerger
@@ -44,18 +46,29 @@ class IndexReport:
     workers: int
     gpus_per_worker: float
     seconds: float
+    worker_seconds: float = 0.0  # summed time the workers spent writing units (compress + embed + write)
 
     @property
     def passages_per_s(self) -> float:
         return self.passages / self.seconds if self.seconds else 0.0
 
 
-def corpus_records(corpus, count_tokens, passage_tokens: int, metadata=None, ids=None) -> list[Record]:
+def _is_path(item: object) -> bool:
+    if isinstance(item, Path):
+        return True
+    try:
+        return isinstance(item, str) and "\n" not in item and Path(item).exists()
+    except OSError:  # e.g. a passage longer than a file name may be
+        return False
+
+
+def corpus_records(corpus, load_model: Callable, passage_tokens: int, metadata=None, ids=None) -> list[Record]:
     """Records from :class:`Passages`, a ``ray.data.Dataset`` with a ``text`` column, files, or texts.
 
     A sequence whose items are all :class:`~pathlib.Path` objects or existing paths is read as files
     (split into passages with stable ids, as ``sac-rag index`` does); any other sequence of strings is
-    taken as the passages themselves.
+    taken as the passages themselves. ``load_model()`` gives the model whose tokenizer splits files;
+    it is called after every file was read and checked.
     """
     if isinstance(corpus, Passages):
         return records(corpus.texts, corpus.metadata, corpus.ids)
@@ -68,12 +81,27 @@ def corpus_records(corpus, count_tokens, passage_tokens: int, metadata=None, ids
             [int(r["id"]) for r in rows] if has_ids else ids,
         )
     items = [corpus] if isinstance(corpus, (str, Path)) else list(corpus)
-    if items and all(isinstance(x, Path) or Path(x).exists() for x in items):
-        passages = to_passages(read_documents(items), passage_tokens, count_tokens)
+    if items and all(_is_path(x) for x in items):
+        documents = read_documents(items)
+        passages = to_passages(documents, passage_tokens, token_counter(load_model()))
         if not passages:
             raise ValueError("the given files hold no text")
         return records(passages.texts, passages.metadata, passages.ids)
     return records(items, metadata, ids)
+
+
+def _worker_recipe(recipe: Recipe, sac, staging: Path) -> Recipe:
+    """The recipe workers get: a factory or checkpoint as given; else the driver's model, saved once.
+
+    A base-model name (or the default without a shipped compressor) gets fresh, random SAC weights in
+    each process: every worker would be another compressor, so they load the driver's instead.
+    """
+    if callable(recipe.model) or (recipe.model is not None and (Path(recipe.model) / CONFIG_NAME).is_file()):
+        return recipe
+    directory = staging / "compressor"
+    if not (directory / CONFIG_NAME).is_file():
+        sac.save_pretrained(directory)
+    return Recipe(str(directory), recipe.embedder)
 
 
 def _open_target(path: Path, shards: int, model, embedder: EmbedderSpec, memory_dtype) -> list[MemoryStore]:
@@ -113,8 +141,11 @@ def _connect(address: str | None, ray_init: dict | None) -> bool:
     return True
 
 
-def _run_units(plan: Plan, mergers: list[PartMerger], staging: Path, writer_args: dict, pool: dict) -> None:
-    """Run the units through the actor pool; merge each finished one into its part as it streams back."""
+def _run_units(plan: Plan, mergers: list[PartMerger], staging: Path, writer_args: dict, pool: dict) -> float:
+    """Run the units through the actor pool, merging each finished one into its part as it streams back.
+
+    Returns the seconds the workers spent on the units, summed.
+    """
     import ray.data
 
     context = ray.data.DataContext.get_current()
@@ -127,9 +158,12 @@ def _run_units(plan: Plan, mergers: list[PartMerger], staging: Path, writer_args
         compute=ray.data.ActorPoolStrategy(size=pool.pop("workers")),
         **pool,
     )
+    busy = 0.0
     for batch in written.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
         for name, part in zip(batch["name"], batch["part"]):
             mergers[int(part)].merge_unit(staging / str(name))
+        busy += float(batch["seconds"].sum())
+    return busy
 
 
 def index_with_ray(
@@ -163,8 +197,9 @@ def index_with_ray(
 
     t0 = time.perf_counter()
     recipe = Recipe(model, embedder)
-    sac = recipe.build_model()
-    batch = corpus_records(paths_or_texts, token_counter(sac), passage_tokens, metadata, ids)
+    load_model = functools.cache(recipe.build_model)
+    batch = corpus_records(paths_or_texts, load_model, passage_tokens, metadata, ids)
+    sac = load_model()
     store_dir = Path(store_dir)
     parts = _open_target(store_dir, shards, sac, embedder, dtype_name(memory_dtype))
     staging = store_dir / STAGING
@@ -178,7 +213,7 @@ def index_with_ray(
             if num_gpus is None:
                 num_gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
             writer_args = {
-                "recipe": recipe,
+                "recipe": _worker_recipe(recipe, sac, staging),
                 "staging": str(staging),
                 "fingerprint": sac.fingerprint,
                 "memory_dtype": parts[0].memory_dtype,
@@ -191,8 +226,7 @@ def index_with_ray(
                 "num_gpus": num_gpus,
                 "num_cpus": 0 if num_gpus else 1,
             }
-            if plan.units:
-                _run_units(plan, mergers, staging, writer_args, pool)
+            busy = _run_units(plan, mergers, staging, writer_args, pool) if plan.units else 0.0
             for merger in mergers:
                 merger.finish()
         shutil.rmtree(staging, ignore_errors=True)
@@ -202,4 +236,5 @@ def index_with_ray(
         if started:
             ray.shutdown()
     seconds = time.perf_counter() - t0
-    return IndexReport(str(store_dir), len(batch), plan.texts_to_compress, len(plan.units), workers, num_gpus, seconds)
+    counts = (len(batch), plan.texts_to_compress, len(plan.units))
+    return IndexReport(str(store_dir), *counts, workers, num_gpus, seconds, busy)
