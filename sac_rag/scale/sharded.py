@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -139,20 +139,21 @@ class ShardedStore:
         return groups
 
     # ------------------------------------------------------------------ reading
-    def get(self, ids: Sequence[int]) -> list[PassageRow]:
+    def _routed(self, ids: Sequence[int], read: Callable[[MemoryStore, list[int]], list]) -> list:
+        """``read(part, its_ids)`` for each part holding some of ``ids``, reassembled in the order asked."""
         wanted = check_ids(ids)
         found = {}
         for p, group in self._by_part(wanted).items():
-            found.update(zip(group, self.parts[p].get(group)))
+            found.update(zip(group, read(self.parts[p], group)))
         return [found[i] for i in wanted]
+
+    def get(self, ids: Sequence[int]) -> list[PassageRow]:
+        """Passage records (id, content hash, text, metadata) in the order asked."""
+        return self._routed(ids, MemoryStore.get)
 
     def memories(self, ids: Sequence[int]) -> list[MemoryChunk]:
         """The memory chunks of passages, in the order asked, each read from its part's mapped shards."""
-        wanted = check_ids(ids)
-        found = {}
-        for p, group in self._by_part(wanted).items():
-            found.update(zip(group, self.parts[p].memories(group)))
-        return [found[i] for i in wanted]
+        return self._routed(ids, MemoryStore.memories)
 
     def search(self, query: str, k: int = 5) -> list[Hit]:
         """The ``k`` passages nearest to ``query`` over every part, best first."""
