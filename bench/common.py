@@ -10,6 +10,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -18,6 +19,7 @@ from sac_rag.io import atomic_write_text
 SQUAD_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev" / "mrqa_dev_SQuAD.jsonl.gz"
 OUT_DIR = Path("/work/runs/bench")
 QUESTION = "What is the main subject of these passages?"
+T = TypeVar("T")
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -35,6 +37,7 @@ def setup(args: argparse.Namespace):
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.manual_seed(0)  # an untrained default's SAC parts are random: the same ones in every process
     return SACModel.default()
 
 
@@ -52,28 +55,31 @@ def passages(path: str | Path, n: int) -> list[str]:
     return list(seen)
 
 
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``fn()`` in seconds over ``repeats`` runs (after one untimed warm-up)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def interleaved(fns: dict[str, Callable[[], T]], repeats: int) -> dict[str, list[T]]:
+    """Each function's results over ``repeats`` rounds, run round-robin (after one warm-up round) so
+    that background load hits all of them alike."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    results: dict[str, list[T]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            results[name].append(fn())
+    return results
 
 
 def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median times of several functions, run round-robin so that background load hits all alike."""
-    for fn in fns.values():
-        fn()  # warm-up
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
+    """Median wall time in seconds of each function, run round-robin (see :func:`interleaved`)."""
+
+    def timed(fn: Callable[[], object]) -> Callable[[], float]:
+        def run() -> float:
             t0 = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+            return time.perf_counter() - t0
+
+        return run
+
+    runs = interleaved({k: timed(fn) for k, fn in fns.items()}, repeats)
+    return {k: statistics.median(v) for k, v in runs.items()}
 
 
 def machine() -> dict:

@@ -1,7 +1,7 @@
 """Peak resident memory of one RAG query over k passages: SAC memories vs raw text vs full-KV reuse.
 
-Each method runs in its own fresh subprocess (so no earlier peak hides it): load the model, compute
-the memories (index time), then answer one question while a thread samples the process's resident
+Each method runs in its own fresh subprocess (so no earlier peak hides it): load the model and the
+memories the parent computed (index time), then answer one question while a thread samples the process's resident
 set size (``/proc/self/statm``, every millisecond). Reported: RSS before the query, the peak during
 it, and the difference (the query's own working memory: prefill activations, cache, logits).
 """
@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
+from safetensors import safe_open
+from safetensors.torch import save_file
+
 from bench.common import parser, passages, report, setup, table
+from sac_rag.memory.chunk import MemoryChunk
 
 METHODS = ("raw", "full_kv", "sac")
 
@@ -52,19 +58,40 @@ class PeakSampler:
         self.peak = max(self.peak, rss_bytes())
 
 
+def save_memories(path: Path, chunks: list[MemoryChunk]) -> None:
+    """Memory chunks to one safetensors file (their scalar fields in the header)."""
+    tensors, meta = {}, []
+    for i, c in enumerate(chunks):
+        tensors |= {f"{i}.keys": c.keys, f"{i}.values": c.values, f"{i}.positions": c.positions}
+        meta.append({"length": c.length, "offset": c.offset, "fingerprint": c.fingerprint, "meta": c.meta})
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata={"chunks": json.dumps(meta)})
+
+
+def load_memories(path: Path) -> list[MemoryChunk]:
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata()["chunks"])
+        return [
+            MemoryChunk(f.get_tensor(f"{i}.keys"), f.get_tensor(f"{i}.values"), f.get_tensor(f"{i}.positions"), **m)
+            for i, m in enumerate(meta)
+        ]
+
+
 def one_query(args: argparse.Namespace) -> dict:
-    """In this process: the memory of one query with ``args.child`` over ``args.k`` passages."""
+    """In this process: the memory of one query with ``args.child`` over ``args.k`` passages.
+
+    Memories come from ``args.memories`` (computed by the parent), so that no compression ran in
+    this process before the query: every method starts from the same allocator state.
+    """
     import gc
 
     from bench.ttft import QUESTION, raw_prompt
 
     method, k = args.child, args.k
     model = setup(args)
-    texts = passages(args.data, k)
     if method == "raw":
-        segments = raw_prompt(model, texts)
+        segments = raw_prompt(model, passages(args.data, k))
     else:
-        memories = model.compress(texts) if method == "sac" else model.encode_full_kv(texts)
+        memories = load_memories(Path(args.memories) / f"{method}.safetensors")
         segments = model.build_prompt(QUESTION, memories=memories)
     gc.collect()
     decoder = model._decoder()
@@ -74,6 +101,7 @@ def one_query(args: argparse.Namespace) -> dict:
     return {
         "method": method,
         "k": k,
+        "cache_entries": sum(c.n_anchors for c in memories) if method != "raw" else len(segments[0]),
         "rss_before_mib": before / 2**20,
         "peak_mib": sampler.peak / 2**20,
         "query_mib": (sampler.peak - before) / 2**20,
@@ -84,18 +112,28 @@ def main(argv: list[str] | None = None) -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--k", type=int, default=5)
     p.add_argument("--new-tokens", type=int, default=16)
+    p.add_argument("--memories", help="internal: directory of the precomputed memories")
     p.add_argument("--child", choices=METHODS, help="internal: run one method in this process, print JSON")
     args = p.parse_args(argv)
     if args.child:
         print("RESULT " + json.dumps(one_query(args)))
         return
+    model = setup(args)
+    texts = passages(args.data, args.k)
     rows = []
-    for method in METHODS:
-        cmd = [sys.executable, "-m", "bench.peak_memory", "--child", method, "--k", str(args.k), "--data", args.data]
-        cmd += ["--new-tokens", str(args.new_tokens)] + (["--threads", str(args.threads)] if args.threads else [])
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1]).stdout
-        rows.append(json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:]))
-    text = table(rows, ["method", "k", "rss_before_mib", "peak_mib", "query_mib"])
+    with tempfile.TemporaryDirectory() as tmp:
+        save_memories(Path(tmp) / "sac.safetensors", model.compress(texts))
+        save_memories(Path(tmp) / "full_kv.safetensors", model.encode_full_kv(texts))
+        del model
+        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}  # big blocks mmapped: RSS follows live memory
+        for method in METHODS:
+            cmd = [sys.executable, "-m", "bench.peak_memory", "--child", method, "--k", str(args.k)]
+            cmd += ["--data", args.data, "--new-tokens", str(args.new_tokens), "--memories", tmp]
+            cmd += ["--threads", str(args.threads)] if args.threads else []
+            cwd = Path(__file__).parents[1]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=cwd, env=env).stdout
+            rows.append(json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:]))
+    text = table(rows, ["method", "k", "cache_entries", "rss_before_mib", "peak_mib", "query_mib"])
     report("peak_memory", {"k": args.k, "rows": rows}, text, args.out)
 
 

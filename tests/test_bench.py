@@ -50,3 +50,12 @@ def test_peak_sampler():
 def test_helpers():
     assert set(interleaved_medians({"a": lambda: None, "b": lambda: 1}, 2)) == {"a", "b"}
     assert table([{"x": 1.234, "y": "s"}], ["x", "y"]).splitlines()[2] == "| 1.23 | s |"
+
+
+def test_memories_round_trip_through_safetensors(tmp_path, setup):
+    model, texts = setup
+    chunks = model.compress(texts[:2])
+    peak_memory.save_memories(tmp_path / "m.safetensors", chunks)
+    back = peak_memory.load_memories(tmp_path / "m.safetensors")
+    assert [(c.length, c.fingerprint, c.meta) for c in back] == [(c.length, c.fingerprint, c.meta) for c in chunks]
+    assert all((a.keys == b.keys).all() and (a.positions == b.positions).all() for a, b in zip(back, chunks))
