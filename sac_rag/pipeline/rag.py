@@ -22,8 +22,8 @@ class Figures:
     ``passage_tokens``: tokens the retrieved passages hold; ``prefilled_tokens``: tokens the decoder
     actually ran before answering (the question alone with SAC, passages + question from raw text);
     ``anchors``: anchor K/V rows composed; ``bytes_read``: memory bytes read from the store;
-    ``full_kv_bytes``: a full KV cache of the passages' tokens in the model's dtype (built from
-    scratch for every raw-text question; never built with SAC).
+    ``full_kv_bytes``: a full KV cache of the passages' tokens in bfloat16 (what raw text rebuilds
+    for every question, and what SAC's memories stand in for).
     ``prefill_s`` runs until the first answer piece, ``decode_s`` from there to the end.
     """
 
@@ -132,7 +132,7 @@ class SACRAG:
         figures.passage_tokens = sum(m.length for m in memories)
         figures.anchors = sum(m.n_anchors for m in memories)
         figures.bytes_read = sum(m.meta.get("stored_nbytes", m.nbytes) for m in memories)
-        figures.full_kv_bytes = sum(m.full_kv_nbytes(self.model.dtype) for m in memories)
+        figures.full_kv_bytes = sum(m.full_kv_nbytes(torch.bfloat16) for m in memories)
         return memories
 
     def _raw_prompt(self, question: str, sources: list[Hit], figures: Figures) -> list[str]:
@@ -141,6 +141,5 @@ class SACRAG:
         passages = "\n\n".join(h.text for h in sources)
         figures.passage_tokens = len(self.model.tokenizer(passages, add_special_tokens=False)["input_ids"])
         layers, heads, head_dim = kv_shape(self.model.base_model.config)
-        elem = torch.empty((), dtype=self.model.dtype).element_size()
-        figures.full_kv_bytes = 2 * layers * heads * head_dim * elem * figures.passage_tokens
+        figures.full_kv_bytes = 2 * layers * heads * head_dim * 2 * figures.passage_tokens  # bfloat16 K and V
         return [config.context_prefix, passages, config.question_prefix, question, config.answer_prefix]

@@ -25,13 +25,13 @@ def format_figures(f: Figures) -> str:
     if f.mode == "sac":
         head = (
             f"tokens in: {f.passage_tokens}  anchors kept: {f.anchors}  bytes read: {kib(f.bytes_read)} "
-            f"vs full KV {kib(f.full_kv_bytes)} ({f.full_kv_bytes / max(f.bytes_read, 1):.1f}x)  "
+            f"vs full KV {kib(f.full_kv_bytes)} bf16 ({f.full_kv_bytes / max(f.bytes_read, 1):.1f}x)  "
             f"prefilled: {f.prefilled_tokens} tokens"
         )
     else:
         head = (
             f"tokens in: {f.passage_tokens} as text  prefilled: {f.prefilled_tokens} tokens  "
-            f"KV built: {kib(f.full_kv_bytes)}"
+            f"KV rebuilt: {kib(f.full_kv_bytes)} bf16"
         )
     times = (
         f"retrieval {f.retrieval_s:.3f}s  load {f.load_s:.3f}s  compose {f.compose_s:.3f}s  "
