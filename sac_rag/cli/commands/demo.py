@@ -16,7 +16,7 @@ QUESTIONS = (
     "Who were the first humans to land on the Moon?",
     "When was Albert Einstein born?",
     "Which novel is Aldous Huxley best known for?",
-    "Who is the ampere named after?",
+    "Who was the 16th President of the United States?",
 )
 
 
