@@ -89,12 +89,12 @@ def test_ray_index_equals_single_process(cluster, reference, tmp_path):
 
 def test_killed_worker_loses_nothing(cluster, reference, tmp_path):
     (tmp_path / FLAG).touch()  # the first unit written kills its worker before it reports back
-    report = run(tmp_path / "s", n=64, unit_size=8, workers=2, worker_cls=DiesOnceWriter)
+    report = run(tmp_path / "s", n=48, unit_size=8, workers=2, worker_cls=DiesOnceWriter)
     assert not (tmp_path / FLAG).exists(), "no worker was killed"
-    assert (report.passages, report.units) == (64, 8)
+    assert (report.passages, report.units) == (48, 6)
     with MemoryStore.open(tmp_path / "s", embedder=bow_embedder) as store:
-        assert store.ids() == IDS[:64]
-        assert_same(store, reference, IDS[:64])
+        assert store.ids() == IDS[:48]
+        assert_same(store, reference, IDS[:48])
         check = store.verify()
         assert check.ok and not check.warnings  # the re-run unit was written once, not twice
 
@@ -104,7 +104,7 @@ def test_sharded_store_answers_across_parts(cluster, reference, tmp_path):
     assert report.passages == 243
     with ShardedStore.open(tmp_path / "s", embedder=bow_embedder) as store:
         assert store.ids() == IDS and [len(p) for p in store.parts] == [81, 81, 81]
-        assert_same(store, reference, [5, 0, 242, 7, 100])
+        assert_same(store, reference, IDS[::-1])
         assert_same_search(store, reference)  # exact: every part's flat index
         assert store.verify().ok
         state = store.build_ivf(nlist=4)
