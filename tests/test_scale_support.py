@@ -30,20 +30,31 @@ def ray_init_args() -> dict:
     return {"num_cpus": 2, "runtime_env": {"env_vars": {"PYTHONPATH": path}}}
 
 
-FLAG = "die-once.flag"
+DIE, FAIL = "die-once.flag", "fail-once.flag"
 
 
-class DiesOnceWriter(UnitWriter):
-    """A worker killed (``os._exit``) right after writing a unit, while ``FLAG`` lies beside the store dir."""
+class FlakyWriter(UnitWriter):
+    """A worker that, right after writing a unit, is killed (``os._exit``) while ``DIE`` lies beside the
+    store dir, or raises an ``OSError`` (a shared file system's hiccup) while ``FAIL`` does: once each."""
 
     def write_unit(self, name, ids, texts, metadata):
         out = super().write_unit(name, ids, texts, metadata)
-        try:
-            os.unlink(self.staging.parent.parent / FLAG)
-        except FileNotFoundError:
-            return out
-        time.sleep(0.1)
-        os._exit(1)
+        beside = self.staging.parent.parent
+        if _take(beside / DIE):
+            time.sleep(0.1)
+            os._exit(1)
+        if _take(beside / FAIL):
+            raise OSError("simulated I/O error")
+        return out
 
 
-__all__ = ["FLAG", "DiesOnceWriter", "bow_embedder", "corpus", "ray_init_args", "tiny_model"]
+def _take(flag: Path) -> bool:
+    """Remove ``flag``; True if this call removed it (so one worker only acts on it)."""
+    try:
+        flag.unlink()
+    except FileNotFoundError:
+        return False
+    return True
+
+
+__all__ = ["DIE", "FAIL", "FlakyWriter", "bow_embedder", "corpus", "ray_init_args", "tiny_model"]

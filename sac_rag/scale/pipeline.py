@@ -150,19 +150,25 @@ def _run_units(plan: Plan, mergers: list[PartMerger], staging: Path, writer_args
 
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
-    dataset = ray.data.from_items([u.row() for u in plan.units], override_num_blocks=len(plan.units))
-    written = dataset.map_batches(
-        pool.pop("worker_cls"),
-        fn_constructor_kwargs=writer_args,
-        batch_size=1,
-        compute=ray.data.ActorPoolStrategy(size=pool.pop("workers")),
-        **pool,
-    )
+    retry_on = context.actor_task_retry_on_errors
+    if retry_on is False:  # unless the caller chose: an I/O error (a shared file system's hiccup) re-runs the unit
+        context.actor_task_retry_on_errors = [OSError]
     busy = 0.0
-    for batch in written.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
-        for name, part in zip(batch["name"], batch["part"]):
-            mergers[int(part)].merge_unit(staging / str(name))
-        busy += float(batch["seconds"].sum())
+    try:
+        dataset = ray.data.from_items([u.row() for u in plan.units], override_num_blocks=len(plan.units))
+        written = dataset.map_batches(
+            pool.pop("worker_cls"),
+            fn_constructor_kwargs=writer_args,
+            batch_size=1,
+            compute=ray.data.ActorPoolStrategy(size=pool.pop("workers")),
+            **pool,
+        )
+        for batch in written.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
+            for name, part in zip(batch["name"], batch["part"]):
+                mergers[int(part)].merge_unit(staging / str(name))
+            busy += float(batch["seconds"].sum())
+    finally:
+        context.actor_task_retry_on_errors = retry_on
     return busy
 
 
