@@ -79,8 +79,10 @@ def test_ray_index_equals_single_process(cluster, reference, tmp_path):
         assert check.ok and not check.warnings and store.stats()["shards"] == 10
         assert store.fingerprint == reference.fingerprint
     assert not (tmp_path / "s" / STAGING).exists()
-    # a second run finds every text compressed: no worker is started, the store is unchanged
-    again = run(tmp_path / "s", workers=2)
+    # a second run, from a Ray Dataset of the same rows, finds every text compressed: nothing is
+    # sent to a worker and the store is unchanged
+    rows = ray.data.from_items([{"text": t, "id": i, "metadata": m} for t, i, m in zip(TEXTS, IDS, META)])
+    again = index_with_ray(rows, tmp_path / "s", model=tiny_model, embedder=bow_embedder, workers=2)
     assert (again.compressed, again.units) == (0, 0)
     with MemoryStore.open(tmp_path / "s", embedder=bow_embedder) as store:
         assert store.ids() == IDS and store.verify().ok
