@@ -393,9 +393,9 @@ class MemoryStore:
         return len(wanted)
 
     def compact(self, *, progress: bool = False) -> dict:
-        """Rewrite live memories into one fresh shard, drop dead bytes and leftover files; return what changed."""
+        """Rewrite live memories into one fresh shard, drop dead bytes and leftover files; return shard sizes."""
         with self._writing():
-            before = self._disk_bytes()
+            before = self._disk_bytes(SHARDS)
             rows = self._manifest.memory_rows()
             old_shards = self._manifest.shard_rows()
             tensors: dict[str, torch.Tensor] = {}
@@ -415,7 +415,8 @@ class MemoryStore:
                     leftover.unlink()
             self._index = VectorIndex.build(self.dim, *self._manifest.embeddings(self.dim))
             self._save_index(generation)
-            return {"shards_before": len(old_shards), "bytes_before": before, "bytes_after": self._disk_bytes()}
+            after = self._disk_bytes(SHARDS)
+            return {"shards_before": len(old_shards), "shard_bytes_before": before, "shard_bytes_after": after}
 
     def _rebuild(self) -> None:
         """Re-compress and/or re-embed every passage for the model / embedder given at open."""
@@ -550,8 +551,9 @@ class MemoryStore:
             return reader
 
     # ================================================================== inspection
-    def _disk_bytes(self) -> int:
-        return sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+    def _disk_bytes(self, sub: str = "") -> int:
+        """Bytes of the files under the store directory (or one of its sub-directories)."""
+        return sum(f.stat().st_size for f in self.path.joinpath(sub).rglob("*") if f.is_file())
 
     def stats(self) -> dict:
         """Counts, sizes and the compression figures of the store."""

@@ -21,5 +21,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"deleted {removed} passages; {len(store)} left")
         if args.compact:
             result = store.compact()
-            print(f"compacted: {result['bytes_before']} -> {result['bytes_after']} bytes on disk")
+            print(f"compacted: shards {result['shard_bytes_before']} -> {result['shard_bytes_after']} bytes")
     return 0
