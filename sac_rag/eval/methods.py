@@ -88,12 +88,14 @@ class NoContext(Method):
 class _Budgeted(Method):
     """Raw tokens cut to SAC's budget at ``ratio``: as many tokens as SAC keeps anchors."""
 
+    name = ""  # key prefix
+    title = ""  # label prefix
+
     def __init__(self, model: SACModel, ratio: int) -> None:
         super().__init__(model)
         self.ratio = ratio
         self.key = f"{self.name}_r{ratio}"
-
-    name = ""
+        self.label = f"{self.title} (r={ratio})"
 
     def _kept(self, ids: list[int]) -> list[int]:
         return anchor_indices(len(ids), self.model.config.chunk_size, self.ratio)
@@ -108,11 +110,7 @@ class _Budgeted(Method):
 class Truncate(_Budgeted):
     """The first tokens of the context sequence (BOS and prefix included), as many as SAC keeps."""
 
-    name = "truncate"
-
-    @property
-    def label(self) -> str:  # type: ignore[override]
-        return f"Truncated to SAC budget (r={self.ratio})"
+    name, title = "truncate", "Truncated to SAC budget"
 
     def _select(self, ids: list[int]) -> list[int]:
         return ids[: len(self._kept(ids))]
@@ -121,11 +119,7 @@ class Truncate(_Budgeted):
 class UniformDrop(_Budgeted):
     """Uniform token dropping: the raw tokens at SAC's anchor indices (every ``ratio``-th token)."""
 
-    name = "drop"
-
-    @property
-    def label(self) -> str:  # type: ignore[override]
-        return f"Uniform token drop (r={self.ratio})"
+    name, title = "drop", "Uniform token drop"
 
     def _select(self, ids: list[int]) -> list[int]:
         return [ids[i] for i in self._kept(ids)]
