@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -27,6 +28,8 @@ from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.scale import ivf
 from sac_rag.scale.plan import part_of
 from sac_rag.store import Hit, MemoryStore, PassageRow, StoreError, VerifyReport
+from sac_rag.store.manifest import Manifest
+from sac_rag.store.store import MANIFEST
 from sac_rag.store.validate import check_ids, check_k, check_query
 
 LAYOUT = "sharded.json"
@@ -36,6 +39,28 @@ IVF_DIR = "ivf"
 
 def part_dir(n: int) -> str:
     return f"part-{n:04d}"
+
+
+def _add_store_part(trained: Path, part: Path, out: Path) -> Path:
+    """Add one part store's embeddings to a copy of the trained index (wherever the part is readable)."""
+    manifest = Manifest(part / MANIFEST)
+    try:
+        ids, vectors = manifest.embeddings(manifest.meta("dim"))
+    finally:
+        manifest.close()
+    return ivf.add_part(trained, ids, vectors, out)
+
+
+def _map(fn: Callable, jobs: list[tuple], parallel: bool | None) -> list:
+    """``fn(*job)`` for every job: as Ray tasks if ``parallel`` (``None``: if connected to Ray), else here."""
+    if parallel is None:
+        parallel = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+    if not parallel:
+        return [fn(*job) for job in jobs]
+    import ray
+
+    remote = ray.remote(fn)
+    return ray.get([remote.remote(*job) for job in jobs])
 
 
 class ShardedStore:
@@ -185,9 +210,20 @@ class ShardedStore:
         return self._ivf
 
     def build_ivf(
-        self, nlist: int | None = None, pq_m: int | None = None, *, sample: int = 100_000, seed: int = 0
+        self,
+        nlist: int | None = None,
+        pq_m: int | None = None,
+        *,
+        sample: int = 100_000,
+        seed: int = 0,
+        parallel: bool | None = None,
     ) -> dict:
-        """Train an IVF (IVF-PQ with ``pq_m``) index on a sample, add each part, merge the lists on disk."""
+        """Train an IVF (IVF-PQ with ``pq_m``) index on a sample, add each part, merge the lists on disk.
+
+        With ``parallel`` (``None``: when this process is connected to a Ray cluster) the parts are added
+        as Ray tasks, in parallel (the store must then be on a file system every node reads); else one
+        after the other here.
+        """
         total = len(self)
         nlist = nlist or max(1, min(int(4 * math.sqrt(total)), total))
         rng = np.random.default_rng(seed)
@@ -202,10 +238,8 @@ class ShardedStore:
                 take = min(len(vectors), math.ceil(sample * len(vectors) / max(total, 1)))
                 picks.append(vectors[rng.choice(len(vectors), take, replace=False)])
             trained = ivf.save_trained(ivf.train(np.concatenate(picks), nlist, pq_m), work / "trained.faiss")
-            files = [
-                ivf.add_part(trained, *part._manifest.embeddings(part.dim), work / f"{part_dir(n)}.faiss")
-                for n, part in enumerate(self.parts)
-            ]
+            jobs = [(trained, part.path, work / f"{part_dir(n)}.faiss") for n, part in enumerate(self.parts)]
+            files = _map(_add_store_part, jobs, parallel)
             atomic_write_dir(self.path / IVF_DIR, lambda tmp: ivf.merge_on_disk(trained, files, tmp))
         finally:
             shutil.rmtree(work, ignore_errors=True)
