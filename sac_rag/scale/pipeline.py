@@ -141,10 +141,9 @@ def _connect(address: str | None, ray_init: dict | None) -> bool:
     return True
 
 
-def _run_units(plan: Plan, mergers: list[PartMerger], staging: Path, writer_args: dict, pool: dict) -> float:
-    """Run the units through the actor pool, merging each finished one into its part as it streams back.
-
-    Returns the seconds the workers spent on the units, summed.
+def _run_units(plan: Plan, mergers: list[PartMerger], writer: type, writer_args: dict, workers: int, **actor) -> float:
+    """Run the units through a pool of ``workers`` actors (``actor``: their resources, as Ray takes them),
+    merging each finished unit into its part as it streams back; return the workers' busy seconds, summed.
     """
     import ray.data
 
@@ -157,12 +156,13 @@ def _run_units(plan: Plan, mergers: list[PartMerger], staging: Path, writer_args
     try:
         dataset = ray.data.from_items([u.row() for u in plan.units], override_num_blocks=len(plan.units))
         written = dataset.map_batches(
-            pool.pop("worker_cls"),
+            writer,
             fn_constructor_kwargs=writer_args,
             batch_size=1,
-            compute=ray.data.ActorPoolStrategy(size=pool.pop("workers")),
-            **pool,
+            compute=ray.data.ActorPoolStrategy(size=workers),
+            **actor,
         )
+        staging = Path(writer_args["staging"])
         for batch in written.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
             for name, part in zip(batch["name"], batch["part"]):
                 mergers[int(part)].merge_unit(staging / str(name))
@@ -209,8 +209,9 @@ def index_with_ray(
     store_dir = Path(store_dir)
     parts = _open_target(store_dir, shards, sac, embedder, dtype_name(memory_dtype))
     staging = store_dir / STAGING
-    started = _connect(address, ray_init)
+    started = False
     try:
+        started = _connect(address, ray_init)
         with _holding_locks(parts):
             _assign_ids(batch, parts)
             salt = f"{sac.fingerprint}|{parts[0].embedder_name}|{parts[0].memory_dtype}"
@@ -218,21 +219,18 @@ def index_with_ray(
             mergers = [PartMerger(p, recs) for p, recs in zip(parts, plan.passages)]
             if num_gpus is None:
                 num_gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-            writer_args = {
-                "recipe": _worker_recipe(recipe, sac, staging),
-                "staging": str(staging),
-                "fingerprint": sac.fingerprint,
-                "memory_dtype": parts[0].memory_dtype,
-                "max_passage_tokens": parts[0].max_passage_tokens,
-                "batch_size": batch_size,
-            }
-            pool = {
-                "worker_cls": worker_cls,
-                "workers": workers,
-                "num_gpus": num_gpus,
-                "num_cpus": 0 if num_gpus else 1,
-            }
-            busy = _run_units(plan, mergers, staging, writer_args, pool) if plan.units else 0.0
+            busy = 0.0
+            if plan.units:
+                writer_args = {
+                    "recipe": _worker_recipe(recipe, sac, staging),
+                    "staging": str(staging),
+                    "fingerprint": sac.fingerprint,
+                    "memory_dtype": parts[0].memory_dtype,
+                    "max_passage_tokens": parts[0].max_passage_tokens,
+                    "batch_size": batch_size,
+                }
+                resources = {"num_gpus": num_gpus, "num_cpus": 0 if num_gpus else 1}
+                busy = _run_units(plan, mergers, worker_cls, writer_args, workers, **resources)
             for merger in mergers:
                 merger.finish()
         shutil.rmtree(staging, ignore_errors=True)
