@@ -52,3 +52,21 @@ def plot_runs(runs: Sequence[tuple[str, Path]], output: Path, title: str = "trai
     fig.savefig(output, dpi=110)
     plt.close(fig)
     return output
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sac_rag.training.plots OUT.png LABEL=RUN/metrics.jsonl ...``"""
+    import argparse
+
+    p = argparse.ArgumentParser(description="plot the loss curves of training runs")
+    p.add_argument("output")
+    p.add_argument("runs", nargs="+", help="LABEL=path/to/metrics.jsonl")
+    p.add_argument("--title", default="training loss")
+    args = p.parse_args(argv)
+    runs = [(spec.split("=", 1)[0], Path(spec.split("=", 1)[1])) for spec in args.runs]
+    print(plot_runs(runs, Path(args.output), args.title))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
