@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from sac_rag.compression.encoder import encode_anchor_kv
+from sac_rag.compression.encoder import AnchorKV, encode_anchor_kv
 from sac_rag.compression.lora import attach_lora, lora_parameters
 from sac_rag.config import SACConfig
 from sac_rag.decoding.generate import MemoryDecoder
@@ -55,12 +55,17 @@ class SACModel(nn.Module):
         for p in base.parameters():
             p.requires_grad_(False)
         self.shifter = RotaryShifter.from_model(base)  # refuses non-RoPE / dynamic-RoPE bases early
-        self.peft = attach_lora(base, config, base_name=base_name)
+        with torch.random.fork_rng(devices=[]):  # PEFT draws lora_A from the global generator
+            torch.manual_seed(0)
+            self.peft = attach_lora(base, config, base_name=base_name)
         hidden = base.config.hidden_size
         param = next(base.parameters())
-        embed = base.get_input_embeddings().weight.detach().float()
-        role = torch.randn(config.mem_size, hidden) * 0.02
-        special = torch.randn(2, hidden) * embed.std() + embed.mean()
+        # Fresh parts are deterministic (fixed seed; float64 statistics in numpy, whose reductions do not
+        # depend on the thread count), so every process gets the same untrained compressor and fingerprint.
+        embed = base.get_input_embeddings().weight.detach().cpu().double().numpy()
+        gen = torch.Generator().manual_seed(0)
+        role = torch.randn(config.mem_size, hidden, generator=gen) * 0.02
+        special = torch.randn(2, hidden, generator=gen) * float(embed.std()) + float(embed.mean())
         self.role_tokens = nn.Parameter(role.to(device=param.device, dtype=param.dtype))
         self.special_tokens = nn.Parameter(special.to(device=param.device, dtype=param.dtype))
         self._lock = threading.RLock()
@@ -184,6 +189,34 @@ class SACModel(nn.Module):
         return self._fingerprint[1]
 
     # ----------------------------------------------------------------- compression
+    def encode_sequences(
+        self,
+        sequences: Sequence[Sequence[int]],
+        *,
+        full_kv: bool = False,
+        offset: int = 1,
+        batch_size: int = 8,
+        progress: bool = False,
+    ) -> list[AnchorKV]:
+        """Anchor K/V of token sequences (differentiable: training calls this with grad enabled).
+
+        ``full_kv=True`` keeps every token's K/V from the plain base instead (causal, adapter off).
+        """
+        with self.adapter(not full_kv):
+            return encode_anchor_kv(
+                self.transformer,
+                self.base_model.get_input_embeddings(),
+                None if full_kv else self.role_tokens,
+                sequences,
+                chunk_size=max(len(s) for s in sequences) if full_kv else self.config.chunk_size,
+                ratio=1 if full_kv else self.config.ratio,
+                offset=offset,
+                batch_size=batch_size,
+                pad_id=self.tokenizer.pad_token_id or 0,
+                causal=full_kv,
+                progress=progress,
+            )
+
     @torch.inference_mode()
     def compress(
         self,
@@ -200,19 +233,7 @@ class SACModel(nn.Module):
         ``[BOS] + "### Context:\\n" + text``. ``position_offset`` is the position id of its first token.
         """
         sequences = self._context_sequences(texts, add_context_prefix)
-        with self.adapter(True):
-            kvs = encode_anchor_kv(
-                self.transformer,
-                self.base_model.get_input_embeddings(),
-                self.role_tokens,
-                sequences,
-                chunk_size=self.config.chunk_size,
-                ratio=self.config.ratio,
-                offset=position_offset,
-                batch_size=batch_size,
-                pad_id=self.tokenizer.pad_token_id or 0,
-                progress=progress,
-            )
+        kvs = self.encode_sequences(sequences, offset=position_offset, batch_size=batch_size, progress=progress)
         meta = {"kind": "sac", "ratio": self.config.ratio, "chunk_size": self.config.chunk_size}
         return self._chunks(kvs, position_offset, self.fingerprint, meta)
 
@@ -231,20 +252,9 @@ class SACModel(nn.Module):
         The uncompressed reference (TurboRAG-style): composes like SAC memories, but no [LM] follows it.
         """
         sequences = self._context_sequences(texts, add_context_prefix)
-        with self.adapter(False):
-            kvs = encode_anchor_kv(
-                self.transformer,
-                self.base_model.get_input_embeddings(),
-                None,
-                sequences,
-                chunk_size=max(len(s) for s in sequences),
-                ratio=1,
-                offset=position_offset,
-                batch_size=batch_size,
-                pad_id=self.tokenizer.pad_token_id or 0,
-                causal=True,
-                progress=progress,
-            )
+        kvs = self.encode_sequences(
+            sequences, full_kv=True, offset=position_offset, batch_size=batch_size, progress=progress
+        )
         return self._chunks(kvs, position_offset, "", {"kind": "full_kv"})
 
     def _context_sequences(self, texts: Sequence[str] | str, add_context_prefix: bool) -> list[list[int]]:

@@ -213,3 +213,16 @@ def test_full_kv_reuse_equals_reading_the_raw_text(model):
     _, expected, _ = model._decoder().prefill([raw])
     _, got, _ = model._decoder().prefill(model.build_prompt(QUESTION, full[:1]))
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_fresh_sac_parts_are_deterministic_across_thread_counts():
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = sac_model(randomize=False)
+        torch.set_num_threads(2)
+        torch.manual_seed(1234)  # the global generator must not matter either
+        two = sac_model(randomize=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert one.fingerprint == two.fingerprint

@@ -5,29 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
-
 from sac_rag.config import CONFIG_NAME
 from sac_rag.model import SACModel
 
 
 def load_model(spec: str | None = None) -> SACModel:
-    """``None``: the offline default; a directory holding ``sac_config.json``: that checkpoint; else a base model.
-
-    Fresh SAC parts (when no trained compressor ships) are drawn from a fixed seed on one thread, so
-    that every process gets the same compressor fingerprint and can share a store.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # fresh parts use float reductions whose last bits depend on the thread count
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            return _load(spec)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _load(spec: str | None) -> SACModel:
+    """``None``: the offline default; a directory holding ``sac_config.json``: that checkpoint; else a base model."""
     if spec is None:
         return SACModel.default()
     if (Path(spec) / CONFIG_NAME).is_file():
