@@ -116,6 +116,17 @@ def test_sharded_store_answers_across_parts(cluster, reference, tmp_path):
         store.nprobe = 4  # every list: IVF search is exact
         store._ivf = None
         assert_same_search(store, reference)
+        old = store.memories([5])[0]
+    # a re-run replaces id 5's text and adds id 300: two texts compressed, into parts 2 and 0
+    kw = dict(model=tiny_model, embedder=bow_embedder, workers=2)
+    report = index_with_ray(["kappa lambda mu", "nu xi omicron"], tmp_path / "s", ids=[5, 300], **kw)
+    assert (report.compressed, report.units) == (2, 2)
+    with ShardedStore.open(tmp_path / "s", embedder=bow_embedder) as store:
+        assert len(store) == 244 and store.get([5])[0].text == "kappa lambda mu"
+        assert not store.stats()["ivf"]["fresh"] and store.ivf_index() is None  # exact search until rebuilt
+        assert store.search("kappa lambda", k=1)[0].id == 5 and store.search("omicron", k=1)[0].id == 300
+        assert not torch.equal(store.memories([5])[0].keys, old.keys)
+        assert store.stats()["memories"] == 241 and store.verify().ok  # id 5's old memory is gone
 
 
 def test_cli_scale_index_ivf_search(cluster, tmp_path, capsys):
@@ -140,24 +151,3 @@ def test_cli_scale_index_ivf_search(cluster, tmp_path, capsys):
     assert main(["scale", "search", "topic 3 and number", "--store", str(store), "-k", "2", "--nprobe", "2"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 2
     assert main(["scale", "index", str(tmp_path / "missing.txt"), "--store", str(tmp_path / "x")]) == 1
-
-
-def test_rerun_replaces_by_id_and_stales_the_ivf_index(cluster, tmp_path):
-    texts, ids = ["alpha beta gamma", "delta epsilon zeta", "eta theta iota"], [0, 1, 2]
-    kw = dict(model=tiny_model, embedder=bow_embedder, memory_dtype="float32", workers=1, shards=2)
-    index_with_ray(texts, tmp_path / "s", ids=ids, **kw)
-    with ShardedStore.open(tmp_path / "s", embedder=bow_embedder) as store:
-        store.build_ivf(nlist=1, parallel=False)
-        old = store.memories([1])[0]
-    # id 1 gets a new text, id 7 is new, ids 0 and 2 are unchanged: two texts are compressed
-    report = index_with_ray(
-        ["alpha beta gamma", "kappa lambda mu", "nu xi omicron"], tmp_path / "s", ids=[0, 1, 7], **kw
-    )
-    assert (report.compressed, report.units) == (2, 1)  # ids 1 and 7 both live in part 1
-    with ShardedStore.open(tmp_path / "s", embedder=bow_embedder) as store:
-        assert store.ids() == [0, 1, 2, 7] and store.get([1])[0].text == "kappa lambda mu"
-        assert not store.stats()["ivf"]["fresh"] and store.ivf_index() is None  # exact search until rebuilt
-        assert store.search("kappa lambda", k=1)[0].id == 1
-        assert not torch.equal(store.memories([1])[0].keys, old.keys)
-        stats = store.stats()
-        assert stats["memories"] == 4 and store.verify().ok  # the replaced text's memory is gone
