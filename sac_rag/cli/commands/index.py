@@ -19,10 +19,15 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8, help="passages compressed per forward pass")
     p.add_argument("--commit-every", type=int, default=64, help="passages per durable commit (default 64)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help="run on a Ray cluster (docs/scale.md)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.ray is not None:
+        from sac_rag.cli.commands.scale import index_on_ray
+
+        return index_on_ray(args)
     from sac_rag.corpus import read_documents, to_passages
     from sac_rag.pipeline import load_model, token_counter
     from sac_rag.store import MemoryStore
