@@ -36,7 +36,7 @@ def summarize(methods: Sequence[Method], records: Sequence[dict], run: dict | No
                 **aggregate(scored),
                 "ttft_ms": _ms_stats([r["ttft_s"] for r in rows]),
                 "total_ms": _ms_stats([r["total_s"] for r in rows]),
-                "encode_ms_per_passage": _ms_stats(encodes),
+                "encode_ms_per_passage": _ms_stats(encodes) if encodes else None,  # None: text-only method
                 "mean_entries": statistics.fmean(r["entries"] for r in rows) if rows else math.nan,
                 "mean_new_tokens": statistics.fmean(r["new_tokens"] for r in rows) if rows else math.nan,
             }
@@ -134,6 +134,6 @@ def _save(fig, path: Path) -> Path:
 def write_report(summary: dict, out_dir: str | Path) -> list[Path]:
     """Write ``results.json``, ``results.md`` and the plots into ``out_dir``; return their paths."""
     out_dir = Path(out_dir)
-    atomic_write_text(out_dir / RESULTS_JSON, json.dumps(summary, indent=2, allow_nan=True) + "\n")
+    atomic_write_text(out_dir / RESULTS_JSON, json.dumps(summary, indent=2) + "\n")
     atomic_write_text(out_dir / RESULTS_MD, markdown(summary))
     return [out_dir / RESULTS_JSON, out_dir / RESULTS_MD, *plot(summary, out_dir)]
