@@ -37,7 +37,6 @@ def setup(args: argparse.Namespace):
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)  # an untrained default's SAC parts are random: the same ones in every process
     return SACModel.default()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import torch
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from sac_rag.eval.methods import (
@@ -30,10 +29,8 @@ def load_sac(spec: str) -> tuple[str, SACModel]:
     if spec == DEFAULT_SAC:
         from sac_rag.pretrained import default_checkpoint
 
-        if default_checkpoint():
-            return DEFAULT_SAC, SACModel.default()
-        torch.manual_seed(0)  # untrained SAC parts are random: seeded, so that a re-run reuses its predictions
-        return "untrained", SACModel.default()
+        # an untrained default's fresh SAC parts are deterministic (seeded in SACModel), so re-runs reuse them
+        return (DEFAULT_SAC if default_checkpoint() else "untrained"), SACModel.default()
     path = Path(spec)
     return path.resolve().name, SACModel.from_pretrained(path)
 
