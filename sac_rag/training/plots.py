@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runs", nargs="+", help="LABEL=path/to/metrics.jsonl")
     p.add_argument("--title", default="training loss")
     args = p.parse_args(argv)
-    runs = [(spec.split("=", 1)[0], Path(spec.split("=", 1)[1])) for spec in args.runs]
+    runs = [(spec.rsplit("=", 1)[0], Path(spec.rsplit("=", 1)[1])) for spec in args.runs]
     print(plot_runs(runs, Path(args.output), args.title))
     return 0
 
