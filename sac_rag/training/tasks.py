@@ -15,7 +15,6 @@ from safetensors.torch import load_file
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from sac_rag.compression.encoder import encode_anchor_kv
 from sac_rag.compression.lora import attach_lora, lora_parameters
 from sac_rag.config import SACConfig
 from sac_rag.io import atomic_write_dir, atomic_write_text
@@ -75,19 +74,7 @@ class SACTask:
         return self.model.sac_parameters()
 
     def _memories(self, sequences: list[list[int]]) -> list[MemoryChunk]:
-        m = self.model
-        with m.adapter(True):
-            kvs = encode_anchor_kv(
-                m.transformer,
-                m.base_model.get_input_embeddings(),
-                m.role_tokens,
-                sequences,
-                chunk_size=m.config.chunk_size,
-                ratio=m.config.ratio,
-                offset=1,
-                batch_size=1,
-                pad_id=self.tok.pad_token_id or 0,
-            )
+        kvs = self.model.encode_sequences(sequences, batch_size=1)  # with grad: the compressor learns
         return [MemoryChunk(kv.keys, kv.values, kv.positions, kv.length) for kv in kvs]
 
     def _layout(self, sample: Sample) -> tuple[list[list[int]], list, list[int], list[int]]:
