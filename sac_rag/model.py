@@ -57,7 +57,7 @@ class SACModel(nn.Module):
         self.shifter = RotaryShifter.from_model(base)  # refuses non-RoPE / dynamic-RoPE bases early
         with torch.random.fork_rng(devices=[]):  # PEFT draws lora_A from the global generator
             torch.manual_seed(0)
-            self.peft = attach_lora(base, config, base_name=base_name)
+            self.peft = attach_lora(base, config, base_name=getattr(base, "name_or_path", None) or base_name)
         hidden = base.config.hidden_size
         param = next(base.parameters())
         # Fresh parts are deterministic (fixed seed; float64 statistics in numpy, whose reductions do not

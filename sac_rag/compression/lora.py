@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import PreTrainedModel
 
@@ -27,7 +29,9 @@ def attach_lora(base: PreTrainedModel, config: SACConfig, base_name: str | None 
     missing = [t for t in config.lora_targets if t not in present]
     if missing:
         raise ValueError(f"{type(base).__name__} has no modules named {missing} to put LoRA on")
-    return get_peft_model(base, lora_config(config, base_name))
+    with warnings.catch_warnings():  # a deprecation inside peft/transformers, not the user's concern
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+        return get_peft_model(base, lora_config(config, base_name))
 
 
 def lora_parameters(peft_model: PeftModel) -> dict:
