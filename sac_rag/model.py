@@ -57,7 +57,7 @@ class SACModel(nn.Module):
         self.shifter = RotaryShifter.from_model(base)  # refuses non-RoPE / dynamic-RoPE bases early
         with torch.random.fork_rng(devices=[]):  # PEFT draws lora_A from the global generator
             torch.manual_seed(0)
-            self.peft = attach_lora(base, config, base_name=getattr(base, "name_or_path", None) or base_name)
+            self.peft = attach_lora(base, config, base_name=base_name)
         hidden = base.config.hidden_size
         param = next(base.parameters())
         # Fresh parts are deterministic (fixed seed; float64 statistics in numpy, whose reductions do not
@@ -179,8 +179,12 @@ class SACModel(nn.Module):
         version = tuple(p._version for p in params.values()) + (id(self.role_tokens),)
         if self._fingerprint is None or self._fingerprint[0] != version:
             h = hashlib.sha256()
-            h.update(json.dumps(self.config.to_dict(), sort_keys=True).encode())
-            h.update(self.base_model.config.to_json_string(use_diff=False).encode())
+            sac_config = self.config.to_dict()
+            sac_config.pop("base_model", None)  # an id or a local path; the base's config and weights identify it
+            h.update(json.dumps(sac_config, sort_keys=True).encode())
+            base_config = self.base_model.config.to_dict()
+            base_config.pop("_name_or_path", None)  # where the base was loaded from is not what it is
+            h.update(json.dumps(base_config, sort_keys=True, default=str).encode())
             h.update(self.base_model.get_input_embeddings().weight[:8].detach().float().cpu().numpy().tobytes())
             for name in sorted(params):
                 h.update(name.encode())

@@ -226,3 +226,13 @@ def test_fresh_sac_parts_are_deterministic_across_thread_counts():
     finally:
         torch.set_num_threads(threads)
     assert one.fingerprint == two.fingerprint
+
+
+def test_fingerprint_does_not_depend_on_where_the_base_was_loaded_from(tmp_path):
+    prints = []
+    for name in ("a", "b"):
+        tiny_llama().save_pretrained(tmp_path / name)
+        tiny_tokenizer().save_pretrained(tmp_path / name)
+        model = SACModel.from_base(str(tmp_path / name), SACConfig(ratio=5, lora_rank=8, lora_alpha=16), device="cpu")
+        prints.append(model.fingerprint)
+    assert prints[0] == prints[1]

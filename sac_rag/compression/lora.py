@@ -31,6 +31,8 @@ def attach_lora(base: PreTrainedModel, config: SACConfig, base_name: str | None 
         raise ValueError(f"{type(base).__name__} has no modules named {missing} to put LoRA on")
     with warnings.catch_warnings():  # a deprecation inside peft/transformers, not the user's concern
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+        # we name the base by its portable id (e.g. the offline default's), not the local path it loaded from
+        warnings.filterwarnings("ignore", message="The PEFT config's `base_model_name_or_path` was renamed")
         return get_peft_model(base, lora_config(config, base_name))
 
 
