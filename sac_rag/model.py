@@ -236,10 +236,7 @@ class SACModel(nn.Module):
         With ``add_context_prefix`` (the default) a text is encoded as the official context,
         ``[BOS] + "### Context:\\n" + text``. ``position_offset`` is the position id of its first token.
         """
-        sequences = self._context_sequences(texts, add_context_prefix)
-        kvs = self.encode_sequences(sequences, offset=position_offset, batch_size=batch_size, progress=progress)
-        meta = {"kind": "sac", "ratio": self.config.ratio, "chunk_size": self.config.chunk_size}
-        return self._chunks(kvs, position_offset, self.fingerprint, meta)
+        return self._memories(texts, False, batch_size, add_context_prefix, position_offset, progress)
 
     @torch.inference_mode()
     def encode_full_kv(
@@ -255,11 +252,32 @@ class SACModel(nn.Module):
 
         The uncompressed reference (TurboRAG-style): composes like SAC memories, but no [LM] follows it.
         """
+        return self._memories(texts, True, batch_size, add_context_prefix, position_offset, progress)
+
+    def _memories(
+        self,
+        texts: Sequence[str] | str,
+        full_kv: bool,
+        batch_size: int,
+        add_context_prefix: bool,
+        position_offset: int,
+        progress: bool,
+    ) -> list[MemoryChunk]:
         sequences = self._context_sequences(texts, add_context_prefix)
         kvs = self.encode_sequences(
-            sequences, full_kv=True, offset=position_offset, batch_size=batch_size, progress=progress
+            sequences, full_kv=full_kv, offset=position_offset, batch_size=batch_size, progress=progress
         )
-        return self._chunks(kvs, position_offset, "", {"kind": "full_kv"})
+        if full_kv:
+            fingerprint, meta = "", {"kind": "full_kv"}
+        else:
+            fingerprint = self.fingerprint
+            meta = {"kind": "sac", "ratio": self.config.ratio, "chunk_size": self.config.chunk_size}
+        return [
+            MemoryChunk(
+                kv.keys.clone(), kv.values.clone(), kv.positions, kv.length, position_offset, fingerprint, dict(meta)
+            )
+            for kv in kvs
+        ]
 
     def _context_sequences(self, texts: Sequence[str] | str, add_context_prefix: bool) -> list[list[int]]:
         if isinstance(texts, str):
@@ -275,13 +293,6 @@ class SACModel(nn.Module):
                 raise ValueError(f"texts[{i}] is empty: nothing to compress")
             sequences.append(ids)
         return sequences
-
-    @staticmethod
-    def _chunks(kvs, offset: int, fingerprint: str, meta: dict) -> list[MemoryChunk]:
-        return [
-            MemoryChunk(kv.keys.clone(), kv.values.clone(), kv.positions, kv.length, offset, fingerprint, dict(meta))
-            for kv in kvs
-        ]
 
     # ----------------------------------------------------------------- decoding
     def _decoder(self) -> MemoryDecoder:
