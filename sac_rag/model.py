@@ -14,7 +14,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from sac_rag.compression.encoder import AnchorKV, encode_anchor_kv
-from sac_rag.compression.lora import attach_lora, lora_parameters
+from sac_rag.compression.lora import AdapterSwitch, attach_lora, lora_parameters
 from sac_rag.config import SACConfig
 from sac_rag.decoding.generate import MemoryDecoder
 from sac_rag.home import DEFAULT_BASE_MODEL, resolve_model_path
@@ -58,6 +58,7 @@ class SACModel(nn.Module):
         with torch.random.fork_rng(devices=[]):  # PEFT draws lora_A from the global generator
             torch.manual_seed(0)
             self.peft = attach_lora(base, config, base_name=base_name)
+        self._adapter_switch = AdapterSwitch(self.peft)
         hidden = base.config.hidden_size
         param = next(base.parameters())
         # Fresh parts are deterministic (fixed seed; float64 statistics in numpy, whose reductions do not
@@ -169,7 +170,7 @@ class SACModel(nn.Module):
             if enabled:
                 yield
             else:
-                with self.peft.disable_adapter():
+                with self._adapter_switch.off():
                     yield
 
     @property

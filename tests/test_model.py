@@ -94,6 +94,24 @@ def test_adapter_disabled_decoder_equals_plain_base(arch):
     assert not torch.allclose(with_lora, expected)
 
 
+def test_adapter_switch_restores_lora_after_nesting_and_errors():
+    model = sac_model()
+    ids = torch.tensor([[1, 5, 9, 33]])
+    with torch.no_grad():
+        before = model.base_model(input_ids=ids).logits
+        with model.adapter(False):
+            off = model.base_model(input_ids=ids).logits
+            with model.adapter(False):
+                pass
+            torch.testing.assert_close(model.base_model(input_ids=ids).logits, off, atol=0, rtol=0)
+        with pytest.raises(RuntimeError), model.adapter(False):
+            raise RuntimeError("inside the decoder")
+        after = model.base_model(input_ids=ids).logits
+    torch.testing.assert_close(after, before, atol=0, rtol=0)
+    assert not torch.allclose(off, before)
+    assert all(p.requires_grad for p in model.sac_parameters().values())  # training still sees its LoRA
+
+
 def test_one_copy_of_the_base_weights():
     model = sac_model()
     base_params = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n)

@@ -10,7 +10,7 @@ from torch import nn
 from transformers import DynamicCache
 
 from sac_rag.memory.chunk import MemoryChunk
-from sac_rag.memory.compose import Feed, Segment, layout, place
+from sac_rag.memory.compose import Feed, PlacedMemory, Segment, layout, place
 from sac_rag.memory.rope import RotaryShifter
 
 
@@ -70,13 +70,15 @@ class MemoryDecoder:
         dtype = self.lm_embedding.dtype
         cache = DynamicCache()
         hidden = None
+        pending: list[PlacedMemory] = []  # consecutive memories go into the cache in one concatenation
         for seg, position in steps:
             if isinstance(seg, MemoryChunk):
-                placed = place(seg, position, self.shifter, dtype, device)
-                for layer in range(placed.keys.shape[0]):
-                    cache.update(placed.keys[layer][None], placed.values[layer][None], layer)
-            else:
-                hidden = self._hidden(self._embed_feed(seg, device), seg.positions, cache)
+                pending.append(place(seg, position, self.shifter, dtype, device))
+                continue
+            if pending:
+                _extend(cache, pending)
+                pending = []
+            hidden = self._hidden(self._embed_feed(seg, device), seg.positions, cache)
         return cache, hidden, steps[-1][0]
 
     def prefill(self, segments: list[Segment]) -> tuple[DynamicCache, torch.Tensor, int]:
@@ -98,3 +100,11 @@ class MemoryDecoder:
             embeds = self.embed(torch.tensor([token], device=self.lm_embedding.device))
             logits = self._forward(embeds, [position], cache)
             position += 1
+
+
+def _extend(cache: DynamicCache, memories: list[PlacedMemory]) -> None:
+    """Append placed memories to every layer of the cache (one ``cat`` per layer, not one per memory)."""
+    keys = torch.cat([m.keys for m in memories], dim=2) if len(memories) > 1 else memories[0].keys
+    values = torch.cat([m.values for m in memories], dim=2) if len(memories) > 1 else memories[0].values
+    for layer in range(keys.shape[0]):
+        cache.update(keys[layer][None], values[layer][None], layer)
