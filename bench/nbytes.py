@@ -1,8 +1,8 @@
 """Bytes stored per passage: SAC memory vs the passage's full KV cache, in bf16 and int8.
 
-int8 sizes come from the store's codec (``sac_rag.store.codec.encode_kv``: int8 values plus float16
-per-channel scales), so they are exactly what the store writes for the K/V tensors (file headers and
-the anchors' int64 positions not included).
+int8 sizes come from the store's codec (``sac_rag.store.codec.encode_kv``: Hadamard-rotated int8
+values plus one float16 scale per (K/V, layer, head)), so they are exactly what the store writes for
+the K/V tensors (file headers and the anchors' int64 positions not included).
 """
 
 from __future__ import annotations
