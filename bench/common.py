@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -40,18 +41,39 @@ def setup(args: argparse.Namespace):
     return SACModel.default()
 
 
-def passages(path: str | Path, n: int) -> list[str]:
-    """The first ``n`` distinct contexts of a QA file, in file order."""
+def distinct_contexts(path: str | Path) -> Iterator[str]:
+    """The distinct contexts of a QA file, in file order."""
     from sac_rag.data import load_qa
 
-    seen: dict[str, None] = {}
+    seen: set[str] = set()
     for ex in load_qa(path):
-        seen.setdefault(ex.context, None)
-        if len(seen) == n:
-            break
-    if len(seen) < n:
-        raise ValueError(f"{path} has only {len(seen)} distinct contexts, {n} wanted")
-    return list(seen)
+        if ex.context not in seen:
+            seen.add(ex.context)
+            yield ex.context
+
+
+def passages(path: str | Path, n: int) -> list[str]:
+    """The first ``n`` distinct contexts of a QA file, in file order."""
+    out = list(itertools.islice(distinct_contexts(path), n))
+    if len(out) < n:
+        raise ValueError(f"{path} has only {len(out)} distinct contexts, {n} wanted")
+    return out
+
+
+def sized_passages(path: str | Path, n: int, tokens: int, tokenizer) -> list[str]:
+    """``n`` passages of ``tokens`` tokens each (give or take the re-encoding of the cut text): consecutive
+    distinct contexts of a QA file joined by newlines, cut at the token budget, the way a RAG chunker with a
+    fixed chunk size cuts a corpus."""
+    out: list[str] = []
+    ids: list[int] = []
+    for text in distinct_contexts(path):
+        ids += tokenizer(("\n" if ids else "") + text, add_special_tokens=False)["input_ids"]
+        while len(ids) >= tokens and len(out) < n:
+            out.append(tokenizer.decode(ids[:tokens]))
+            ids = ids[tokens:]
+        if len(out) == n:
+            return out
+    raise ValueError(f"{path} has too few contexts for {n} passages of {tokens} tokens")
 
 
 def interleaved(fns: dict[str, Callable[[], T]], repeats: int) -> dict[str, list[T]]:

@@ -16,7 +16,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 
-from bench.common import QUESTION, interleaved, parser, passages, report, setup, table
+from bench.common import QUESTION, interleaved, parser, passages, report, setup, sized_passages, table
 from sac_rag.model import SACModel
 from sac_rag.text.prompt import context_ids, encode, question_ids
 
@@ -70,15 +70,25 @@ def main(argv: list[str] | None = None) -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--k", type=int, nargs="+", default=[1, 5, 10])
     p.add_argument("--new-tokens", type=int, default=16)
+    p.add_argument(
+        "--passage-tokens",
+        type=int,
+        default=None,
+        help="cut the contexts into passages of this many tokens (a RAG chunk size); default: one SQuAD context each",
+    )
     args = p.parse_args(argv)
     model = setup(args)
-    texts = passages(args.data, max(args.k))
+    if args.passage_tokens:
+        texts = sized_passages(args.data, max(args.k), args.passage_tokens, model.tokenizer)
+    else:
+        texts = passages(args.data, max(args.k))
     rows = measure(model, texts, args.k, args.new_tokens, args.repeats)
     cols = ["k", "raw_tokens", "ttft_ms_raw", "ttft_ms_full_kv", "ttft_ms_sac", "ttft_raw_over_sac"]
     cols += ["ttft_fullkv_over_sac", "total_ms_raw", "total_ms_full_kv", "total_ms_sac", "total_raw_over_sac"]
     cols += ["decode_tok_s_raw", "decode_tok_s_full_kv", "decode_tok_s_sac", "decode_sac_over_raw"]
     avg_tokens = sum(len(encode(model.tokenizer, t)) for t in texts) / len(texts)
     info = {"ratio": model.config.ratio, "new_tokens": args.new_tokens, "repeats": args.repeats}
+    info["passage_tokens"] = args.passage_tokens
     info["mean_passage_tokens"] = round(avg_tokens, 1)
     report("ttft", {**info, "rows": rows}, f"{info}\n\n" + table(rows, cols), args.out)
 

@@ -59,3 +59,25 @@ def test_memories_round_trip_through_safetensors(tmp_path, setup):
     back = peak_memory.load_memories(tmp_path / "m.safetensors")
     assert [(c.length, c.fingerprint, c.meta) for c in back] == [(c.length, c.fingerprint, c.meta) for c in chunks]
     assert all((a.keys == b.keys).all() and (a.positions == b.positions).all() for a, b in zip(back, chunks))
+
+
+def test_sized_passages_cut_real_contexts_to_the_chunk_size(tmp_path):
+    import json
+
+    from tiny import tiny_tokenizer
+
+    from bench.common import sized_passages
+
+    tok = tiny_tokenizer()
+    data = tmp_path / "qa.jsonl"
+    rows = [{"header": {"dataset": "t"}}]
+    rows += [
+        {"context": text_of_tokens(40, seed=i), "qas": [{"qid": str(i), "question": "q", "answers": ["a"]}]}
+        for i in range(12)
+    ]
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = sized_passages(data, 3, 64, tok)
+    assert len(out) == 3 and len(set(out)) == 3
+    assert all(abs(len(tok(t, add_special_tokens=False)["input_ids"]) - 64) <= 2 for t in out)
+    with pytest.raises(ValueError, match="too few contexts"):
+        sized_passages(data, 20, 64, tok)
