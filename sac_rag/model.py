@@ -19,7 +19,7 @@ from sac_rag.config import SACConfig
 from sac_rag.decoding.generate import MemoryDecoder
 from sac_rag.home import DEFAULT_BASE_MODEL, resolve_model_path
 from sac_rag.memory.chunk import MemoryChunk
-from sac_rag.memory.compose import LM, Segment
+from sac_rag.memory.compose import LM, Segment, composed_length
 from sac_rag.memory.rope import RotaryShifter
 from sac_rag.text.prompt import bos_ids, context_ids, encode, question_ids
 
@@ -361,6 +361,22 @@ class SACModel(nn.Module):
                 raise TypeError(f"prompt segment {i} is {type(seg).__name__}: expected str or MemoryChunk")
         return segments
 
+    def _fitting_prompt(
+        self, prompt: str | Sequence[PromptSegment], memories: Sequence[MemoryChunk] | None, max_new_tokens: int
+    ) -> list[Segment]:
+        """:meth:`build_prompt`, refused when prompt and answer would run past the base model's positions."""
+        segments = self.build_prompt(prompt, memories)
+        limit = getattr(self.base_model.config, "max_position_embeddings", None)
+        needed = composed_length(segments) + max_new_tokens
+        if limit and needed > limit:
+            n = sum(isinstance(s, MemoryChunk) for s in segments)
+            raise ValueError(
+                f"the prompt covers {composed_length(segments)} positions ({n} memories included) and the answer up to "
+                f"{max_new_tokens} more, past the {limit} positions {self.config.base_model} was trained on: "
+                "pass fewer or shorter passages, or a smaller max_new_tokens"
+            )
+        return segments
+
     def _stop_ids(self, stop_token_ids: Sequence[int] | None) -> set[int]:
         stops = set(stop_token_ids or ())
         if self.tokenizer.eos_token_id is not None:
@@ -376,7 +392,7 @@ class SACModel(nn.Module):
         stop_token_ids: Sequence[int] | None = None,
     ) -> list[int]:
         """Greedy token ids (a final EOS included, as in the official loop)."""
-        segments = self.build_prompt(prompt, memories)
+        segments = self._fitting_prompt(prompt, memories, max_new_tokens)
         return list(self._decoder().greedy(segments, max_new_tokens, self._stop_ids(stop_token_ids)))
 
     def generate(
@@ -400,7 +416,7 @@ class SACModel(nn.Module):
         stop_token_ids: Sequence[int] | None = None,
     ) -> Iterator[str]:
         """Yield the answer as text pieces while it is generated (greedy, same tokens as :meth:`generate`)."""
-        segments = self.build_prompt(prompt, memories)
+        segments = self._fitting_prompt(prompt, memories, max_new_tokens)
         ids: list[int] = []
         emitted = ""
         for token in self._decoder().greedy(segments, max_new_tokens, self._stop_ids(stop_token_ids)):

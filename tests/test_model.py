@@ -254,3 +254,14 @@ def test_fingerprint_does_not_depend_on_where_the_base_was_loaded_from(tmp_path)
         model = SACModel.from_base(str(tmp_path / name), SACConfig(ratio=5, lora_rank=8, lora_alpha=16), device="cpu")
         prints.append(model.fingerprint)
     assert prints[0] == prints[1]
+
+
+def test_prompt_past_the_position_limit_is_refused_with_a_clear_error():
+    model = sac_model()
+    limit = model.base_model.config.max_position_embeddings
+    memories = model.compress([text_of_tokens(1000, seed=s) for s in range(limit // 1000 + 1)])
+    with pytest.raises(ValueError, match=f"past the {limit} positions"):
+        model.generate(QUESTION, memories=memories, max_new_tokens=4)
+    with pytest.raises(ValueError, match="smaller max_new_tokens"):
+        list(model.stream(QUESTION, memories=memories[:1], max_new_tokens=limit))
+    assert model.generate(QUESTION, memories=memories[:1], max_new_tokens=2) is not None
