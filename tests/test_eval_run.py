@@ -139,3 +139,60 @@ def test_cli(tmp_path, model, monkeypatch, capsys):
     assert main([*argv, "--max-new-tokens", "3", "--no-progress"]) == 0
     assert "| Raw context (base) |" in capsys.readouterr().out
     assert len(_keys(tmp_path / "o")) == 4
+
+
+PLUGIN = """
+from dataclasses import replace
+
+from sac_rag.eval.methods import Method, Prompt
+
+
+class FirstSentence(Method):
+    key, label = "first_sentence", "First sentence of the context"
+
+    def prompt(self, example):
+        first = example.context.split(". ")[0] + "."
+        ids = self._context(replace(example, context=first)) + self._question(example)
+        return Prompt([ids], len(ids))
+
+
+def make(model):
+    return FirstSentence(model)
+
+
+def broken(model):
+    return "not a method"
+"""
+
+
+def _install_plugin(tmp_path, monkeypatch, **entry_points):
+    """A package installed on sys.path with entry points in group sac_rag.eval_methods."""
+    (tmp_path / "toy_eval_plugin.py").write_text(PLUGIN)
+    info = tmp_path / "toy_eval_plugin-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-eval-plugin\nVersion: 1.0\n")
+    lines = [f"{name} = {target}" for name, target in entry_points.items()]
+    (info / "entry_points.txt").write_text("[sac_rag.eval_methods]\n" + "\n".join(lines) + "\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+
+def test_installed_extra_method(tmp_path, model, monkeypatch, capsys):
+    _install_plugin(tmp_path, monkeypatch, first_sentence="toy_eval_plugin:make", broken="toy_eval_plugin:broken")
+    data = [str(p) for p in _data(tmp_path)]
+    monkeypatch.setattr(build, "load_sac", lambda spec: ("tiny", model))
+    argv = ["eval", "--data", *data, "--methods", "raw", "first_sentence", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--max-new-tokens", "3", "--no-progress"]) == 0
+    assert "| First sentence of the context |" in capsys.readouterr().out
+    records = list(read_predictions(tmp_path / "o" / PREDICTIONS))
+    assert sorted({r["method"] for r in records}) == ["first_sentence", "raw"]
+    first = {r["qid"]: r["entries"] for r in records if r["method"] == "first_sentence"}
+    raw = {r["qid"]: r["entries"] for r in records if r["method"] == "raw"}
+    assert first["m1"] < raw["m1"]  # its own prompt: only the first sentence of the context
+    with pytest.raises(TypeError, match=r"eval method 'broken' \(toy_eval_plugin:broken\) returned"):
+        build_methods(["broken"], [("tiny", model)])
+
+
+def test_installed_method_cannot_shadow_builtin(tmp_path, model, monkeypatch):
+    _install_plugin(tmp_path, monkeypatch, raw="toy_eval_plugin:make")
+    with pytest.raises(ValueError, match="reuse a built-in method name"):
+        build_methods(["nope"], [("tiny", model)])

@@ -18,6 +18,7 @@ from sac_rag.eval.methods import (
     Truncate,
     UniformDrop,
 )
+from sac_rag.eval.plugins import installed_methods, load_installed
 from sac_rag.home import resolve_model_path
 from sac_rag.model import SACModel
 
@@ -53,14 +54,17 @@ def build_methods(
     ratios: Sequence[int] = (),
     load_base: Callable[[], PreTrainedModel] | None = None,
 ) -> list[Method]:
-    """The methods named (see :data:`ALL_METHODS`), all on the first SAC model's base.
+    """The methods named (see :data:`ALL_METHODS`, and :mod:`sac_rag.eval.plugins` for installed
+    extras), all on the first SAC model's base.
 
     ``truncate`` and ``drop`` run at each of ``ratios`` (default: the SAC models' ratios);
     ``full_ft`` once per adapter directory; ``sac`` once per SAC model.
     """
-    unknown = set(names) - set(ALL_METHODS)
+    extras = installed_methods() if set(names) - set(ALL_METHODS) else {}
+    unknown = set(names) - set(ALL_METHODS) - set(extras)
     if unknown:
-        raise ValueError(f"unknown method(s) {sorted(unknown)}: choose from {', '.join(ALL_METHODS)}")
+        known = ", ".join([*ALL_METHODS, *extras])
+        raise ValueError(f"unknown method(s) {sorted(unknown)}: choose from {known}")
     if not sac_models:
         raise ValueError("at least one SAC model is needed (its base model decodes every baseline)")
     base = sac_models[0][1]
@@ -86,6 +90,8 @@ def build_methods(
             methods += [SAC(model, label) for label, model in sac_models]
         elif name == "full_ft":
             methods += [FullFT(base, d, load_base or base_loader(base)) for d in full_ft]
+        else:
+            methods += load_installed(name, base, extras)
     keys = [m.key for m in methods]
     if len(set(keys)) != len(keys):
         raise ValueError(f"two methods share a key: {keys}")

@@ -8,8 +8,6 @@ DEFAULT_METHODS = ("raw", "no_context", "sac", "truncate", "drop", "full_kv", "f
 
 
 def register(sub) -> None:
-    from sac_rag.eval.methods import ALL_METHODS
-
     p = sub.add_parser(
         "eval",
         help="evaluate SAC against baselines (EM/F1, ROUGE-1, time to first token)",
@@ -31,8 +29,9 @@ def register(sub) -> None:
         "--methods",
         nargs="+",
         default=None,
-        choices=ALL_METHODS,
-        help="default: all (full_ft only with --full-ft)",
+        metavar="METHOD",
+        help=f"any of {' '.join(DEFAULT_METHODS)} or an installed extra method (entry point group "
+        "sac_rag.eval_methods); default: all, installed extras included (full_ft only with --full-ft)",
     )
     p.add_argument("--ratios", type=int, nargs="+", default=None, help="budgets of truncate/drop (default: SAC's)")
     p.add_argument("--max-new-tokens", type=int, default=24)
@@ -45,6 +44,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from sac_rag.eval.build import build_methods, load_sac
     from sac_rag.eval.evaluate import evaluate, load_examples
+    from sac_rag.eval.plugins import installed_methods
 
     if args.limit is not None and args.limit < 1:
         raise ValueError("--limit must be >= 1")
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     examples = load_examples(args.data, args.limit)
-    names = args.methods or [m for m in DEFAULT_METHODS if m != "full_ft" or args.full_ft]
+    names = args.methods or [m for m in DEFAULT_METHODS if m != "full_ft" or args.full_ft] + list(installed_methods())
     sac_models = [load_sac(spec) for spec in args.sac or ["default"]]
     methods = build_methods(names, sac_models, full_ft=args.full_ft, ratios=args.ratios or ())
     info = {"data": [str(d) for d in args.data], "limit": args.limit, "sac": args.sac or ["default"]}
