@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from sac_rag.corpus.documents import Document
 from sac_rag.corpus.split import split_passages
 
+DEFAULT_PASSAGE_TOKENS = 160  # passage size of `sac-rag index` and the scale pipeline
+
 
 def passage_id(source: str, n: int) -> int:
     """A stable id for the n-th passage of a source, so re-indexing the same files updates in place."""

@@ -20,6 +20,7 @@ import torch
 
 from sac_rag.config import CONFIG_NAME
 from sac_rag.corpus import Passages, read_documents, to_passages
+from sac_rag.corpus.passages import DEFAULT_PASSAGE_TOKENS
 from sac_rag.pipeline import token_counter
 from sac_rag.scale.merge import PartMerger
 from sac_rag.scale.plan import Plan, make_plan
@@ -32,7 +33,6 @@ from sac_rag.store.store import MANIFEST
 from sac_rag.store.validate import Record, records
 
 STAGING = ".scale-staging"
-DEFAULT_PASSAGE_TOKENS = 160
 
 
 @dataclass

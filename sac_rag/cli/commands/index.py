@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-DEFAULT_PASSAGE_TOKENS = 160
+from sac_rag.corpus.passages import DEFAULT_PASSAGE_TOKENS
 
 
 def register(sub) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sac_rag.cli.commands.index import DEFAULT_PASSAGE_TOKENS
+from sac_rag.corpus.passages import DEFAULT_PASSAGE_TOKENS
 
 LOCAL = "local"
 
