@@ -12,7 +12,7 @@ from sac_rag.memory.compose import LM
 from sac_rag.training import TrainConfig, train
 from sac_rag.training.data import QAPool, QASample, load_examples, load_texts
 from sac_rag.training.objectives import IGNORE, shifted
-from sac_rag.training.tasks import SACTask, answer_ids
+from sac_rag.training.tasks import FullFTTask, SACTask, answer_ids, load_fullft_teacher
 from sac_rag.training.trainer import Interrupted
 
 FACTS = [
@@ -172,6 +172,39 @@ def test_distillation_adds_a_kl_term(tmp_path):
     sample = QASample("q", "Where is Paris?", "France", ("France",), ("Paris is in France.",), 0)
     loss, parts = t.loss(sample)
     assert parts["kl"] >= 0 and loss.item() == pytest.approx(parts["ce"] + 0.5 * parts["kl"], rel=1e-5)
+
+
+def test_fullft_reference_trains_and_teaches(tmp_path):
+    from helpers import fresh_base
+
+    from sac_rag import SACConfig
+
+    ft = FullFTTask(fresh_base(), tiny_tokenizer(), SACConfig(lora_rank=4, lora_alpha=8, base_model="tiny-llama"))
+    cfg = config(tmp_path, task="fullft", steps=16, max_distractors=0, lr=5e-2)
+    result = train(cfg, task=ft)
+    losses = _losses(tmp_path / "run")
+    assert sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.1
+    assert (result.final_dir / "adapter_config.json").is_file()
+
+    # the saved adapter, loaded as a distillation teacher, is the trained reference reading the raw context
+    teacher = load_fullft_teacher(result.final_dir, fresh_base(), "tiny-llama")
+    sample = QASample("q", "Where is Paris?", "France", ("France",), ("Paris is in France.",), 0)
+    student = task(distill_weight=0.5, teacher=teacher)
+    _, _, target, prefix = student._layout(sample)
+    inputs, labels = shifted(prefix, target)
+    trained = ft.peft.get_base_model()
+    with torch.no_grad():
+        expected = trained(input_ids=torch.tensor([inputs])).logits[0][torch.tensor(labels) != IGNORE]
+    got = student._teacher_logits(prefix, target)
+    assert torch.allclose(got, expected, atol=1e-4)
+    base_only = task(distill_weight=0.5)._teacher_logits(prefix, target)
+    assert not torch.allclose(got, base_only, atol=1e-2)  # not the untuned base
+    loss, parts = student.loss(sample)
+    assert parts["kl"] >= 0 and loss.item() == pytest.approx(parts["ce"] + 0.5 * parts["kl"], rel=1e-5)
+    with pytest.raises(ValueError, match="trained on tiny-llama"):
+        load_fullft_teacher(result.final_dir, fresh_base(), "another-base")
+    with pytest.raises(ValueError, match="distill_teacher needs"):
+        config(tmp_path, distill_teacher=str(result.final_dir))
 
 
 def test_export_casts_to_bf16_and_loads(tmp_path):

@@ -43,7 +43,8 @@ class TrainConfig:
     max_distractors: int = 2  # each QA example: gold passage + 0..max_distractors random other passages
     max_passage_tokens: int = 400  # longer passages are cut (keeps CPU steps bounded)
     lm_max_tokens: int = 256  # stage 1: text tokens per example, first half compressed
-    distill_weight: float = 0.0  # >0: add KL(teacher || student) on the target tokens, teacher = base on raw context
+    distill_weight: float = 0.0  # >0: add KL(teacher || student) on the target tokens, teacher reads the raw context
+    distill_teacher: str | None = None  # a Full-FT adapter dir (the teacher: base + it); None: the base as is
     distill_temperature: float = 1.0
     eval_size: int = 32  # held-out questions (whole contexts held out of the train files)
     eval_every: int = 25
@@ -68,6 +69,8 @@ class TrainConfig:
             raise ValueError("steps and grad_accum must be >= 1")
         if not self.train_files:
             raise ValueError("no train_files given")
+        if self.distill_teacher and (self.task != "sac" or self.distill_weight <= 0):
+            raise ValueError("distill_teacher needs task 'sac' and distill_weight > 0")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from sac_rag.config import SACConfig
 from sac_rag.home import DEFAULT_BASE_MODEL, resolve_model_path
 from sac_rag.model import SACModel
 from sac_rag.training.config import TrainConfig
 from sac_rag.training.data import QAPool, TextPool, load_examples, load_texts
-from sac_rag.training.tasks import FullFTTask, SACTask, Task
+from sac_rag.training.tasks import FullFTTask, SACTask, Task, load_fullft_teacher
 from sac_rag.training.trainer import Trainer, TrainResult
 
 
@@ -39,21 +39,31 @@ def build_task(cfg: TrainConfig, device: torch.device) -> Task:
     base = cfg.base_model or DEFAULT_BASE_MODEL
     if cfg.task == "fullft":
         path = resolve_model_path(base)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa").to(device)
         config = _sac_config(cfg)
         config.base_model = base
-        return FullFTTask(model.eval(), AutoTokenizer.from_pretrained(path), config)
+        return FullFTTask(_load_base(base, device), AutoTokenizer.from_pretrained(path), config)
     if cfg.init_checkpoint:
         model = SACModel.from_pretrained(cfg.init_checkpoint, base=cfg.base_model, dtype=torch.float32, device=device)
     else:
         model = SACModel.from_base(base, _sac_config(cfg), dtype=torch.float32, device=device)
+    teacher = None
+    if cfg.distill_teacher:
+        student_base = model.config.base_model
+        teacher = load_fullft_teacher(cfg.distill_teacher, _load_base(student_base, device), student_base)
     return SACTask(
         model,
         max_distractor_tokens=cfg.max_passage_tokens,
         lm_max_tokens=cfg.lm_max_tokens,
         distill_weight=cfg.distill_weight,
         distill_temperature=cfg.distill_temperature,
+        teacher=teacher,
     )
+
+
+def _load_base(name: str, device: torch.device) -> PreTrainedModel:
+    """A fresh float32 copy of the base LM ``name`` (a library alias, Hugging Face id or local directory)."""
+    path = resolve_model_path(name)
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, attn_implementation="sdpa").to(device).eval()
 
 
 def train(cfg: TrainConfig, task: Task | None = None, **run_kwargs) -> TrainResult:

@@ -13,7 +13,7 @@ import torch
 from peft import PeftModel, set_peft_model_state_dict
 from safetensors.torch import load_file
 from torch import nn
-from transformers import PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sac_rag.compression.lora import attach_lora, lora_parameters
 from sac_rag.config import SACConfig
@@ -62,6 +62,7 @@ class SACTask:
         lm_max_tokens: int = 256,
         distill_weight: float = 0.0,
         distill_temperature: float = 1.0,
+        teacher: PreTrainedModel | None = None,
     ) -> None:
         self.model = model
         self.tok = model.tokenizer
@@ -69,6 +70,7 @@ class SACTask:
         self.lm_max_tokens = lm_max_tokens
         self.distill_weight = distill_weight
         self.distill_temperature = distill_temperature
+        self.teacher = teacher  # a frozen causal LM on the same vocabulary (None: the base, adapter off)
 
     def parameters(self) -> dict[str, nn.Parameter]:
         return self.model.sac_parameters()
@@ -117,11 +119,15 @@ class SACTask:
 
     @torch.no_grad()
     def _teacher_logits(self, prefix: list[int], target: list[int]) -> torch.Tensor:
-        """The base model (adapter off) reading the raw text, at the same target tokens."""
+        """The teacher (or the base model, adapter off) reading the raw text, at the same target tokens."""
         m = self.model
         inputs, labels = shifted(prefix, target)
+        ids = torch.tensor([inputs], device=m.device)
+        if self.teacher is not None:
+            hidden = self.teacher.model(input_ids=ids).last_hidden_state[0]
+            return target_logits(hidden, labels, self.teacher.get_output_embeddings())[0]
         with m.adapter(False):
-            hidden = m.transformer(input_ids=torch.tensor([inputs], device=m.device)).last_hidden_state[0]
+            hidden = m.transformer(input_ids=ids).last_hidden_state[0]
         return target_logits(hidden, labels, m.base_model.get_output_embeddings())[0]
 
     def save(self, directory: Path) -> None:
@@ -138,6 +144,27 @@ class SACTask:
 
 
 FULLFT_INFO = "fullft_info.json"
+
+
+def load_fullft_teacher(adapter_dir: str | Path, base: PreTrainedModel, expected_base: str | None) -> PreTrainedModel:
+    """``base`` with the Full-FT adapter in ``adapter_dir`` merged in, frozen: a distillation teacher.
+
+    ``expected_base`` (the student's base model name) must be the one the adapter was trained on.
+    """
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json, not a Full-FT adapter directory")
+    info_path = adapter_dir / FULLFT_INFO
+    if info_path.is_file():
+        import json
+
+        trained_on = json.loads(info_path.read_text(encoding="utf-8")).get("sac_config", {}).get("base_model")
+        if expected_base and trained_on and trained_on != expected_base:
+            raise ValueError(f"{adapter_dir} was trained on {trained_on}, the student's base is {expected_base}")
+    teacher = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload().eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
 
 
 class FullFTTask:

@@ -15,6 +15,8 @@ HELP = {
     "stage": "lm: continuation pretraining on plain text; qa: QA fine-tuning",
     "train_files": "QA files (MRQA .jsonl(.gz), SQuAD .json) or, for --stage lm, .txt files too",
     "init_checkpoint": "start from this SAC checkpoint (e.g. the stage-1 output's final/)",
+    "distill_teacher": "distil from the base with this Full-FT adapter (a --task fullft run's final/) "
+    "reading the raw context; default: the base model as is",
 }
 
 
