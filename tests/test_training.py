@@ -223,3 +223,17 @@ def test_export_casts_to_bf16_and_loads(tmp_path):
     loaded = SACModel.from_pretrained(out, base=fresh_base(), tokenizer=tiny_tokenizer())
     for (n, p), q in zip(t.parameters().items(), loaded.sac_parameters().values()):
         assert torch.allclose(p, q, rtol=1e-2, atol=1e-3), n
+
+
+def test_loss_plot_by_wall_time_and_cross_entropy(tmp_path):
+    from sac_rag.training.plots import plot_runs
+
+    cfg = config(tmp_path, steps=3, eval_every=2)
+    train(cfg, task=task(distill_weight=0.5))
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    out = plot_runs([("distilled", metrics)], tmp_path / "ce.png", train_key="ce", x="minutes")
+    assert out.stat().st_size > 0
+    with pytest.raises(ValueError, match="x must be one of"):
+        plot_runs([("distilled", metrics)], tmp_path / "bad.png", x="seconds")
+    with pytest.raises(KeyError):
+        plot_runs([("distilled", metrics)], tmp_path / "bad.png", train_key="no_such_metric")

@@ -18,8 +18,29 @@ def _smooth(values: list[float], window: int) -> list[float]:
     return out
 
 
-def plot_runs(runs: Sequence[tuple[str, Path]], output: Path, title: str = "training loss") -> Path:
-    """Plot train (smoothed) and held-out loss against step for each ``(label, metrics.jsonl)``."""
+X_AXES = {"step": ("optimizer step", 1.0), "minutes": ("wall time (minutes)", 1 / 60)}
+
+
+def plot_runs(
+    runs: Sequence[tuple[str, Path]],
+    output: Path,
+    title: str = "training loss",
+    *,
+    train_key: str = "loss",
+    x: str = "step",
+) -> Path:
+    """Plot train (smoothed) and held-out loss for each ``(label, metrics.jsonl)``.
+
+    ``train_key`` picks the train curve (``ce`` compares runs whose loss adds a distillation term);
+    ``x`` is ``step`` or ``minutes`` (wall time, to compare runs of different step cost).
+    """
+    if x not in X_AXES:
+        raise ValueError(f"x must be one of {sorted(X_AXES)}, got {x!r}")
+    x_label, scale = X_AXES[x]
+
+    def xs(records: list[dict]) -> list[float]:
+        return [r["step"] if x == "step" else r["elapsed_s"] * scale for r in records]
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,18 +52,19 @@ def plot_runs(runs: Sequence[tuple[str, Path]], output: Path, title: str = "trai
         train = [r for r in records if r.get("kind") == "train"]
         evals = [r for r in records if r.get("kind") == "eval"]
         if train:
-            line = ax.plot([r["step"] for r in train], _smooth([r["loss"] for r in train], 20), label=f"{label} train")
+            values = [r[train_key] for r in train]
+            line = ax.plot(xs(train), _smooth(values, 20), label=f"{label} train")
             color = line[0].get_color()
-            ax.plot([r["step"] for r in train], [r["loss"] for r in train], alpha=0.15, color=color)
+            ax.plot(xs(train), values, alpha=0.15, color=color)
             if evals:
                 ax.plot(
-                    [r["step"] for r in evals],
+                    xs(evals),
                     [r["eval_loss"] for r in evals],
                     "o--",
                     color=color,
                     label=f"{label} held-out",
                 )
-    ax.set_xlabel("optimizer step")
+    ax.set_xlabel(x_label)
     ax.set_ylabel("cross-entropy (nats / target token)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -62,9 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("output")
     p.add_argument("runs", nargs="+", help="LABEL=path/to/metrics.jsonl")
     p.add_argument("--title", default="training loss")
+    p.add_argument("--train-key", default="loss", help="train curve: loss (default) or ce (without distillation)")
+    p.add_argument("--x", default="step", choices=sorted(X_AXES), help="x axis: optimizer step or wall time")
     args = p.parse_args(argv)
     runs = [(spec.rsplit("=", 1)[0], Path(spec.rsplit("=", 1)[1])) for spec in args.runs]
-    print(plot_runs(runs, Path(args.output), args.title))
+    print(plot_runs(runs, Path(args.output), args.title, train_key=args.train_key, x=args.x))
     return 0
 
 
