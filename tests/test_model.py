@@ -256,6 +256,17 @@ def test_fingerprint_does_not_depend_on_where_the_base_was_loaded_from(tmp_path)
     assert prints[0] == prints[1]
 
 
+def test_saved_adapter_names_the_portable_base_not_the_local_path(tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    tiny_llama().save_pretrained(tmp_path / "local-copy")
+    base = AutoModelForCausalLM.from_pretrained(tmp_path / "local-copy")
+    config = SACConfig(ratio=5, lora_rank=8, lora_alpha=16, base_model="tiny-alias")
+    SACModel.from_base(base, config, tokenizer=tiny_tokenizer()).save_pretrained(tmp_path / "ckpt")
+    adapter = json.loads((tmp_path / "ckpt" / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == "tiny-alias"
+
+
 def test_prompt_past_the_position_limit_is_refused_with_a_clear_error():
     model = sac_model()
     limit = model.base_model.config.max_position_embeddings

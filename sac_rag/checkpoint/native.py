@@ -11,6 +11,7 @@ from peft import get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from sac_rag.compression.lora import ADAPTER_NAME
 from sac_rag.io import atomic_write_dir
 
 if TYPE_CHECKING:
@@ -23,6 +24,8 @@ EMBEDDINGS = "sac_embeddings.safetensors"
 def save_sac_weights(model: SACModel, directory: str | Path) -> None:
     def write(tmp: Path) -> None:
         model.config.save(tmp)
+        # name the base by its portable id (PEFT records the local path it was loaded from)
+        model.peft.peft_config[ADAPTER_NAME].base_model_name_or_path = model.config.base_model
         model.peft.save_pretrained(tmp)  # adapter_config.json + adapter_model.safetensors
         save_file(
             {
