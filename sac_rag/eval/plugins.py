@@ -12,14 +12,12 @@ Installed methods run by default alongside the built-in ones (``--methods`` sele
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from importlib.metadata import EntryPoint, entry_points
 
 from sac_rag.eval.methods import ALL_METHODS, Method
 from sac_rag.model import SACModel
 
 ENTRY_POINT_GROUP = "sac_rag.eval_methods"
-MethodFactory = Callable[[SACModel], "Method | Sequence[Method]"]
 
 
 def installed_methods() -> dict[str, EntryPoint]:
