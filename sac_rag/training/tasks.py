@@ -6,6 +6,7 @@ reloads its weights, and answers a held-out question for the quick EM/F1.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Protocol
 
@@ -156,8 +157,6 @@ def load_fullft_teacher(adapter_dir: str | Path, base: PreTrainedModel, expected
         raise FileNotFoundError(f"{adapter_dir}: no adapter_config.json, not a Full-FT adapter directory")
     info_path = adapter_dir / FULLFT_INFO
     if info_path.is_file():
-        import json
-
         trained_on = json.loads(info_path.read_text(encoding="utf-8")).get("sac_config", {}).get("base_model")
         if expected_base and trained_on and trained_on != expected_base:
             raise ValueError(f"{adapter_dir} was trained on {trained_on}, the student's base is {expected_base}")
@@ -204,8 +203,6 @@ class FullFTTask:
         return ce, {"ce": ce.item()}
 
     def save(self, directory: Path) -> None:
-        import json
-
         def write(tmp: Path) -> None:
             self.peft.save_pretrained(tmp)
             info = {
