@@ -3,6 +3,16 @@
 from sac_rag.store.errors import StoreCorrupted, StoreError, StoreMismatch
 from sac_rag.store.inspect import VerifyReport
 from sac_rag.store.manifest import PassageRow
+from sac_rag.store.repair import RepairReport
 from sac_rag.store.store import Hit, MemoryStore
 
-__all__ = ["Hit", "MemoryStore", "PassageRow", "StoreCorrupted", "StoreError", "StoreMismatch", "VerifyReport"]
+__all__ = [
+    "Hit",
+    "MemoryStore",
+    "PassageRow",
+    "RepairReport",
+    "StoreCorrupted",
+    "StoreError",
+    "StoreMismatch",
+    "VerifyReport",
+]

@@ -2,11 +2,13 @@
 
 Embeddings are unit length, so scores are cosine similarities. The index file is a cache of the
 manifest's embeddings named by the manifest generation it reflects (``index-<generation>.faiss``);
-a missing or stale file is rebuilt from the manifest.
+its sha256 is recorded in the manifest, and a file that is missing, stale or fails its checksum is
+rebuilt from the manifest, never used.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import faiss
@@ -30,23 +32,35 @@ class VectorIndex:
         return index
 
     @classmethod
-    def load(cls, path: Path, dim: int) -> VectorIndex:
+    def load(cls, path: Path, dim: int, sha256: str) -> VectorIndex:
+        """The index in ``path``, read once and checked against its recorded ``sha256`` before it is parsed."""
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise StoreCorrupted(f"{path}: checksum mismatch (damaged index file)")
         try:
-            index = faiss.read_index(str(path))
+            index = faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
         except RuntimeError as e:
             raise StoreCorrupted(f"{path}: unreadable FAISS index ({str(e).splitlines()[0]})") from e
         if index.d != dim or not isinstance(index, faiss.IndexIDMap2):
             raise StoreCorrupted(f"{path}: not this store's index (dim {index.d}, expected {dim})")
         return cls(dim, index)
 
-    def save(self, path: Path) -> None:
-        atomic_write(path, lambda tmp: faiss.write_index(self.index, str(tmp)))
+    def save(self, path: Path) -> tuple[str, int]:
+        """Write the index atomically; return the file's sha256 and size."""
+        data = faiss.serialize_index(self.index).tobytes()
+        atomic_write(path, lambda tmp: tmp.write_bytes(data))
+        return hashlib.sha256(data).hexdigest(), len(data)
 
     def __len__(self) -> int:
         return self.index.ntotal
 
     def ids(self) -> np.ndarray:
         return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+
+    def vectors(self) -> np.ndarray:
+        """The stored vectors ``[n, dim]``, in the order of :meth:`ids`."""
+        flat = faiss.downcast_index(self.index.index)
+        return flat.reconstruct_n(0, len(self)) if len(self) else np.zeros((0, self.dim), np.float32)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         if len(ids):

@@ -3,6 +3,11 @@
 It ties passage ids to their text, metadata, content hash and embedding, content hashes to the memory
 rows of a shard, and shards to their checksums. Every write is one transaction that also bumps
 ``generation``; readers see either all of a write or none of it.
+
+Every row is covered by a digest in ``sums`` that triggers keep up to date on each insert, update and
+delete (kinds ``meta``, ``shard``, ``memory``, ``passage`` and ``embedding``: a passage's embedding has
+its own, so that repair knows which part to redo). Reads check the rows they return; :meth:`audit`
+checks them all (see docs/store.md, "Integrity").
 """
 
 from __future__ import annotations
@@ -17,9 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from sac_rag.store.digest import content_hash_of_bytes, row_digest
 from sac_rag.store.errors import StoreCorrupted
 
-STORE_FORMAT = "sac_rag.store/1"
+STORE_FORMAT = "sac_rag.store/2"
+UPGRADABLE = "sac_rag.store/1"  # the same tables without digests: upgraded in place on open
+VOLATILE_META = ("generation", "index")  # store metadata that a repair can set afresh
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE shards (
@@ -34,6 +42,38 @@ CREATE TABLE passages (
 CREATE INDEX passages_hash ON passages(hash);
 CREATE INDEX memories_shard ON memories(shard);
 """
+_SUMS = "CREATE TABLE sums (kind TEXT NOT NULL, key NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (kind, key))"
+# table -> the digests of its rows: (kind, key column, digested columns)
+_DIGESTS: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
+    "meta": [("meta", "key", ("key", "value"))],
+    "shards": [("shard", "name", ("name", "sha256", "size", "payload"))],
+    "memories": [("memory", "hash", ("hash", "shard", "length", "n_anchors", "pos_offset", "nbytes", "crc", "meta"))],
+    "passages": [("passage", "id", ("id", "hash", "text", "metadata")), ("embedding", "id", ("id", "embedding"))],
+}
+_KEYS = {kind: (key, cols) for digests in _DIGESTS.values() for kind, key, cols in digests}
+_TABLES = {kind: table for table, digests in _DIGESTS.items() for kind, _, _ in digests}
+
+
+def _digest_sql(kind: str, columns: tuple[str, ...], row: str) -> str:
+    """SQL computing a row's digest over its raw bytes (text is hashed as stored, valid UTF-8 or not)."""
+    return f"sac_digest('{kind}', {', '.join(f'CAST({row}.{c} AS BLOB)' for c in columns)})"
+
+
+def _triggers() -> list[str]:
+    """Triggers that keep ``sums`` equal to the digests of every row, whoever writes the row."""
+    statements = []
+    for table, digests in _DIGESTS.items():
+        put = "".join(
+            f"INSERT OR REPLACE INTO sums VALUES ('{kind}', NEW.{key}, {_digest_sql(kind, cols, 'NEW')}); "
+            for kind, key, cols in digests
+        )
+        drop = "".join(f"DELETE FROM sums WHERE kind = '{kind}' AND key = OLD.{key}; " for kind, key, _ in digests)
+        statements += [
+            f"CREATE TRIGGER {table}_put AFTER INSERT ON {table} BEGIN {put}END",
+            f"CREATE TRIGGER {table}_change AFTER UPDATE ON {table} BEGIN {drop}{put}END",
+            f"CREATE TRIGGER {table}_drop AFTER DELETE ON {table} BEGIN {drop}END",
+        ]
+    return statements
 
 
 @dataclass
@@ -64,6 +104,8 @@ class Manifest:
         self._lock = threading.RLock()
         try:
             self._db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
+            self._db.create_function("sac_digest", -1, row_digest, deterministic=True)
+            self._db.create_function("sac_content_hash", 1, content_hash_of_bytes, deterministic=True)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA journal_size_limit=4194304")  # the WAL shrinks back after a checkpoint
@@ -74,7 +116,7 @@ class Manifest:
     def create(cls, path: Path, meta: dict[str, object]) -> Manifest:
         manifest = cls(path)
         with manifest.transaction() as db:
-            for statement in filter(str.strip, _SCHEMA.split(";")):
+            for statement in [*filter(str.strip, _SCHEMA.split(";")), _SUMS, *_triggers()]:
                 db.execute(statement)
             db.executemany(
                 "INSERT INTO meta VALUES (?, ?)",
@@ -82,15 +124,32 @@ class Manifest:
             )
         return manifest
 
-    def check_format(self) -> None:
-        """Raise :class:`StoreCorrupted` naming the file unless it is a manifest this version reads."""
+    def check_format(self) -> bool:
+        """Raise :class:`StoreCorrupted` naming the file unless this version reads it.
+
+        True when it is of the earlier format, which :meth:`upgrade` brings up to date."""
         try:
             fmt = self.meta("format")
         except (StoreCorrupted, KeyError) as e:
             reason = str(e).removeprefix(f"{self.path}: ")
             raise StoreCorrupted(f"{self.path}: not a sac_rag manifest ({reason})") from e
-        if fmt != STORE_FORMAT:
+        if fmt not in (STORE_FORMAT, UPGRADABLE):
             raise StoreCorrupted(f"{self.path}: store format {fmt!r}, this sac_rag reads {STORE_FORMAT!r}")
+        return fmt == UPGRADABLE
+
+    def upgrade(self) -> None:
+        """Give a manifest of the earlier format its row digests (its rows are taken as they are now)."""
+        with self.transaction() as db:
+            if json.loads(db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0]) != UPGRADABLE:
+                return  # another process upgraded it first
+            for statement in [_SUMS, *_triggers()]:
+                db.execute(statement)
+            for table, digests in _DIGESTS.items():
+                for kind, key, cols in digests:
+                    db.execute(
+                        f"INSERT INTO sums SELECT '{kind}', t.{key}, {_digest_sql(kind, cols, 't')} FROM {table} t"
+                    )
+            Manifest.set_meta(db, "format", STORE_FORMAT)
 
     def checkpoint(self) -> None:
         """Fold the write-ahead log into the database file, without waiting for readers."""
@@ -128,7 +187,22 @@ class Manifest:
             try:
                 return self._db.execute(sql, args).fetchall()
             except sqlite3.DatabaseError as e:
-                raise StoreCorrupted(f"{self.path}: {e}") from e
+                raise StoreCorrupted(f"{self.path}: {e} (damaged manifest?)") from e
+
+    def _checked(self, kind: str, table: str, columns: str, where: str = "", args: Sequence = ()) -> list[tuple]:
+        """Rows of ``table`` (``columns`` of alias ``t``), each followed by 1 if it matches its digest, else 0."""
+        key, cols = _KEYS[kind]
+        return self._query(
+            f"SELECT {columns}, s.digest IS {_digest_sql(kind, cols, 't')} FROM {table} t "
+            f"LEFT JOIN sums s ON s.kind = '{kind}' AND s.key = t.{key} {where}",
+            args,
+        )
+
+    def _damaged(self, what: str, keys: Sequence) -> StoreCorrupted:
+        shown = ", ".join(map(str, list(keys)[:10])) + (" ..." if len(keys) > 10 else "")
+        return StoreCorrupted(
+            f"{self.path}: {what} {shown} damaged (fails its checksum): run `sac-rag verify --repair`"
+        )
 
     # ------------------------------------------------------------------ meta
     def meta(self, key: str, default: object = KeyError) -> object:
@@ -137,7 +211,10 @@ class Manifest:
             if default is KeyError:
                 raise KeyError(f"{key!r} missing from {self.path}")
             return default
-        return json.loads(rows[0][0])
+        try:
+            return json.loads(rows[0][0])
+        except (TypeError, ValueError) as e:
+            raise StoreCorrupted(f"{self.path}: store metadata {key!r} is unreadable ({e})") from e
 
     @staticmethod
     def set_meta(db: sqlite3.Connection, key: str, value: object) -> None:
@@ -153,6 +230,23 @@ class Manifest:
     def generation(self) -> int:
         return int(self.meta("generation"))
 
+    def check_meta(self) -> None:
+        """Raise :class:`StoreCorrupted` naming the file and keys if store metadata that reads rely on
+        fails its checksum (``generation`` and ``index`` only steer the index cache: verify reports them)."""
+        bad = [key for key, ok in self._checked("meta", "meta", "t.key") if not ok and key not in VOLATILE_META]
+        if bad:
+            raise self._damaged("store metadata", bad)
+
+    def record_index(self, generation: int, sha256: str, size: int) -> None:
+        """Record the checksum of the index file written for ``generation`` (no new generation)."""
+        with self.transaction() as db:
+            Manifest.set_meta(db, "index", {"generation": generation, "sha256": sha256, "size": size})
+
+    def index_record(self) -> dict | None:
+        """What :meth:`record_index` recorded last (None if nothing yet)."""
+        record = self.meta("index", None)
+        return record if isinstance(record, dict) else None
+
     # ------------------------------------------------------------------ passages
     def count(self) -> int:
         return self._query("SELECT COUNT(*) FROM passages")[0][0]
@@ -160,44 +254,131 @@ class Manifest:
     def ids(self) -> list[int]:
         return [r[0] for r in self._query("SELECT id FROM passages ORDER BY id")]
 
+    def existing(self, ids: Sequence[int]) -> list[int]:
+        """Which of ``ids`` are in the store (damaged or not)."""
+        found: list[int] = []
+        for part in _parts(ids):
+            found += [r[0] for r in self._query(f"SELECT id FROM passages WHERE id IN ({_marks(part)})", part)]
+        return found
+
     def next_id(self) -> int:
         return self._query("SELECT COALESCE(MAX(id) + 1, 0) FROM passages")[0][0]
 
-    def passages(self, ids: Sequence[int]) -> dict[int, PassageRow]:
+    def passages(self, ids: Sequence[int], *, skip_damaged: bool = False) -> dict[int, PassageRow]:
+        """Passage rows by id, each checked against its digest and its text against its content hash.
+
+        A damaged row raises :class:`StoreCorrupted` naming it, or is left out with ``skip_damaged``.
+        """
         rows: dict[int, PassageRow] = {}
-        for start in range(0, len(ids), 500):
-            part = list(ids[start : start + 500])
-            marks = ",".join("?" * len(part))
-            for pid, h, text, metadata in self._query(
-                f"SELECT id, hash, text, metadata FROM passages WHERE id IN ({marks})", part
-            ):
-                rows[pid] = PassageRow(pid, h, text, json.loads(metadata))
+        damaged = []
+        for part in _parts(ids):
+            for pid, h, text, metadata, ok in self._checked(
+                "passage", "passages", "t.id, t.hash, CAST(t.text AS BLOB), CAST(t.metadata AS BLOB)",
+                f"WHERE t.id IN ({_marks(part)})", part,
+            ):  # fmt: skip
+                if not ok or content_hash_of_bytes(text) != h:
+                    damaged.append(pid)
+                    continue
+                rows[pid] = PassageRow(pid, h, text.decode("utf-8"), json.loads(metadata))
+        if damaged and not skip_damaged:
+            raise self._damaged("passages", sorted(damaged))
         return rows
 
     def embeddings(self, dim: int) -> tuple[np.ndarray, np.ndarray]:
-        """All passage ids and their embeddings ``[n, dim]`` float32."""
-        rows = self._query("SELECT id, embedding FROM passages ORDER BY id")
+        """All passage ids and their embeddings ``[n, dim]`` float32, each checked against its digest."""
+        rows = self._checked("embedding", "passages", "t.id, t.embedding", "ORDER BY t.id")
+        damaged = [r[0] for r in rows if not r[2] or len(r[1]) != 4 * dim]
+        if damaged:
+            raise self._damaged("embeddings of passages", damaged)
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
         return ids, vectors
 
     def embedding_of_hash(self, content_hash: str) -> np.ndarray | None:
-        rows = self._query("SELECT embedding FROM passages WHERE hash = ? LIMIT 1", (content_hash,))
-        return np.frombuffer(rows[0][0], dtype=np.float32) if rows else None
+        """The (intact) stored embedding of a text, if one passage has it."""
+        rows = self._checked("embedding", "passages", "t.embedding", "WHERE t.hash = ?", (content_hash,))
+        intact = [blob for blob, ok in rows if ok]
+        return np.frombuffer(intact[0], dtype=np.float32) if intact else None
 
-    def texts_by_hash(self) -> dict[str, str]:
-        return dict(self._query("SELECT hash, text FROM passages GROUP BY hash"))
+    def texts_by_hash(self, hashes: Sequence[str] | None = None) -> dict[str, str]:
+        """Passage texts by content hash (all, or those of ``hashes``); only texts that match their hash."""
+        rows = self._query("SELECT hash, CAST(text AS BLOB) FROM passages")
+        wanted = None if hashes is None else set(hashes)
+        return {
+            h: text.decode("utf-8")
+            for h, text in rows
+            if (wanted is None or h in wanted) and content_hash_of_bytes(text) == h
+        }
 
     # ------------------------------------------------------------------ memories and shards
-    def memory_rows(self, hashes: Sequence[str] | None = None) -> dict[str, MemoryRow]:
+    def memory_rows(self, hashes: Sequence[str] | None = None, *, skip_damaged: bool = False) -> dict[str, MemoryRow]:
+        """Memory rows by content hash, checked like :meth:`passages`."""
+        columns = "t.hash, t.shard, t.length, t.n_anchors, t.pos_offset, t.nbytes, t.crc, t.meta"
         if hashes is None:
-            rows = self._query("SELECT * FROM memories")
+            rows = self._checked("memory", "memories", columns)
         else:
             rows = []
-            for start in range(0, len(hashes), 500):
-                part = list(hashes[start : start + 500])
-                rows += self._query(f"SELECT * FROM memories WHERE hash IN ({','.join('?' * len(part))})", part)
-        return {r[0]: MemoryRow(*r[:7], json.loads(r[7])) for r in rows}
+            for part in _parts(hashes):
+                rows += self._checked("memory", "memories", columns, f"WHERE t.hash IN ({_marks(part)})", part)
+        damaged = [r[0] for r in rows if not r[8]]
+        if damaged and not skip_damaged:
+            raise self._damaged("memory rows", damaged)
+        return {r[0]: MemoryRow(*r[:7], json.loads(r[7])) for r in rows if r[8]}
+
+    # ------------------------------------------------------------------ checking everything
+    def integrity_errors(self) -> list[str]:
+        """SQLite's own structural check of the database file (``PRAGMA quick_check``): empty when sound."""
+        return [r[0] for r in self._query("PRAGMA quick_check") if r[0] != "ok"]
+
+    def audit(self, dim: int) -> dict[str, list]:
+        """Every row against its digest: the keys of damaged rows by kind.
+
+        Kinds: ``meta`` (keys), ``shard`` (names), ``memory`` (content hashes), ``passage`` (ids whose
+        text, hash or metadata changed, text checked against its content hash too), ``embedding`` (ids),
+        ``lost`` (``(kind, key)`` of digests whose row is gone), ``no_memory`` (passage ids whose memory row is
+        missing) and ``no_shard`` (memory hashes whose shard row is missing).
+        """
+        found: dict[str, list] = {"lost": []}
+        for kind, (key, _) in _KEYS.items():
+            table = _TABLES[kind]
+            found[kind] = [r[0] for r in self._checked(kind, table, f"t.{key}") if not r[1]]
+            found["lost"] += [
+                (kind, r[0])
+                for r in self._query(
+                    f"SELECT key FROM sums s WHERE kind = '{kind}' AND NOT EXISTS "
+                    f"(SELECT 1 FROM {table} t WHERE t.{key} = s.key)"
+                )
+            ]
+        found["passage"] += [
+            r[0] for r in self._query("SELECT id FROM passages WHERE hash IS NOT sac_content_hash(CAST(text AS BLOB))")
+        ]
+        found["embedding"] += [
+            r[0] for r in self._query("SELECT id FROM passages WHERE length(embedding) != ?", (4 * dim,))
+        ]
+        found["no_memory"] = [
+            r[0] for r in self._query("SELECT id FROM passages WHERE hash NOT IN (SELECT hash FROM memories)")
+        ]
+        found["no_shard"] = [
+            r[0] for r in self._query("SELECT hash FROM memories WHERE shard NOT IN (SELECT name FROM shards)")
+        ]
+        return {kind: sorted(set(keys), key=str) for kind, keys in found.items()}
+
+    @staticmethod
+    def forget(db: sqlite3.Connection, lost: Sequence[tuple[str, object]]) -> None:
+        """Drop the digests of rows that are gone (``(kind, key)`` as :meth:`audit` lists them)."""
+        db.executemany("DELETE FROM sums WHERE kind = ? AND key = ?", lost)
+
+    def row_count(self) -> int:
+        """Rows in the checked tables (meta, shards, memories, passages)."""
+        return sum(self._query(f"SELECT COUNT(*) FROM {table}")[0][0] for table in _DIGESTS)
+
+    def ids_by_hash(self, hashes: Sequence[str]) -> dict[str, list[int]]:
+        """The ids of the passages that carry each content hash."""
+        out: dict[str, list[int]] = {}
+        for part in _parts(hashes):
+            for pid, h in self._query(f"SELECT id, hash FROM passages WHERE hash IN ({_marks(part)})", part):
+                out.setdefault(h, []).append(pid)
+        return out
 
     def shard_rows(self) -> dict[str, tuple[str, int]]:
         return {name: (sha, size) for name, sha, size in self._query("SELECT name, sha256, size FROM shards")}
@@ -216,6 +397,22 @@ class Manifest:
             "INSERT OR REPLACE INTO memories VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (row.hash, row.shard, row.length, row.n_anchors, row.pos_offset, row.nbytes, row.crc, json.dumps(row.meta)),
         )
+
+    @staticmethod
+    def remove(db: sqlite3.Connection, passages: Sequence[int] = (), memories: Sequence[str] = (),
+               shards: Sequence[str] = (), meta: Sequence[str] = ()) -> None:  # fmt: skip
+        """Delete rows by key: passages by id, memories by content hash, shards by name, store metadata by key."""
+        for table, key, values in (
+            ("passages", "id", passages), ("memories", "hash", memories), ("shards", "name", shards),
+            ("meta", "key", meta),
+        ):  # fmt: skip
+            db.executemany(f"DELETE FROM {table} WHERE {key} = ?", [(v,) for v in values])
+
+    @staticmethod
+    def set_embeddings(db: sqlite3.Connection, embeddings: dict[int, np.ndarray]) -> None:
+        """Replace the embeddings of passages by id."""
+        rows = [(np.asarray(v, dtype=np.float32).tobytes(), i) for i, v in embeddings.items()]
+        db.executemany("UPDATE passages SET embedding = ? WHERE id = ?", rows)
 
     @staticmethod
     def drop_unreferenced_memories(db: sqlite3.Connection) -> None:
@@ -242,3 +439,13 @@ class Manifest:
             "shard_bytes": shard_bytes,
             "dead_memory_bytes": payload - memory_bytes,
         }
+
+
+def _parts(values: Sequence) -> Iterator[list]:
+    """``values`` in lists of at most 500 (SQLite's limit on bound parameters is far above)."""
+    for start in range(0, len(values), 500):
+        yield list(values[start : start + 500])
+
+
+def _marks(values: Sequence) -> str:
+    return ",".join("?" * len(values))

@@ -12,7 +12,6 @@ See docs/store.md for the durability and locking model.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 import uuid
@@ -31,12 +30,14 @@ from sac_rag.embedding import Embedder, resolve_embedder
 from sac_rag.io import atomic_write_dir
 from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.store.codec import SUFFIXES, dtype_name, pack_memory, unpack_memory
+from sac_rag.store.digest import content_hash
 from sac_rag.store.errors import ShardMissing, StoreCorrupted, StoreError, StoreMismatch
 from sac_rag.store.index import VectorIndex
 from sac_rag.store.inspect import VerifyReport, store_stats, verify_store
 from sac_rag.store.layout import INDEX, LOCK, MANIFEST, SHARDS
 from sac_rag.store.lock import WriterLock
 from sac_rag.store.manifest import Manifest, MemoryRow, PassageRow
+from sac_rag.store.repair import RepairReport, repair_store
 from sac_rag.store.shards import ShardReader, tensors_crc, write_shard
 from sac_rag.store.validate import Record, check_ids, check_k, check_query, records
 
@@ -59,10 +60,6 @@ def kv_shape(config) -> list[int]:
     heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
     return [config.num_hidden_layers, heads, head_dim]
-
-
-def content_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 class MemoryStore:
@@ -151,7 +148,14 @@ class MemoryStore:
             hint = "" if path.exists() else " (create one with `sac-rag index FILES --store DIR`)"
             raise FileNotFoundError(f"no sac_rag store at {path}: {manifest_path} is missing{hint}")
         manifest = Manifest(manifest_path)
-        manifest.check_format()
+        try:
+            if manifest.check_format():
+                with WriterLock(path / LOCK, timeout=lock_timeout):
+                    manifest.upgrade()
+            manifest.check_meta()
+        except BaseException:
+            manifest.close()
+            raise
         store = cls(path, manifest, model, embedder, lock_timeout=lock_timeout)
         mismatch = store._mismatches()
         if mismatch and not rebuild:
@@ -231,13 +235,22 @@ class MemoryStore:
     def ids(self) -> list[int]:
         return self._manifest.ids()
 
+    @property
+    def manifest(self) -> Manifest:
+        """The store's manifest (its rows, checked on read; see :class:`~sac_rag.store.manifest.Manifest`)."""
+        return self._manifest
+
     # ================================================================== writing
     @contextmanager
-    def _writing(self) -> Iterator[None]:
-        """Hold the single-writer lock (and this process's mutex) for one write operation."""
+    def writing(self, *, sync: bool = True) -> Iterator[None]:
+        """Hold the single-writer lock (and this process's mutex) for one write operation; ``sync``
+        first brings the in-memory index up to the manifest's generation."""
         with self._mutex, self._lock:
-            self._sync_index()
+            if sync:
+                self._sync_index()
             yield
+
+    _writing = writing
 
     def add(
         self,
@@ -261,7 +274,7 @@ class MemoryStore:
                 for n, rec in enumerate(batch):
                     rec.id = first + n
             else:
-                taken = sorted(self._manifest.passages([r.id for r in batch]))
+                taken = sorted(self._manifest.existing([r.id for r in batch]))
                 if taken:
                     raise ValueError(f"ids already in the store: {taken[:10]}: use upsert to replace them")
             self._ingest(batch, batch_size, progress)
@@ -282,7 +295,7 @@ class MemoryStore:
         batch = records(texts, metadata, ids)
         self._check_lengths(batch)
         with self._writing():
-            current = self._manifest.passages([r.id for r in batch])
+            current = self._manifest.passages([r.id for r in batch], skip_damaged=True)  # damaged: rewritten
             changed = [
                 r
                 for r in batch
@@ -314,7 +327,7 @@ class MemoryStore:
 
     def _commit_group(self, group: list[Record], batch_size: int, bar: tqdm) -> None:
         hashes = [content_hash(r.text) for r in group]
-        known = self._manifest.memory_rows(list(dict.fromkeys(hashes)))
+        known = self._manifest.memory_rows(list(dict.fromkeys(hashes)), skip_damaged=True)
         todo = {h: r.text for h, r in zip(hashes, group) if h not in known}
         bar.update(len(group) - len(todo))
         tensors, rows = self._compress(todo, batch_size, bar)
@@ -353,6 +366,23 @@ class MemoryStore:
             bar.update(len(part))
         return tensors, rows
 
+    def compress_texts(self, todo: dict[str, str], *, progress: bool = False) -> tuple[dict, list[MemoryRow]]:
+        """Compress texts keyed by content hash: the shard tensors and memory rows to record (needs the model)."""
+        if self.model is None:
+            raise StoreError("compressing passages needs the compressor: open the store with model=SACModel")
+        with tqdm(total=len(todo), desc="compressing", unit="passage", disable=not progress) as bar:
+            return self._compress(todo, 8, bar)
+
+    def write_shard(self, tensors: dict[str, torch.Tensor]) -> tuple[str, str, int] | None:
+        """Write a new shard file; its name, sha256 and size (None when there is nothing to write)."""
+        return self._write_shard(tensors)
+
+    def rebuild_index(self, generation: int) -> None:
+        """Rebuild the vector index from the manifest's (checked) embeddings and save it for ``generation``."""
+        with self._mutex:
+            self._index = VectorIndex.build(self.dim, *self._manifest.embeddings(self.dim))
+            self._save_index(generation)
+
     def _write_shard(self, tensors: dict[str, torch.Tensor]) -> tuple[str, str, int] | None:
         """Write a new shard; its name, sha256 and size (None when there is nothing to write)."""
         if not tensors:
@@ -370,22 +400,26 @@ class MemoryStore:
                 out[h] = stored
         missing = {h: t for h, t in zip(hashes, texts) if h not in out}
         if missing:
-            vectors = self.embedder.embed(list(missing.values()))
-            if vectors.shape[1] != self.dim:
-                got = vectors.shape[1]
-                raise StoreMismatch(f"embedder {self.embedder.name!r} gives dim {got}, the store holds dim {self.dim}")
-            out.update(zip(missing, vectors))
+            out.update(zip(missing, self.embed(list(missing.values()))))
         return np.stack([out[h] for h in hashes]).astype(np.float32)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Embeddings of ``texts`` by the store's embedder, checked to have the store's dimension."""
+        vectors = self.embedder.embed(texts)
+        if vectors.shape[1] != self.dim:
+            got = vectors.shape[1]
+            raise StoreMismatch(f"embedder {self.embedder.name!r} gives dim {got}, the store holds dim {self.dim}")
+        return vectors
 
     def delete(self, ids: Sequence[int]) -> int:
         """Remove passages by id (all must exist, else nothing is removed); return how many were removed."""
         wanted = check_ids(ids)
         with self._writing():
-            missing = sorted(set(wanted) - set(self._manifest.passages(wanted)))
+            missing = sorted(set(wanted) - set(self._manifest.existing(wanted)))
             if missing:
                 raise ValueError(f"ids not in the store: {missing[:10]} (nothing deleted)")
             with self._manifest.transaction() as db:
-                db.executemany("DELETE FROM passages WHERE id = ?", [(i,) for i in wanted])
+                Manifest.remove(db, passages=wanted)
                 Manifest.drop_unreferenced_memories(db)
                 generation = Manifest.bump_generation(db)
             self._index.remove(np.array(wanted, dtype=np.int64))
@@ -395,7 +429,7 @@ class MemoryStore:
     def compact(self, *, progress: bool = False) -> dict:
         """Rewrite live memories into one fresh shard, drop dead bytes and leftover files; return shard sizes."""
         with self._writing():
-            before = self._disk_bytes(SHARDS)
+            before = self.disk_bytes(SHARDS)
             rows = self._manifest.memory_rows()
             old_shards = self._manifest.shard_rows()
             tensors: dict[str, torch.Tensor] = {}
@@ -413,14 +447,18 @@ class MemoryStore:
             for leftover in self.path.joinpath(SHARDS).iterdir():
                 if leftover.name not in live:
                     leftover.unlink()
-            self._index = VectorIndex.build(self.dim, *self._manifest.embeddings(self.dim))
-            self._save_index(generation)
-            after = self._disk_bytes(SHARDS)
+            self.rebuild_index(generation)
+            after = self.disk_bytes(SHARDS)
             return {"shards_before": len(old_shards), "shard_bytes_before": before, "shard_bytes_after": after}
 
     def _rebuild(self) -> None:
         """Re-compress and/or re-embed every passage for the model / embedder given at open."""
         with self._writing():
+            damaged = self._manifest.audit(self.dim)["passage"]
+            if damaged:
+                raise StoreCorrupted(
+                    f"{self.path / MANIFEST}: passages {damaged[:10]} are damaged: run `sac-rag verify --repair` first"
+                )
             texts = self._manifest.texts_by_hash()
             fp_changed = self.model is not None and self.model.fingerprint != self.fingerprint
             with tqdm(total=len(texts) if fp_changed else 0, desc="re-compressing", disable=not fp_changed) as bar:
@@ -439,14 +477,12 @@ class MemoryStore:
                     self._reembed(db, embedder)
                 generation = Manifest.bump_generation(db)
             self._shards.clear()
-            self._index = VectorIndex.build(self.dim, *self._manifest.embeddings(self.dim))
-            self._save_index(generation)
+            self.rebuild_index(generation)
 
     def _reembed(self, db, embedder: Embedder) -> None:
         rows = db.execute("SELECT id, text FROM passages").fetchall()
         vectors = embedder.embed([t for _, t in rows]) if rows else np.zeros((0, self.dim), np.float32)
-        updates = [(v.tobytes(), i) for (i, _), v in zip(rows, vectors)]
-        db.executemany("UPDATE passages SET embedding = ? WHERE id = ?", updates)
+        Manifest.set_embeddings(db, {i: v for (i, _), v in zip(rows, vectors)})
         Manifest.set_meta(db, "embedder", embedder.name)
         Manifest.set_meta(db, "embedder_loadable", isinstance(self._embedder_spec, (str, Path)))
         Manifest.set_meta(db, "dim", int(vectors.shape[1]))
@@ -457,6 +493,10 @@ class MemoryStore:
     def _index_path(self, generation: int) -> Path:
         return self.path / INDEX / f"index-{generation:010d}.faiss"
 
+    def index_path(self) -> Path:
+        """The index file of the manifest's current generation (it may not be written yet)."""
+        return self._index_path(self._manifest.generation())
+
     def _sync_index(self) -> VectorIndex:
         """The index at the manifest's current generation: loaded from its file, or rebuilt from the manifest."""
         with self._mutex:
@@ -464,11 +504,12 @@ class MemoryStore:
             if self._index is None or generation != self._index_generation:
                 path = self._index_path(generation)
                 index = None
-                if path.is_file():
+                record = self._manifest.index_record()
+                if path.is_file() and record and record["generation"] == generation:
                     try:
-                        index = VectorIndex.load(path, self.dim)
+                        index = VectorIndex.load(path, self.dim, record["sha256"])
                     except (StoreCorrupted, FileNotFoundError):
-                        index = None  # a bad or vanished cache is rebuilt, never trusted
+                        index = None  # a damaged or vanished cache is rebuilt, never trusted
                 if index is None:
                     with self._manifest.snapshot():
                         generation = self._manifest.generation()
@@ -478,9 +519,9 @@ class MemoryStore:
 
     def _save_index(self, generation: int) -> None:
         path = self._index_path(generation)
-        self._index.save(path)
+        self._manifest.record_index(generation, *self._index.save(path))
         self._index_generation = generation
-        for old in self.path.joinpath(INDEX).glob("index-*.faiss"):
+        for old in self.path.joinpath(INDEX).iterdir():  # older generations, leftovers of killed writes
             if old != path:
                 old.unlink(missing_ok=True)
 
@@ -528,8 +569,11 @@ class MemoryStore:
             chunks.append(MemoryChunk(keys, values, positions, row.length, row.pos_offset, self.fingerprint, meta))
         return chunks
 
+    def memory_tensors(self, row: MemoryRow) -> dict[str, torch.Tensor]:
+        """A memory's stored tensors by full name (``<hash>.<suffix>``), CRC-checked."""
+        return self._raw_tensors(row)
+
     def _raw_tensors(self, row: MemoryRow) -> dict[str, torch.Tensor]:
-        """A memory's stored tensors by full name, CRC-checked."""
         shard = self._shard(row.shard)
         names = [f"{row.hash}.{s}" for s in SUFFIXES if f"{row.hash}.{s}" in shard]
         tensors = {n: shard.tensor(n) for n in names}
@@ -551,7 +595,7 @@ class MemoryStore:
             return reader
 
     # ================================================================== inspection
-    def _disk_bytes(self, sub: str = "") -> int:
+    def disk_bytes(self, sub: str = "") -> int:
         """Bytes of the files under the store directory (or one of its sub-directories)."""
         return sum(f.stat().st_size for f in self.path.joinpath(sub).rglob("*") if f.is_file())
 
@@ -560,5 +604,11 @@ class MemoryStore:
         return store_stats(self)
 
     def verify(self, *, progress: bool = False) -> VerifyReport:
-        """Check every shard's checksum and every memory's CRC, and the index file against the manifest."""
+        """Check every byte that can change an answer or a source: the manifest (SQLite structure, every
+        row's digest, texts against their content hashes), every shard's sha256 (and, in a damaged
+        shard, each memory's CRC), and the index file's sha256 and contents against the manifest."""
         return verify_store(self, progress=progress)
+
+    def repair(self, *, progress: bool = False) -> RepairReport:
+        """Redo what :meth:`verify` finds damaged from what is intact; see :mod:`sac_rag.store.repair`."""
+        return repair_store(self, progress=progress)

@@ -1,0 +1,156 @@
+"""Bringing a damaged store back from what is intact (``MemoryStore.repair``, ``sac-rag verify --repair``).
+
+What :func:`~sac_rag.store.inspect.verify_store` finds damaged is redone from what is not:
+
+* memories (a shard that fails its sha256, a memory that fails its CRC, a damaged or missing memory
+  row): intact memories of a damaged shard are copied into a fresh shard, the others re-compressed
+  from their passage text (this needs the model);
+* embeddings that fail their digest: re-embedded from the passage text;
+* the index file: rebuilt from the manifest's embeddings;
+* ``generation`` / ``index`` store metadata: set afresh.
+
+A passage whose text or metadata is damaged cannot be recovered from the store: it is removed and
+named, and indexing its source again brings it back. Damaged store metadata other than the two
+above, or a manifest that SQLite finds structurally damaged, is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+from sac_rag.store.errors import StoreCorrupted
+from sac_rag.store.inspect import VerifyReport, verify_store
+from sac_rag.store.layout import INDEX, SHARDS
+from sac_rag.store.manifest import VOLATILE_META, Manifest, MemoryRow
+
+if TYPE_CHECKING:
+    from sac_rag.store.store import MemoryStore
+
+
+@dataclass
+class RepairReport:
+    """What :meth:`MemoryStore.repair` did, and the verify report of the store afterwards."""
+
+    removed: list[int] = field(default_factory=list)
+    copied: int = 0
+    recompressed: int = 0
+    reembedded: int = 0
+    shards_replaced: list[str] = field(default_factory=list)
+    index_rebuilt: bool = False
+    after: VerifyReport | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.after is not None and self.after.ok
+
+    def to_dict(self) -> dict:
+        fields = {k: v for k, v in self.__dict__.items() if k != "after"}
+        return {**fields, "ok": self.ok, "after": self.after.to_dict() if self.after else None}
+
+
+def repair_store(store: MemoryStore, *, progress: bool = False) -> RepairReport:
+    """Redo what verify finds damaged from what is intact (see the module docstring); return what was done."""
+    manifest = store.manifest
+    with store.writing(sync=False):
+        damage = verify_store(store).damage
+        _refuse_unrepairable(manifest, damage)
+        report = RepairReport(removed=sorted(damage.get("passage", [])))
+        bad_shards = set(damage.get("shard", [])) | set(damage.get("shard_file", []))
+        tensors, rows, dropped = _memories_to_rewrite(store, damage, bad_shards, set(report.removed), report, progress)
+        embeddings = _reembedded(store, damage, set(report.removed))
+        report.reembedded = len(embeddings)
+        shard = store.write_shard(tensors)
+        with manifest.transaction() as db:
+            Manifest.forget(db, damage.get("lost", []))
+            Manifest.remove(
+                db,
+                passages=report.removed,
+                memories=[r.hash for r in rows] + dropped,
+                shards=sorted(bad_shards),
+                meta=[k for k in damage.get("meta", []) if k in VOLATILE_META],
+            )
+            if shard:
+                Manifest.insert_shard(db, *shard, rows)
+            Manifest.set_embeddings(db, embeddings)
+            Manifest.drop_unreferenced_memories(db)
+            if "generation" in damage.get("meta", []):
+                Manifest.set_meta(db, "generation", _fresh_generation(store))
+            generation = Manifest.bump_generation(db)
+        manifest.checkpoint()
+        for name in bad_shards:
+            store.path.joinpath(SHARDS, name).unlink(missing_ok=True)
+        report.shards_replaced = sorted(bad_shards)
+        store.rebuild_index(generation)
+        report.index_rebuilt = True
+    report.after = verify_store(store, progress=progress)
+    return report
+
+
+def _refuse_unrepairable(manifest: Manifest, damage: dict[str, list]) -> None:
+    lost_meta = [key for kind, key in damage.get("lost", []) if kind == "meta" and key not in VOLATILE_META]
+    meta = [k for k in damage.get("meta", []) if k not in VOLATILE_META] + lost_meta
+    if meta or damage.get("structure"):
+        what = f"store metadata {meta}" if meta else f"SQLite structure ({damage['structure'][0]})"
+        raise StoreCorrupted(
+            f"{manifest.path}: {what} is damaged and cannot be rebuilt from the rest: "
+            "restore the store from a copy, or index the documents into a new store"
+        )
+
+
+def _memories_to_rewrite(
+    store: MemoryStore, damage: dict[str, list], bad_shards: set[str], removed: set[int], report: RepairReport,
+    progress: bool,
+) -> tuple[dict[str, torch.Tensor], list[MemoryRow], list[str]]:  # fmt: skip
+    """Tensors and rows of the fresh shard (intact memories of bad shards copied, damaged ones re-compressed),
+    and the memories dropped because no intact passage uses them any more."""
+    manifest = store.manifest
+    intact = manifest.memory_rows(skip_damaged=True)
+    redo = set(damage.get("memory", [])) | set(damage.get("no_shard", []))
+    redo |= {h for h, row in intact.items() if row.shard in bad_shards}
+    no_memory = set(damage.get("no_memory", [])) - removed
+    redo |= {p.hash for p in manifest.passages(sorted(no_memory), skip_damaged=True).values()}
+    still_used = {h for h, ids in manifest.ids_by_hash(sorted(redo)).items() if set(ids) - removed}
+    tensors: dict[str, torch.Tensor] = {}
+    rows: list[MemoryRow] = []
+    todo: dict[str, str] = {}
+    texts = manifest.texts_by_hash(sorted(still_used))
+    for h in sorted(still_used):
+        row = intact.get(h)
+        copied = _read(store, row) if row is not None else None
+        if copied is not None:
+            tensors.update(copied)
+            rows.append(row)
+        elif h in texts:
+            todo[h] = texts[h]
+    report.copied = len(rows)
+    if todo:
+        new_tensors, new_rows = store.compress_texts(todo, progress=progress)
+        tensors.update(new_tensors)
+        rows += new_rows
+    report.recompressed = len(todo)
+    return tensors, rows, sorted(redo - still_used)
+
+
+def _read(store: MemoryStore, row: MemoryRow) -> dict[str, torch.Tensor] | None:
+    try:
+        return {name: t.clone() for name, t in store.memory_tensors(row).items()}
+    except (StoreCorrupted, FileNotFoundError):
+        return None
+
+
+def _reembedded(store: MemoryStore, damage: dict[str, list], removed: set[int]) -> dict[int, object]:
+    ids = sorted(set(damage.get("embedding", [])) - removed)
+    if not ids:
+        return {}
+    rows = store.manifest.passages(ids, skip_damaged=True)
+    return dict(zip(ids, store.embed([rows[i].text for i in ids])))
+
+
+def _fresh_generation(store: MemoryStore) -> int:
+    """A generation above any an index file was written for."""
+    numbers = [int(m.group(1)) for f in store.path.joinpath(INDEX).glob("*") if (m := re.search(r"(\d+)", f.name))]
+    return max(numbers, default=0) + 1
