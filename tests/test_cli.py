@@ -135,8 +135,9 @@ def test_errors_exit_1_and_touch_nothing(tmp_path, ckpt, corpus, capsys):
     assert "no sac_rag store" in capsys.readouterr().err
     assert sac_rag("index", corpus / "paris.md", "--store", store, "--model", ckpt, "--no-progress") == 0
     capsys.readouterr()
-    assert sac_rag("ask", "q?", "--store", store, "--model", ckpt, "-k", "0") == 1
-    assert "-k must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:  # a value out of range is a usage error naming the flag
+        sac_rag("ask", "q?", "--store", store, "--model", ckpt, "-k", "0")
+    assert usage.value.code == 2 and "argument -k: must be at least 1, got 0" in capsys.readouterr().err
     with pytest.raises(SystemExit) as usage:
         sac_rag("ask", "--store", store)
     assert usage.value.code == 2

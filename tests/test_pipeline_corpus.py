@@ -40,7 +40,8 @@ def test_read_documents_txt_md_jsonl_and_directories(tmp_path):
     assert docs[1].metadata == {"title": "T"} and docs[1].source.endswith("c.jsonl:1")
     passages = to_passages(docs, 50)
     assert passages.ids[0] == passage_id(str(tmp_path / "a.txt"), 0)
-    assert passages.metadata[2] == {"source": docs[2].source, "passage": 0, "year": 2020}
+    jsonl = str((tmp_path / "c.jsonl").resolve())
+    assert passages.metadata[2] == {"source": docs[2].source, "passage": 0, "year": 2020, "source_file": jsonl}
     assert len(set(passages.ids)) == len(passages) == 4
 
 

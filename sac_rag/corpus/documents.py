@@ -11,11 +11,16 @@ SUFFIXES = (".txt", ".md", ".jsonl")
 
 @dataclass
 class Document:
-    """One document: its text, where it came from, and metadata to carry onto its passages."""
+    """One document: its text, where it came from, and metadata to carry onto its passages.
+
+    ``file`` is the absolute path of the file it was read from (None if it was not), however the path
+    was spelled: passages get their ids from ``source``, and re-indexing a file replaces its passages.
+    """
 
     text: str
     source: str
     metadata: dict = field(default_factory=dict)
+    file: str | None = None
 
 
 def _read_text(path: Path) -> str:
@@ -38,7 +43,7 @@ def _jsonl(path: Path) -> list[Document]:
         if not isinstance(record, dict) or not isinstance(record.get("text"), str):
             raise ValueError(f'{path}:{n}: each line must be a JSON object with a "text" string')
         meta = {k: v for k, v in record.items() if k != "text"}
-        docs.append(Document(record["text"], f"{path}:{n}", meta))
+        docs.append(Document(record["text"], f"{path}:{n}", meta, str(path)))
     return docs
 
 
@@ -53,15 +58,20 @@ def _files(path: Path) -> list[Path]:
 
 
 def read_documents(paths: list[str | Path]) -> list[Document]:
-    """Every document in ``paths``; all files are read (and checked) before any is returned."""
-    docs: list[Document] = []
+    """Every document in ``paths``; all files are read (and checked) before any is returned.
+
+    Files are named by their absolute path, each once, however often and however spelled they are given.
+    """
+    files: dict[Path, None] = {}
     for given in paths:
-        files = _files(Path(given))
-        if not files:
+        found = _files(Path(given))
+        if not found:
             raise ValueError(f"{given}: no {', '.join(SUFFIXES)} files in this directory")
-        for file in files:
-            if file.suffix.lower() == ".jsonl":
-                docs.extend(_jsonl(file))
-            else:
-                docs.append(Document(_read_text(file), str(file)))
+        files.update((f.resolve(), None) for f in found)
+    docs: list[Document] = []
+    for file in files:
+        if file.suffix.lower() == ".jsonl":
+            docs.extend(_jsonl(file))
+        else:
+            docs.append(Document(_read_text(file), str(file), file=str(file)))
     return docs

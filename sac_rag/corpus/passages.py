@@ -10,6 +10,7 @@ from sac_rag.corpus.documents import Document
 from sac_rag.corpus.split import split_passages
 
 DEFAULT_PASSAGE_TOKENS = 160  # passage size of `sac-rag index` and the scale pipeline
+SOURCE_FILE = "source_file"  # metadata key: the absolute path of the file a passage was read from
 
 
 def passage_id(source: str, n: int) -> int:
@@ -35,11 +36,13 @@ class Passages:
 def to_passages(
     documents: Sequence[Document], max_tokens: int, count_tokens: Callable[[str], int] | None = None
 ) -> Passages:
-    """Split every document; each passage carries its document's metadata plus ``source`` and ``passage``."""
+    """Split every document; each passage carries its document's metadata plus ``source`` and ``passage``
+    (and ``source_file``, the file's absolute path, for documents read from files)."""
     out = Passages()
     for doc in documents:
         for n, text in enumerate(split_passages(doc.text, max_tokens, count_tokens)):
             out.texts.append(text)
-            out.metadata.append({"source": doc.source, "passage": n, **doc.metadata})
+            file = {SOURCE_FILE: doc.file} if doc.file is not None else {}
+            out.metadata.append({"source": doc.source, "passage": n, **doc.metadata, **file})
             out.ids.append(passage_id(doc.source, n))
     return out

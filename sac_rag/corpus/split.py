@@ -18,14 +18,40 @@ def _sentences(paragraph: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(" ".join(paragraph.split())) if s.strip()]
 
 
+def _longest_prefix(text: str, max_tokens: int, count: Callable[[str], int]) -> int:
+    """The length of the longest prefix of ``text`` of at most ``max_tokens`` tokens (at least 1 character)."""
+    low, high = 1, max_tokens
+    while high < len(text) and count(text[:high]) <= max_tokens:  # grow until too long (or all of it)
+        low, high = high, 2 * high
+    high = min(high, len(text))
+    if count(text[:high]) <= max_tokens:
+        return high
+    while high - low > 1:  # count(text[:low]) fits (or low is 1), count(text[:high]) does not
+        mid = (low + high) // 2
+        low, high = (mid, high) if count(text[:mid]) <= max_tokens else (low, mid)
+    return low
+
+
+def _cut_word(word: str, max_tokens: int, count: Callable[[str], int]) -> list[str]:
+    """A single word longer than a passage (a URL, a run of NULs), cut between characters."""
+    pieces = []
+    while word:
+        n = _longest_prefix(word, max_tokens, count)
+        pieces.append(word[:n])
+        word = word[n:]
+    return pieces
+
+
 def _hard_split(sentence: str, max_tokens: int, count: Callable[[str], int]) -> list[str]:
-    """A sentence too long for one passage, cut between words."""
+    """A sentence too long for one passage, cut between words (and inside words longer than a passage)."""
     pieces, current = [], []
     for word in sentence.split():
-        if current and count(" ".join([*current, word])) > max_tokens:
-            pieces.append(" ".join(current))
-            current = []
-        current.append(word)
+        parts = [word] if count(word) <= max_tokens else _cut_word(word, max_tokens, count)
+        for part in parts:
+            if current and count(" ".join([*current, part])) > max_tokens:
+                pieces.append(" ".join(current))
+                current = []
+            current.append(part)
     if current:
         pieces.append(" ".join(current))
     return pieces
@@ -37,8 +63,8 @@ def split_passages(text: str, max_tokens: int = 160, count_tokens: Callable[[str
     ``count_tokens`` counts a string's tokens (pass the model tokenizer's for exact sizes); a single
     sentence longer than ``max_tokens`` is cut between words.
     """
-    if max_tokens < 8:
-        raise ValueError(f"max_tokens must be at least 8, got {max_tokens}")
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 8:
+        raise ValueError(f"max_tokens must be an integer of at least 8, got {max_tokens!r}")
     count = count_tokens or approx_tokens
     passages: list[str] = []
     current = ""

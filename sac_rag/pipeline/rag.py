@@ -12,7 +12,7 @@ from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.model import SACModel
 from sac_rag.store import Hit, MemoryStore
 from sac_rag.store.store import kv_shape
-from sac_rag.store.validate import check_query
+from sac_rag.store.validate import check_k, check_positive, check_query
 
 
 @dataclass
@@ -75,7 +75,7 @@ class SACRAG:
             raise ValueError(
                 f"the store's memories come from compressor {store.fingerprint}, the model is {self.model.fingerprint}"
             )
-        self.max_new_tokens = max_new_tokens
+        self.max_new_tokens = check_positive(max_new_tokens, "max_new_tokens")
         self.last_result: RAGResult | None = None
 
     def query(
@@ -91,6 +91,8 @@ class SACRAG:
     ) -> Iterator[str]:
         """Yield the answer in text pieces as it is generated; then :attr:`last_result` holds the result."""
         check_query(question)
+        check_k(k)
+        max_new_tokens = self._n(max_new_tokens)
         if len(self.store) == 0:
             raise ValueError(f"the store {self.store.path} is empty: index some passages first")
         figures = Figures(mode="raw_text" if raw_text else "sac")
@@ -108,7 +110,7 @@ class SACRAG:
         figures.prefilled_tokens = sum(len(s) for s in segments if isinstance(s, list))
         pieces: list[str] = []
         t0 = time.perf_counter()
-        for piece in self.model.stream(prompt, memories, max_new_tokens=self._n(max_new_tokens)):
+        for piece in self.model.stream(prompt, memories, max_new_tokens=max_new_tokens):
             if not pieces:
                 figures.prefill_s, t0 = time.perf_counter() - t0, time.perf_counter()
             pieces.append(piece)
@@ -123,7 +125,7 @@ class SACRAG:
         self.last_result = RAGResult(answer, sources, figures)
 
     def _n(self, max_new_tokens: int | None) -> int:
-        return self.max_new_tokens if max_new_tokens is None else max_new_tokens
+        return self.max_new_tokens if max_new_tokens is None else check_positive(max_new_tokens, "max_new_tokens")
 
     def _memories(self, sources: list[Hit], figures: Figures) -> list[MemoryChunk]:
         t0 = time.perf_counter()

@@ -261,6 +261,15 @@ class Manifest:
             found += [r[0] for r in self._query(f"SELECT id FROM passages WHERE id IN ({_marks(part)})", part)]
         return found
 
+    def ids_with_metadata(self, key: str, values: Sequence) -> list[int]:
+        """Ids of the passages whose metadata ``key`` holds one of ``values`` (strings or numbers)."""
+        path = "$." + json.dumps(key)
+        found: list[int] = []
+        for part in _parts(values):
+            sql = f"SELECT id FROM passages WHERE json_extract(metadata, ?) IN ({_marks(part)}) ORDER BY id"
+            found += [r[0] for r in self._query(sql, [path, *part])]
+        return found
+
     def next_id(self) -> int:
         return self._query("SELECT COALESCE(MAX(id) + 1, 0) FROM passages")[0][0]
 

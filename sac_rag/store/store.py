@@ -39,7 +39,7 @@ from sac_rag.store.lock import WriterLock
 from sac_rag.store.manifest import Manifest, MemoryRow, PassageRow
 from sac_rag.store.repair import RepairReport, repair_store
 from sac_rag.store.shards import ShardReader, tensors_crc, write_shard
-from sac_rag.store.validate import Record, check_ids, check_k, check_query, records
+from sac_rag.store.validate import Record, check_ids, check_k, check_positive, check_query, records
 
 if TYPE_CHECKING:
     from sac_rag.model import SACModel
@@ -103,8 +103,14 @@ class MemoryStore:
         path = Path(path)
         if path.exists() and (not path.is_dir() or any(path.iterdir())):
             raise StoreError(f"{path} already exists and is not an empty directory: open it with MemoryStore.open")
+        blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            raise StoreError(f"cannot create a store at {path}: {blocking} is a file, not a directory")
         if model is None:
             raise ValueError("a store is created for one compressor: pass the SACModel")
+        memory_dtype = dtype_name(memory_dtype)
+        if max_passage_tokens is not None:
+            check_positive(max_passage_tokens, "max_passage_tokens")
         resolved = resolve_embedder(embedder)
         dim = int(resolved.embed(["dimension probe"]).shape[1])
         config = model.config
@@ -114,8 +120,8 @@ class MemoryStore:
             "embedder": resolved.name,
             "embedder_loadable": isinstance(embedder, (str, Path)) or embedder is None,
             "dim": dim,
-            "memory_dtype": dtype_name(memory_dtype),
-            "max_passage_tokens": int(max_passage_tokens or 4 * config.chunk_size),
+            "memory_dtype": memory_dtype,
+            "max_passage_tokens": int(max_passage_tokens or cls.default_max_passage_tokens(model)),
             "kv_shape": kv_shape(model.base_model.config),
         }
 
@@ -130,6 +136,11 @@ class MemoryStore:
         store = cls.open(path, model, embedder)
         store._embedder = resolved
         return store
+
+    @staticmethod
+    def default_max_passage_tokens(model: SACModel) -> int:
+        """The passage size limit a store gets by default: 4 compression chunks of ``model``."""
+        return 4 * model.config.chunk_size
 
     @classmethod
     def open(
@@ -174,12 +185,30 @@ class MemoryStore:
         path: str | Path,
         model: SACModel,
         embedder: Embedder | Callable | str | None = None,
-        memory_dtype: torch.dtype | str = torch.bfloat16,
+        memory_dtype: torch.dtype | str | None = None,
+        *,
+        max_passage_tokens: int | None = None,
     ) -> MemoryStore:
-        """Open the store at ``path`` if there is one (``memory_dtype`` is then the stored one), else create it."""
-        if (Path(path) / MANIFEST).is_file():
-            return cls.open(path, model, embedder)
-        return cls.create(path, model, embedder, memory_dtype)
+        """Open the store at ``path`` if there is one, else create it (``memory_dtype`` None: bfloat16).
+
+        A ``memory_dtype`` other than an existing store's is an error, as is ``max_passage_tokens``
+        above its limit: a store keeps the dtype and limit it was created with.
+        """
+        wanted = None if memory_dtype is None else dtype_name(memory_dtype)
+        if not (Path(path) / MANIFEST).is_file():
+            return cls.create(path, model, embedder, wanted or "bfloat16", max_passage_tokens=max_passage_tokens)
+        store = cls.open(path, model, embedder)
+        refusal = None
+        if wanted is not None and wanted != store.memory_dtype:
+            refusal = f"memory_dtype {wanted!r} given, but {path} holds {store.memory_dtype} memories"
+        elif max_passage_tokens is not None and max_passage_tokens > store.max_passage_tokens:
+            refusal = (
+                f"max_passage_tokens {max_passage_tokens} given, but {path} takes up to {store.max_passage_tokens}"
+            )
+        if refusal:
+            store.close()
+            raise StoreMismatch(f"{refusal} (a store keeps what it was created with)")
+        return store
 
     def _mismatches(self) -> list[str]:
         found = []
@@ -235,6 +264,12 @@ class MemoryStore:
     def ids(self) -> list[int]:
         return self._manifest.ids()
 
+    def ids_with_metadata(self, key: str, values: Sequence[str | int | float]) -> list[int]:
+        """Ids of the passages whose metadata ``key`` holds one of ``values``."""
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"key must be a non-empty string, got {key!r}")
+        return self._manifest.ids_with_metadata(key, list(values))
+
     @property
     def manifest(self) -> Manifest:
         """The store's manifest (its rows, checked on read; see :class:`~sac_rag.store.manifest.Manifest`)."""
@@ -259,15 +294,16 @@ class MemoryStore:
         ids: Sequence[int] | None = None,
         *,
         batch_size: int = 8,
+        commit_every: int | None = None,
         progress: bool = True,
     ) -> list[int]:
         """Embed and compress new passages; return their ids (given ``ids`` must be new ones).
 
-        Everything is checked before anything is written. Passages are committed in groups of
-        ``flush_every``: if the process dies, every group committed so far stays in the store.
+        Everything is checked before anything is written. ``batch_size`` passages are compressed per
+        forward pass; they are committed in groups of ``commit_every`` (default :attr:`flush_every`, 64):
+        if the process dies, every group committed so far stays in the store.
         """
-        batch = records(texts, metadata, ids)
-        self._check_lengths(batch)
+        batch, commit_every = self._checked_input(texts, metadata, ids, batch_size, commit_every)
         with self._writing():
             if ids is None:
                 first = self._manifest.next_id()
@@ -277,7 +313,7 @@ class MemoryStore:
                 taken = sorted(self._manifest.existing([r.id for r in batch]))
                 if taken:
                     raise ValueError(f"ids already in the store: {taken[:10]}: use upsert to replace them")
-            self._ingest(batch, batch_size, progress)
+            self._ingest(batch, batch_size, commit_every, progress)
         return [r.id for r in batch]
 
     def upsert(
@@ -287,13 +323,13 @@ class MemoryStore:
         ids: Sequence[int] | None = None,
         *,
         batch_size: int = 8,
+        commit_every: int | None = None,
         progress: bool = True,
     ) -> list[int]:
         """Insert or replace passages by id; a passage whose text and metadata are unchanged costs nothing."""
         if ids is None:
             raise ValueError("upsert needs ids (add assigns new ones)")
-        batch = records(texts, metadata, ids)
-        self._check_lengths(batch)
+        batch, commit_every = self._checked_input(texts, metadata, ids, batch_size, commit_every)
         with self._writing():
             current = self._manifest.passages([r.id for r in batch], skip_damaged=True)  # damaged: rewritten
             changed = [
@@ -303,8 +339,18 @@ class MemoryStore:
                 or current[r.id].hash != content_hash(r.text)
                 or current[r.id].metadata != r.metadata
             ]
-            self._ingest(changed, batch_size, progress)
+            self._ingest(changed, batch_size, commit_every, progress)
         return [r.id for r in batch]
+
+    def _checked_input(
+        self, texts, metadata, ids, batch_size: object, commit_every: object
+    ) -> tuple[list[Record], int]:
+        """Records of the input and the commit group size, all checked before anything is written."""
+        check_positive(batch_size, "batch_size")
+        commit_every = check_positive(self.flush_every if commit_every is None else commit_every, "commit_every")
+        batch = records(texts, metadata, ids)
+        self._check_lengths(batch)
+        return batch, commit_every
 
     def _check_lengths(self, batch: list[Record]) -> None:
         if self.model is None:
@@ -318,11 +364,11 @@ class MemoryStore:
                     "split long documents first (sac_rag.corpus.split_passages)"
                 )
 
-    def _ingest(self, batch: list[Record], batch_size: int, progress: bool) -> None:
+    def _ingest(self, batch: list[Record], batch_size: int, commit_every: int, progress: bool) -> None:
         bar = tqdm(total=len(batch), desc="indexing", unit="passage", disable=not progress or not batch)
         with bar:
-            for start in range(0, len(batch), self.flush_every):
-                group = batch[start : start + self.flush_every]
+            for start in range(0, len(batch), commit_every):
+                group = batch[start : start + commit_every]
                 self._commit_group(group, batch_size, bar)
 
     def _commit_group(self, group: list[Record], batch_size: int, bar: tqdm) -> None:

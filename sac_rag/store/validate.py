@@ -46,6 +46,10 @@ def records(texts: Sequence[str] | str, metadata: Sequence[dict] | None, ids: Se
             raise TypeError(f"texts[{n}] is {type(text).__name__}, expected str")
         if not text.strip():
             raise ValueError(f"texts[{n}] is empty: nothing to store")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise ValueError(f"texts[{n}] is not valid Unicode text ({e.reason} at {e.start})") from None
     metadata = list(metadata) if metadata is not None else [{} for _ in texts]
     if len(metadata) != len(texts):
         raise ValueError(f"{len(metadata)} metadata entries for {len(texts)} texts")
@@ -53,9 +57,11 @@ def records(texts: Sequence[str] | str, metadata: Sequence[dict] | None, ids: Se
         if not isinstance(meta, dict):
             raise TypeError(f"metadata[{n}] is {type(meta).__name__}, expected dict")
         try:
-            json.dumps(meta)
-        except (TypeError, ValueError) as e:
+            same = json.loads(json.dumps(meta, allow_nan=False)) == meta
+        except (TypeError, ValueError, UnicodeEncodeError) as e:
             raise ValueError(f"metadata[{n}] is not JSON-serialisable: {e}") from e
+        if not same:
+            raise ValueError(f"metadata[{n}] does not survive JSON unchanged (keys must be strings, lists not tuples)")
     out = [Record(t, dict(m)) for t, m in zip(texts, metadata)]
     if ids is not None:
         checked = check_ids(list(ids))
@@ -66,13 +72,22 @@ def records(texts: Sequence[str] | str, metadata: Sequence[dict] | None, ids: Se
     return out
 
 
+def check_positive(value: object, name: str) -> int:
+    """``value`` if it is an integer >= 1, else a ValueError naming the parameter ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
 def check_query(query: object) -> str:
     if not isinstance(query, str) or not query.strip():
         raise ValueError("the query must be a non-empty string")
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"the query is not valid Unicode text ({e.reason} at {e.start})") from None
     return query
 
 
 def check_k(k: object) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    return k
+    return check_positive(k, "k")

@@ -6,18 +6,20 @@ import argparse
 import json
 import sys
 
+from sac_rag.cli.args import add_json_flag, positive_int
+
 
 def register(sub) -> None:
     p = sub.add_parser("ask", help="answer a question from a store's passage memories")
     p.add_argument("question")
     p.add_argument("--store", required=True, help="store directory")
-    p.add_argument("-k", type=int, default=5, help="passages to retrieve (default 5)")
+    p.add_argument("-k", type=positive_int, default=5, help="passages to retrieve (default 5)")
     p.add_argument("--model", default=None, help="the SAC checkpoint/base model the store was built with")
     p.add_argument("--embedder", default=None, help="embedder (default: the one the store was built with)")
-    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--max-new-tokens", type=positive_int, default=64, help="answer length limit (default 64)")
     p.add_argument("--stream", action="store_true", help="print the answer while it is generated")
     p.add_argument("--raw-text", action="store_true", help="answer from the passages as plain text instead")
-    p.add_argument("--json", action="store_true", help="print one JSON object (answer, sources, figures)")
+    add_json_flag(p)
     p.set_defaults(func=run)
 
 
@@ -25,9 +27,9 @@ def run(args: argparse.Namespace) -> int:
     from sac_rag.pipeline import SACRAG, load_model
     from sac_rag.pipeline.report import format_figures, format_sources
     from sac_rag.store import MemoryStore
+    from sac_rag.store.validate import check_query
 
-    if args.k < 1:
-        raise ValueError(f"-k must be at least 1, got {args.k}")
+    check_query(args.question)
     MemoryStore.open(args.store).close()  # a bad store path fails before the model loads
     model = load_model(args.model)
     with MemoryStore.open(args.store, model, args.embedder) as store:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+
+from sac_rag.cli.args import add_json_flag
 
 
 def register(sub) -> None:
@@ -10,6 +13,7 @@ def register(sub) -> None:
     p.add_argument("ids", nargs="+", type=int, metavar="ID")
     p.add_argument("--store", required=True)
     p.add_argument("--compact", action="store_true", help="then rewrite the shards without the deleted memories")
+    add_json_flag(p)
     p.set_defaults(func=run)
 
 
@@ -17,9 +21,15 @@ def run(args: argparse.Namespace) -> int:
     from sac_rag.store import MemoryStore
 
     with MemoryStore.open(args.store) as store:
-        removed = store.delete(args.ids)
-        print(f"deleted {removed} passages; {len(store)} left")
+        report = {"deleted": store.delete(args.ids), "left": 0, "compacted": None}
+        report["left"] = len(store)
         if args.compact:
-            result = store.compact()
-            print(f"compacted: shards {result['shard_bytes_before']} -> {result['shard_bytes_after']} bytes")
+            report["compacted"] = store.compact()
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"deleted {report['deleted']} passages; {report['left']} left")
+    if report["compacted"]:
+        result = report["compacted"]
+        print(f"compacted: shards {result['shard_bytes_before']} -> {result['shard_bytes_after']} bytes")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from sac_rag.cli.args import positive_int
+
 DEFAULT_METHODS = ("raw", "no_context", "sac", "truncate", "drop", "full_kv", "full_ft")
 
 
@@ -16,7 +18,7 @@ def register(sub) -> None:
         "skips the predictions already made (add methods or questions freely).",
     )
     p.add_argument("--data", nargs="+", required=True, help="MRQA .jsonl(.gz) or SQuAD .json files")
-    p.add_argument("--limit", type=int, default=None, help="first N questions of each file")
+    p.add_argument("--limit", type=positive_int, default=None, help="first N questions of each file")
     p.add_argument(
         "--sac",
         action="append",
@@ -33,10 +35,12 @@ def register(sub) -> None:
         help=f"any of {' '.join(DEFAULT_METHODS)} or an installed extra method (entry point group "
         "sac_rag.eval_methods); default: all, installed extras included (full_ft only with --full-ft)",
     )
-    p.add_argument("--ratios", type=int, nargs="+", default=None, help="budgets of truncate/drop (default: SAC's)")
-    p.add_argument("--max-new-tokens", type=int, default=24)
+    p.add_argument(
+        "--ratios", type=positive_int, nargs="+", default=None, help="budgets of truncate/drop (default: SAC's)"
+    )
+    p.add_argument("--max-new-tokens", type=positive_int, default=24)
     p.add_argument("--out", required=True, help="output directory (predictions are appended here)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -46,8 +50,6 @@ def run(args: argparse.Namespace) -> int:
     from sac_rag.eval.evaluate import evaluate, load_examples
     from sac_rag.eval.plugins import installed_methods
 
-    if args.limit is not None and args.limit < 1:
-        raise ValueError("--limit must be >= 1")
     if args.threads:
         import torch
 

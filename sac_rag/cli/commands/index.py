@@ -3,23 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import time
+from pathlib import Path
 
+from sac_rag.cli.args import MEMORY_DTYPES, add_json_flag, at_least, positive_int
 from sac_rag.corpus.passages import DEFAULT_PASSAGE_TOKENS
 
 
 def register(sub) -> None:
-    p = sub.add_parser("index", help="add .txt/.md/.jsonl files (or directories of them) to a store")
+    p = sub.add_parser(
+        "index",
+        help="add .txt/.md/.jsonl files (or directories of them) to a store",
+        description="Index files into a store. A file indexed again replaces its passages (however its path "
+        "is spelled): changed passages are updated and those it no longer has are removed.",
+    )
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or directories (.txt, .md, .jsonl with 'text')")
     p.add_argument("--store", required=True, help="store directory (created if missing)")
     p.add_argument("--model", default=None, help="SAC checkpoint dir or base model (default: the offline default)")
     p.add_argument("--embedder", default=None, help="sentence-transformers model name/path (default: offline MiniLM)")
-    p.add_argument("--passage-tokens", type=int, default=DEFAULT_PASSAGE_TOKENS, help="max tokens per passage")
-    p.add_argument("--memory-dtype", default="bfloat16", choices=["bfloat16", "float16", "float32", "int8"])
-    p.add_argument("--batch-size", type=int, default=8, help="passages compressed per forward pass")
-    p.add_argument("--commit-every", type=int, default=64, help="passages per durable commit (default 64)")
+    p.add_argument(
+        "--passage-tokens", type=at_least(8), default=DEFAULT_PASSAGE_TOKENS, help="max tokens per passage (>= 8)"
+    )
+    p.add_argument(
+        "--memory-dtype", default=None, choices=MEMORY_DTYPES, help="of a new store (default bfloat16); must match"
+    )
+    p.add_argument("--batch-size", type=positive_int, default=8, help="passages compressed per forward pass")
+    p.add_argument("--commit-every", type=positive_int, default=64, help="passages per durable commit (default 64)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help="run on a Ray cluster (docs/scale.md)")
+    add_json_flag(p)
     p.set_defaults(func=run)
 
 
@@ -28,29 +42,67 @@ def run(args: argparse.Namespace) -> int:
         from sac_rag.cli.commands.scale import index_on_ray
 
         return index_on_ray(args)
-    from sac_rag.corpus import read_documents, to_passages
-    from sac_rag.pipeline import load_model, token_counter
+    from sac_rag.corpus import read_documents
+    from sac_rag.pipeline import load_model
     from sac_rag.store import MemoryStore
+    from sac_rag.store.layout import MANIFEST
 
     documents = read_documents(args.paths)  # every file read and checked before the store is touched
     model = load_model(args.model)
-    passages = to_passages(documents, args.passage_tokens, token_counter(model))
-    if not passages:
-        raise ValueError("the given files hold no text")
-    with MemoryStore.open_or_create(args.store, model, args.embedder, memory_dtype=args.memory_dtype) as store:
-        store.flush_every = args.commit_every
-        before = len(store)
-        t0 = time.perf_counter()
-        store.upsert(
-            passages.texts, passages.metadata, passages.ids, batch_size=args.batch_size, progress=args.progress
+    path = Path(args.store)
+    created = not (path / MANIFEST).is_file()
+    limit = max(args.passage_tokens, MemoryStore.default_max_passage_tokens(model)) if created else None
+    store = MemoryStore.open_or_create(path, model, args.embedder, args.memory_dtype, max_passage_tokens=limit)
+    try:
+        report = _index(store, documents, model, args)
+    except BaseException:
+        empty = _size(store) == 0
+        store.close()
+        if created and empty:  # a failed first run leaves no empty store behind
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    store.close()
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(
+            f"{report['documents']} documents -> {report['passages']} passages; {args.store} holds "
+            f"{report['stored']} (+{report['added']}) after {report['seconds']:.1f}s, "
+            f"{report['removed']} stale removed; "
+            f"memory {report['bytes_per_passage'] / 1024:.1f} KiB/passage ({report['memory_dtype']}) vs full KV "
+            f"{report['full_kv_bf16_bytes_per_passage'] / 1024:.1f} KiB (bf16)"
         )
-        seconds = time.perf_counter() - t0
-        stats = store.stats()
-    per_passage = stats["bytes_per_passage"] / 1024
-    full_kv = stats["full_kv_bf16_bytes_per_passage"] / 1024
-    print(
-        f"{len(documents)} documents -> {len(passages)} passages; {args.store} holds {stats['passages']} "
-        f"(+{stats['passages'] - before}) after {seconds:.1f}s; memory {per_passage:.1f} KiB/passage "
-        f"({stats['memory_dtype']}) vs full KV {full_kv:.1f} KiB (bf16)"
-    )
     return 0
+
+
+def _index(store, documents, model, args: argparse.Namespace) -> dict:
+    from sac_rag.corpus import index_documents
+    from sac_rag.pipeline import token_counter
+
+    if args.passage_tokens > store.max_passage_tokens:
+        raise ValueError(f"--passage-tokens {args.passage_tokens}: {store.path} takes up to {store.max_passage_tokens}")
+    before = set(store.ids())
+    t0 = time.perf_counter()
+    result = index_documents(
+        store, documents, args.passage_tokens, token_counter(model), batch_size=args.batch_size,
+        commit_every=args.commit_every, progress=args.progress,
+    )  # fmt: skip
+    seconds = time.perf_counter() - t0
+    stats = store.stats()
+    return {
+        "store": str(store.path),
+        "documents": result.documents,
+        "passages": result.passages,
+        "removed": result.removed,
+        "stored": stats["passages"],
+        "added": len(set(store.ids()) - before),
+        "seconds": seconds,
+        **{k: stats[k] for k in ("memory_dtype", "bytes_per_passage", "full_kv_bf16_bytes_per_passage")},
+    }
+
+
+def _size(store) -> int:
+    try:
+        return len(store)
+    except Exception:  # the store is unreadable: not ours to delete
+        return -1

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sac_rag.cli.args import MEMORY_DTYPES, at_least, positive_int
 from sac_rag.corpus.passages import DEFAULT_PASSAGE_TOKENS
 
 LOCAL = "local"
@@ -24,28 +25,32 @@ def register(sub) -> None:
         "--ray", nargs="?", const=LOCAL, default=LOCAL, metavar="ADDRESS",
         help="Ray cluster to join (e.g. auto, or ray://HEAD:10001); default: start a local one",
     )  # fmt: skip
-    index.add_argument("--shards", type=int, default=1, help="store parts (>1: a sharded store)")
-    index.add_argument("--workers", type=int, default=2, help="compressing actors (one GPU each where there are GPUs)")
-    index.add_argument("--unit-size", type=int, default=64, help="passages per work unit (one shard each)")
+    index.add_argument("--shards", type=positive_int, default=1, help="store parts (>1: a sharded store)")
+    index.add_argument(
+        "--workers", type=positive_int, default=2, help="compressing actors (one GPU each where there are GPUs)"
+    )
+    index.add_argument("--unit-size", type=positive_int, default=64, help="passages per work unit (one shard each)")
     index.add_argument("--model", default=None, help="SAC checkpoint dir or base model (default: the offline default)")
     index.add_argument("--embedder", default=None, help="sentence-transformers model name/path")
-    index.add_argument("--passage-tokens", type=int, default=DEFAULT_PASSAGE_TOKENS, help="max tokens per passage")
-    index.add_argument("--memory-dtype", default="bfloat16", choices=["bfloat16", "float16", "float32", "int8"])
-    index.add_argument("--batch-size", type=int, default=8, help="passages compressed per forward pass")
+    index.add_argument(
+        "--passage-tokens", type=at_least(8), default=DEFAULT_PASSAGE_TOKENS, help="max tokens per passage"
+    )
+    index.add_argument("--memory-dtype", default="bfloat16", choices=MEMORY_DTYPES)
+    index.add_argument("--batch-size", type=positive_int, default=8, help="passages compressed per forward pass")
     index.set_defaults(func=index_on_ray)
 
     build = commands.add_parser("ivf", help="build an IVF (or IVF-PQ) index over a sharded store")
     build.add_argument("--store", required=True, help="sharded store directory")
-    build.add_argument("--nlist", type=int, default=None, help="inverted lists (default: 4 * sqrt(passages))")
-    build.add_argument("--pq-m", type=int, default=None, help="PQ sub-quantisers (default: no PQ, IVF-Flat)")
-    build.add_argument("--sample", type=int, default=100_000, help="training vectors")
+    build.add_argument("--nlist", type=positive_int, default=None, help="inverted lists (default: 4 * sqrt(passages))")
+    build.add_argument("--pq-m", type=positive_int, default=None, help="PQ sub-quantisers (default: no PQ, IVF-Flat)")
+    build.add_argument("--sample", type=positive_int, default=100_000, help="training vectors")
     build.set_defaults(func=build_ivf)
 
     search = commands.add_parser("search", help="search a sharded store")
     search.add_argument("query")
     search.add_argument("--store", required=True, help="sharded store directory")
-    search.add_argument("-k", type=int, default=5, help="passages to return")
-    search.add_argument("--nprobe", type=int, default=16, help="IVF lists probed (when an IVF index is fresh)")
+    search.add_argument("-k", type=positive_int, default=5, help="passages to return")
+    search.add_argument("--nprobe", type=positive_int, default=16, help="IVF lists probed (when an IVF index is fresh)")
     search.set_defaults(func=search_sharded)
 
 
@@ -60,7 +65,7 @@ def index_on_ray(args: argparse.Namespace) -> int:
         address,
         model=args.model,
         embedder=args.embedder,
-        memory_dtype=args.memory_dtype,
+        memory_dtype=args.memory_dtype or "bfloat16",
         shards=getattr(args, "shards", 1),
         workers=getattr(args, "workers", 2),
         unit_size=getattr(args, "unit_size", 64),

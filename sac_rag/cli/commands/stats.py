@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from sac_rag.cli.args import add_json_flag
+
 
 def register(sub) -> None:
     p = sub.add_parser("stats", help="show a store's counts, sizes and compression figures")
     p.add_argument("--store", required=True)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_flag(p)
     p.set_defaults(func=run)
 
 
