@@ -206,14 +206,14 @@ class Manifest:
 
     # ------------------------------------------------------------------ meta
     def meta(self, key: str, default: object = KeyError) -> object:
-        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        rows = self._query("SELECT CAST(value AS BLOB) FROM meta WHERE key = ?", (key,))
         if not rows:
             if default is KeyError:
                 raise KeyError(f"{key!r} missing from {self.path}")
             return default
         try:
-            return json.loads(rows[0][0])
-        except (TypeError, ValueError) as e:
+            return json.loads(rows[0][0].decode("utf-8"))
+        except (AttributeError, ValueError) as e:
             raise StoreCorrupted(f"{self.path}: store metadata {key!r} is unreadable ({e})") from e
 
     @staticmethod
