@@ -12,7 +12,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 def pytest_collection_modifyitems(config, items):
     if config.getoption("-m"):
         return
-    skip = pytest.mark.skip(reason="slow: run with -m slow (real default model)")
     for item in items:
         if "slow" in item.keywords:
-            item.add_marker(skip)
+            item.add_marker(pytest.mark.skip(reason="slow: run with -m slow (real default model)"))
+        elif "fuzz" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason="more generated inputs: run with -m fuzz"))
