@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from sac_rag.store.validate import check_unicode
+
 _SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]]))\s+(?=[\"'(\[]?[A-Z0-9])")
 _PARAGRAPH = re.compile(r"\n\s*\n")
 
@@ -65,6 +67,9 @@ def split_passages(text: str, max_tokens: int = 160, count_tokens: Callable[[str
     """
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 8:
         raise ValueError(f"max_tokens must be an integer of at least 8, got {max_tokens!r}")
+    if not isinstance(text, str):
+        raise TypeError(f"text is {type(text).__name__}, expected str")
+    check_unicode(text, "text")
     count = count_tokens or approx_tokens
     passages: list[str] = []
     current = ""

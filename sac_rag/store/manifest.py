@@ -67,7 +67,7 @@ def _triggers() -> list[str]:
             f"INSERT OR REPLACE INTO sums VALUES ('{kind}', NEW.{key}, {_digest_sql(kind, cols, 'NEW')}); "
             for kind, key, cols in digests
         )
-        drop = "".join(f"DELETE FROM sums WHERE kind = '{kind}' AND key = OLD.{key}; " for kind, key, _ in digests)
+        drop = "".join(f"DELETE FROM sums WHERE kind = '{kind}' AND key = +OLD.{key}; " for kind, key, _ in digests)
         statements += [
             f"CREATE TRIGGER {table}_put AFTER INSERT ON {table} BEGIN {put}END",
             f"CREATE TRIGGER {table}_change AFTER UPDATE ON {table} BEGIN {drop}{put}END",
@@ -194,7 +194,7 @@ class Manifest:
         key, cols = _KEYS[kind]
         return self._query(
             f"SELECT {columns}, s.digest IS {_digest_sql(kind, cols, 't')} FROM {table} t "
-            f"LEFT JOIN sums s ON s.kind = '{kind}' AND s.key = t.{key} {where}",
+            f"LEFT JOIN sums s ON s.kind = '{kind}' AND s.key = +t.{key} {where}",  # +: sums' index is usable
             args,
         )
 

@@ -378,7 +378,7 @@ class MemoryStore:
         bar.update(len(group) - len(todo))
         tensors, rows = self._compress(todo, batch_size, bar)
         vectors = self._embeddings(hashes, [r.text for r in group])
-        shard = self._write_shard(tensors)
+        shard = self.write_shard(tensors)
         with self._manifest.transaction() as db:
             if shard:
                 Manifest.insert_shard(db, *shard, rows)
@@ -419,18 +419,14 @@ class MemoryStore:
         with tqdm(total=len(todo), desc="compressing", unit="passage", disable=not progress) as bar:
             return self._compress(todo, 8, bar)
 
-    def write_shard(self, tensors: dict[str, torch.Tensor]) -> tuple[str, str, int] | None:
-        """Write a new shard file; its name, sha256 and size (None when there is nothing to write)."""
-        return self._write_shard(tensors)
-
     def rebuild_index(self, generation: int) -> None:
         """Rebuild the vector index from the manifest's (checked) embeddings and save it for ``generation``."""
         with self._mutex:
             self._index = VectorIndex.build(self.dim, *self._manifest.embeddings(self.dim))
             self._save_index(generation)
 
-    def _write_shard(self, tensors: dict[str, torch.Tensor]) -> tuple[str, str, int] | None:
-        """Write a new shard; its name, sha256 and size (None when there is nothing to write)."""
+    def write_shard(self, tensors: dict[str, torch.Tensor]) -> tuple[str, str, int] | None:
+        """Write a new shard file; its name, sha256 and size (None when there is nothing to write)."""
         if not tensors:
             return None
         name = f"shard-{uuid.uuid4().hex[:12]}.safetensors"
@@ -480,8 +476,8 @@ class MemoryStore:
             old_shards = self._manifest.shard_rows()
             tensors: dict[str, torch.Tensor] = {}
             for row in tqdm(rows.values(), desc="compacting", unit="memory", disable=not progress):
-                tensors.update(self._raw_tensors(row))
-            shard = self._write_shard(tensors)
+                tensors.update(self.memory_tensors(row))
+            shard = self.write_shard(tensors)
             with self._manifest.transaction() as db:
                 db.execute("DELETE FROM shards")
                 if shard:
@@ -509,7 +505,7 @@ class MemoryStore:
             fp_changed = self.model is not None and self.model.fingerprint != self.fingerprint
             with tqdm(total=len(texts) if fp_changed else 0, desc="re-compressing", disable=not fp_changed) as bar:
                 tensors, rows = self._compress(texts, 8, bar) if fp_changed else ({}, [])
-            shard = self._write_shard(tensors)
+            shard = self.write_shard(tensors)
             embedder = resolve_embedder(self._embedder_spec) if self._embedder_spec is not None else None
             with self._manifest.transaction() as db:
                 if fp_changed:
@@ -610,16 +606,14 @@ class MemoryStore:
             row = memory_rows.get(p.hash)
             if row is None:
                 raise StoreCorrupted(f"{self.path / MANIFEST}: passage {p.id} has no memory row")
-            keys, values, positions = unpack_memory({n.rsplit(".", 1)[1]: t for n, t in self._raw_tensors(row).items()})
+            stored = self.memory_tensors(row)
+            keys, values, positions = unpack_memory({n.rsplit(".", 1)[1]: t for n, t in stored.items()})
             meta = {**row.meta, "stored_nbytes": row.nbytes}
             chunks.append(MemoryChunk(keys, values, positions, row.length, row.pos_offset, self.fingerprint, meta))
         return chunks
 
     def memory_tensors(self, row: MemoryRow) -> dict[str, torch.Tensor]:
         """A memory's stored tensors by full name (``<hash>.<suffix>``), CRC-checked."""
-        return self._raw_tensors(row)
-
-    def _raw_tensors(self, row: MemoryRow) -> dict[str, torch.Tensor]:
         shard = self._shard(row.shard)
         names = [f"{row.hash}.{s}" for s in SUFFIXES if f"{row.hash}.{s}" in shard]
         tensors = {n: shard.tensor(n) for n in names}

@@ -46,10 +46,7 @@ def records(texts: Sequence[str] | str, metadata: Sequence[dict] | None, ids: Se
             raise TypeError(f"texts[{n}] is {type(text).__name__}, expected str")
         if not text.strip():
             raise ValueError(f"texts[{n}] is empty: nothing to store")
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as e:
-            raise ValueError(f"texts[{n}] is not valid Unicode text ({e.reason} at {e.start})") from None
+        check_unicode(text, f"texts[{n}]")
     metadata = list(metadata) if metadata is not None else [{} for _ in texts]
     if len(metadata) != len(texts):
         raise ValueError(f"{len(metadata)} metadata entries for {len(texts)} texts")
@@ -72,6 +69,15 @@ def records(texts: Sequence[str] | str, metadata: Sequence[dict] | None, ids: Se
     return out
 
 
+def check_unicode(text: str, what: str) -> str:
+    """``text`` if it can be stored as UTF-8 (no lone surrogates), else a ValueError naming ``what``."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{what} is not valid Unicode text ({e.reason} at {e.start})") from None
+    return text
+
+
 def check_positive(value: object, name: str) -> int:
     """``value`` if it is an integer >= 1, else a ValueError naming the parameter ``name``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -82,11 +88,7 @@ def check_positive(value: object, name: str) -> int:
 def check_query(query: object) -> str:
     if not isinstance(query, str) or not query.strip():
         raise ValueError("the query must be a non-empty string")
-    try:
-        query.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise ValueError(f"the query is not valid Unicode text ({e.reason} at {e.start})") from None
-    return query
+    return check_unicode(query, "the query")
 
 
 def check_k(k: object) -> int:
