@@ -128,7 +128,7 @@ def test_one_writer_at_a_time(tmp_path):
     sac = model()
     first = MemoryStore.create(tmp_path / "s", sac, bow_embedder)
     second = MemoryStore.open(tmp_path / "s", sac, bow_embedder, lock_timeout=0.2)
-    with first._writing(), pytest.raises(StoreError, match="held by another writer"):
+    with first.writing(), pytest.raises(StoreError, match="held by another writer"):
         second.add(["blocked"], progress=False)
     assert second.add(["now free"], progress=False) == [0]
     assert first.search("now free", k=1)[0].id == 0  # the other handle sees the write

@@ -7,7 +7,6 @@ committed, and a re-run finds those texts already compressed. The vector index i
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sqlite3
@@ -17,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from sac_rag.store import MemoryStore, StoreMismatch
-from sac_rag.store.index import VectorIndex
 from sac_rag.store.manifest import Manifest
 from sac_rag.store.store import MANIFEST, SHARDS, content_hash
 from sac_rag.store.validate import Record
@@ -40,8 +38,8 @@ def insert_passages(db: sqlite3.Connection, records: Iterable[Record], embedding
     rows = []
     for r in records:
         h = content_hash(r.text)
-        rows.append((r.id, h, r.text, json.dumps(r.metadata), embeddings[h].astype(np.float32).tobytes()))
-    db.executemany("INSERT OR REPLACE INTO passages VALUES (?, ?, ?, ?, ?)", rows)
+        rows.append((r.id, h, r.text, r.metadata, embeddings[h]))
+    Manifest.put_passages(db, rows)
 
 
 class PartMerger:
@@ -54,15 +52,15 @@ class PartMerger:
             self.by_hash.setdefault(content_hash(rec.text), []).append(rec)
         self.merged: set[str] = set()
         # embeddings of texts the store already holds, read before this run replaces any passage
-        known = store._manifest.memory_rows(list(self.by_hash))
-        self.known = {h: store._manifest.embedding_of_hash(h) for h in known}
+        known = store.manifest.memory_rows(list(self.by_hash))
+        self.known = {h: store.manifest.embedding_of_hash(h) for h in known}
 
     def merge_unit(self, unit: Path) -> None:
         """Record one unit's shard, memories and the run's passages of its texts, in one transaction."""
         manifest = Manifest(unit / MANIFEST)
         try:
             for key in _SAME:
-                if manifest.meta(key) != self.store._manifest.meta(key):
+                if manifest.meta(key) != self.store.manifest.meta(key):
                     raise StoreMismatch(f"{unit}: {key} {manifest.meta(key)!r} differs from the store's")
             memories = manifest.memory_rows()
             shards = manifest.shard_rows()
@@ -73,10 +71,10 @@ class PartMerger:
             manifest.close()
         for name in shards:
             _link(unit / SHARDS / name, self.store.path / SHARDS / name)
-        with self.store._manifest.transaction() as db:
+        with self.store.manifest.transaction() as db:
             for name, (sha, size) in shards.items():
                 rows = [r for r in memories.values() if r.shard == name]
-                db.execute("DELETE FROM shards WHERE name = ?", (name,))  # a unit merged twice is merged once
+                Manifest.remove(db, shards=[name])  # a unit merged twice is merged once
                 Manifest.insert_shard(db, name, sha, size, rows)
             insert_passages(db, (r for h in embeddings for r in self.by_hash.get(h, [])), embeddings)
             Manifest.bump_generation(db)
@@ -89,10 +87,9 @@ class PartMerger:
         missing = {content_hash(r.text) for r in rest} - self.known.keys()
         if missing:
             raise StoreMismatch(f"{store.path}: no unit compressed {len(missing)} texts of this run")
-        with store._manifest.transaction() as db:
+        with store.manifest.transaction() as db:
             insert_passages(db, rest, self.known)
             Manifest.drop_unreferenced_memories(db)
             generation = Manifest.bump_generation(db)
-        store._index = VectorIndex.build(store.dim, *store._manifest.embeddings(store.dim))
-        store._save_index(generation)
+        store.rebuild_index(generation)
         return len(rest)

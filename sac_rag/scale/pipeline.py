@@ -117,7 +117,7 @@ def _open_target(path: Path, shards: int, model, embedder: EmbedderSpec, memory_
 
 def _assign_ids(batch: list[Record], parts: list[MemoryStore]) -> None:
     if batch and batch[0].id < 0:
-        first = max(p._manifest.next_id() for p in parts)
+        first = max(p.manifest.next_id() for p in parts)
         for n, rec in enumerate(batch):
             rec.id = first + n
 
@@ -127,7 +127,7 @@ def _holding_locks(parts: list[MemoryStore]) -> Iterator[None]:
     """Hold every part's single-writer lock for the whole run."""
     with ExitStack() as stack:
         for part in parts:
-            stack.enter_context(part._writing())
+            stack.enter_context(part.writing())
         yield
 
 
@@ -215,7 +215,7 @@ def index_with_ray(
         with _holding_locks(parts):
             _assign_ids(batch, parts)
             salt = f"{sac.fingerprint}|{parts[0].embedder_name}|{parts[0].memory_dtype}"
-            plan = make_plan(batch, [set(p._manifest.memory_rows()) for p in parts], unit_size, salt)
+            plan = make_plan(batch, [set(p.manifest.memory_rows()) for p in parts], unit_size, salt)
             mergers = [PartMerger(p, recs) for p, recs in zip(parts, plan.passages)]
             if num_gpus is None:
                 num_gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0

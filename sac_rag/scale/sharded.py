@@ -27,7 +27,7 @@ from sac_rag.io import atomic_write_dir, atomic_write_text
 from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.scale import ivf
 from sac_rag.scale.plan import part_of
-from sac_rag.store import Hit, MemoryStore, PassageRow, StoreError, VerifyReport
+from sac_rag.store import Hit, MemoryStore, PassageRow, RepairReport, StoreError, VerifyReport
 from sac_rag.store.manifest import Manifest
 from sac_rag.store.store import MANIFEST
 from sac_rag.store.validate import check_ids, check_k, check_query
@@ -151,6 +151,11 @@ class ShardedStore:
     def embedder(self) -> Embedder:
         return self.parts[0].embedder
 
+    @property
+    def model(self):
+        """The compressor the parts were opened with (None if opened without one)."""
+        return self.parts[0].model
+
     def ids(self) -> list[int]:
         return sorted(i for p in self.parts for i in p.ids())
 
@@ -162,6 +167,28 @@ class ShardedStore:
         for i in ids:
             groups.setdefault(part_of(i, len(self.parts)), []).append(i)
         return groups
+
+    # ------------------------------------------------------------------ writing
+    def delete(self, ids: Sequence[int]) -> int:
+        """Remove passages by id from their parts (all must exist, else nothing is removed)."""
+        wanted = check_ids(ids)
+        groups = self._by_part(wanted)
+        missing = sorted(
+            set(wanted) - {i for p, group in groups.items() for i in self.parts[p].manifest.existing(group)}
+        )
+        if missing:
+            raise ValueError(f"ids not in the store: {missing[:10]} (nothing deleted)")
+        return sum(self.parts[p].delete(group) for p, group in groups.items())
+
+    def compact(self, *, progress: bool = False) -> dict:
+        """Compact every part; the summed shard sizes before and after."""
+        results = [part.compact(progress=progress) for part in self.parts]
+        return {key: sum(r[key] for r in results) for key in results[0]}
+
+    def repair(self, *, progress: bool = False) -> RepairReport:
+        """Repair every part (see :meth:`MemoryStore.repair`); what was done, and the verification after."""
+        reports = [part.repair(progress=progress) for part in self.parts]
+        return RepairReport.combined(reports, self.verify(progress=progress))
 
     # ------------------------------------------------------------------ reading
     def _routed(self, ids: Sequence[int], read: Callable[[MemoryStore, list[int]], list]) -> list:
@@ -189,16 +216,16 @@ class ShardedStore:
         if index is not None:
             hits = index.search(vector, k)
         else:
-            hits = [h for part in self.parts for h in part._sync_index().search(vector, k)]
+            hits = [h for part in self.parts for h in part.search_vector(vector, k)]
             hits = sorted(hits, key=lambda h: (-h[1], h[0]))[:k]
         rows = {}
         for p, group in self._by_part([i for i, _ in hits]).items():
-            rows.update(self.parts[p]._manifest.passages(group))
+            rows.update(self.parts[p].manifest.passages(group))
         return [Hit(i, s, rows[i].text, rows[i].metadata) for i, s in hits if i in rows]
 
     # ------------------------------------------------------------------ the IVF index
     def _generations(self) -> list[int]:
-        return [p._manifest.generation() for p in self.parts]
+        return [p.manifest.generation() for p in self.parts]
 
     def ivf_index(self) -> ivf.IVFIndex | None:
         """The IVF index if one was built and no part changed since; else ``None`` (exact search)."""
@@ -234,7 +261,7 @@ class ShardedStore:
             generations = self._generations()
             picks = []
             for part in self.parts:
-                _, vectors = part._manifest.embeddings(part.dim)
+                _, vectors = part.manifest.embeddings(part.dim)
                 take = min(len(vectors), math.ceil(sample * len(vectors) / max(total, 1)))
                 picks.append(vectors[rng.choice(len(vectors), take, replace=False)])
             trained = ivf.save_trained(ivf.train(np.concatenate(picks), nlist, pq_m), work / "trained.faiss")
@@ -267,6 +294,8 @@ class ShardedStore:
             one = part.verify(progress=progress)
             for key, value in one.checked.items():
                 report.checked[key] = report.checked.get(key, 0) + value
+            for kind, keys in one.damage.items():
+                report.damage.setdefault(kind, []).extend(keys)
             report.problems += one.problems
             report.warnings += one.warnings
             stray = [i for i in part.ids() if part_of(i, len(self.parts)) != n]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -416,6 +416,26 @@ class Manifest:
             ("meta", "key", meta),
         ):  # fmt: skip
             db.executemany(f"DELETE FROM {table} WHERE {key} = ?", [(v,) for v in values])
+
+    @staticmethod
+    def put_passages(db: sqlite3.Connection, rows: Iterable[tuple[int, str, str, dict, np.ndarray]]) -> None:
+        """Insert or replace passages: ``(id, content hash, text, metadata, embedding)`` each."""
+        db.executemany(
+            "INSERT OR REPLACE INTO passages VALUES (?, ?, ?, ?, ?)",
+            [(i, h, text, json.dumps(meta), np.asarray(v, dtype=np.float32).tobytes()) for i, h, text, meta, v in rows],
+        )
+
+    @staticmethod
+    def clear(db: sqlite3.Connection, *, memories: bool = False, shards: bool = False) -> None:
+        """Delete every memory row and/or every shard row (before recording fresh ones)."""
+        for table, wanted in (("memories", memories), ("shards", shards)):
+            if wanted:
+                db.execute(f"DELETE FROM {table}")
+
+    @staticmethod
+    def all_texts(db: sqlite3.Connection) -> list[tuple[int, str]]:
+        """``(id, text)`` of every passage, inside a transaction."""
+        return db.execute("SELECT id, text FROM passages").fetchall()
 
     @staticmethod
     def set_embeddings(db: sqlite3.Connection, embeddings: dict[int, np.ndarray]) -> None:

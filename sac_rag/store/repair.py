@@ -47,6 +47,19 @@ class RepairReport:
     def ok(self) -> bool:
         return self.after is not None and self.after.ok
 
+    @classmethod
+    def combined(cls, reports: list[RepairReport], after: VerifyReport) -> RepairReport:
+        """One report for several repairs (the parts of a sharded store), with the verification after all."""
+        return cls(
+            removed=sorted(i for r in reports for i in r.removed),
+            copied=sum(r.copied for r in reports),
+            recompressed=sum(r.recompressed for r in reports),
+            reembedded=sum(r.reembedded for r in reports),
+            shards_replaced=sorted(name for r in reports for name in r.shards_replaced),
+            index_rebuilt=any(r.index_rebuilt for r in reports),
+            after=after,
+        )
+
     def to_dict(self) -> dict:
         fields = {k: v for k, v in self.__dict__.items() if k != "after"}
         return {**fields, "ok": self.ok, "after": self.after.to_dict() if self.after else None}

@@ -12,7 +12,6 @@ See docs/store.md for the durability and locking model.
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections import OrderedDict
@@ -285,8 +284,6 @@ class MemoryStore:
                 self._sync_index()
             yield
 
-    _writing = writing
-
     def add(
         self,
         texts: Sequence[str] | str,
@@ -304,7 +301,7 @@ class MemoryStore:
         if the process dies, every group committed so far stays in the store.
         """
         batch, commit_every = self._checked_input(texts, metadata, ids, batch_size, commit_every)
-        with self._writing():
+        with self.writing():
             if ids is None:
                 first = self._manifest.next_id()
                 for n, rec in enumerate(batch):
@@ -330,7 +327,7 @@ class MemoryStore:
         if ids is None:
             raise ValueError("upsert needs ids (add assigns new ones)")
         batch, commit_every = self._checked_input(texts, metadata, ids, batch_size, commit_every)
-        with self._writing():
+        with self.writing():
             current = self._manifest.passages([r.id for r in batch], skip_damaged=True)  # damaged: rewritten
             changed = [
                 r
@@ -382,10 +379,7 @@ class MemoryStore:
         with self._manifest.transaction() as db:
             if shard:
                 Manifest.insert_shard(db, *shard, rows)
-            db.executemany(
-                "INSERT OR REPLACE INTO passages VALUES (?, ?, ?, ?, ?)",
-                [(r.id, h, r.text, json.dumps(r.metadata), v.tobytes()) for r, h, v in zip(group, hashes, vectors)],
-            )
+            Manifest.put_passages(db, [(r.id, h, r.text, r.metadata, v) for r, h, v in zip(group, hashes, vectors)])
             Manifest.drop_unreferenced_memories(db)
             generation = Manifest.bump_generation(db)
         ids = np.array([r.id for r in group], dtype=np.int64)
@@ -456,7 +450,7 @@ class MemoryStore:
     def delete(self, ids: Sequence[int]) -> int:
         """Remove passages by id (all must exist, else nothing is removed); return how many were removed."""
         wanted = check_ids(ids)
-        with self._writing():
+        with self.writing():
             missing = sorted(set(wanted) - set(self._manifest.existing(wanted)))
             if missing:
                 raise ValueError(f"ids not in the store: {missing[:10]} (nothing deleted)")
@@ -470,7 +464,7 @@ class MemoryStore:
 
     def compact(self, *, progress: bool = False) -> dict:
         """Rewrite live memories into one fresh shard, drop dead bytes and leftover files; return shard sizes."""
-        with self._writing():
+        with self.writing():
             before = self.disk_bytes(SHARDS)
             rows = self._manifest.memory_rows()
             old_shards = self._manifest.shard_rows()
@@ -479,7 +473,7 @@ class MemoryStore:
                 tensors.update(self.memory_tensors(row))
             shard = self.write_shard(tensors)
             with self._manifest.transaction() as db:
-                db.execute("DELETE FROM shards")
+                Manifest.clear(db, shards=True)
                 if shard:
                     Manifest.insert_shard(db, *shard, list(rows.values()))
                 generation = Manifest.bump_generation(db)
@@ -495,7 +489,7 @@ class MemoryStore:
 
     def _rebuild(self) -> None:
         """Re-compress and/or re-embed every passage for the model / embedder given at open."""
-        with self._writing():
+        with self.writing():
             damaged = self._manifest.audit(self.dim)["passage"]
             if damaged:
                 raise StoreCorrupted(
@@ -509,8 +503,7 @@ class MemoryStore:
             embedder = resolve_embedder(self._embedder_spec) if self._embedder_spec is not None else None
             with self._manifest.transaction() as db:
                 if fp_changed:
-                    db.execute("DELETE FROM memories")
-                    db.execute("DELETE FROM shards")
+                    Manifest.clear(db, memories=True, shards=True)
                     if shard:
                         Manifest.insert_shard(db, *shard, rows)
                     Manifest.set_meta(db, "fingerprint", self.model.fingerprint)
@@ -522,7 +515,7 @@ class MemoryStore:
             self.rebuild_index(generation)
 
     def _reembed(self, db, embedder: Embedder) -> None:
-        rows = db.execute("SELECT id, text FROM passages").fetchall()
+        rows = Manifest.all_texts(db)
         vectors = embedder.embed([t for _, t in rows]) if rows else np.zeros((0, self.dim), np.float32)
         Manifest.set_embeddings(db, {i: v for (i, _), v in zip(rows, vectors)})
         Manifest.set_meta(db, "embedder", embedder.name)
@@ -572,10 +565,13 @@ class MemoryStore:
         """The ``k`` passages nearest to ``query`` (all of them if the store holds fewer), best first."""
         check_query(query)
         check_k(k)
-        vector = self.embedder.embed([query])[0]
-        hits = self._sync_index().search(vector, k)
+        hits = self.search_vector(self.embedder.embed([query])[0], k)
         rows = self._manifest.passages([i for i, _ in hits])
         return [Hit(i, s, rows[i].text, rows[i].metadata) for i, s in hits if i in rows]
+
+    def search_vector(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
+        """``(id, score)`` of the ``k`` passages nearest to an embedding, from the index at the current generation."""
+        return self._sync_index().search(vector, check_k(k))
 
     def get(self, ids: Sequence[int]) -> list[PassageRow]:
         """Passage records (id, content hash, text, metadata) in the order asked."""

@@ -24,15 +24,15 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sac_rag.cli.stores import open_store
     from sac_rag.pipeline import SACRAG, load_model
     from sac_rag.pipeline.report import format_figures, format_sources
-    from sac_rag.store import MemoryStore
     from sac_rag.store.validate import check_query
 
     check_query(args.question)
-    MemoryStore.open(args.store).close()  # a bad store path fails before the model loads
+    open_store(args.store).close()  # a bad store path fails before the model loads
     model = load_model(args.model)
-    with MemoryStore.open(args.store, model, args.embedder) as store:
+    with open_store(args.store, model, args.embedder) as store:
         rag = SACRAG(store, max_new_tokens=args.max_new_tokens)
         if args.stream and not args.json:
             for piece in rag.stream(args.question, args.k, raw_text=args.raw_text):

@@ -18,9 +18,9 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sac_rag.store import MemoryStore
+    from sac_rag.cli.stores import open_store
 
-    with MemoryStore.open(args.store) as store:
+    with open_store(args.store) as store:
         report = {"deleted": store.delete(args.ids), "left": 0, "compacted": None}
         report["left"] = len(store)
         if args.compact:

@@ -16,14 +16,15 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sac_rag.store import MemoryStore
+    from sac_rag.cli.stores import open_store
 
-    with MemoryStore.open(args.store) as store:
+    with open_store(args.store) as store:
         stats = store.stats()
     if args.json:
         print(json.dumps(stats))
     else:
         width = max(map(len, stats))
         for key, value in stats.items():
+            value = json.dumps(value) if isinstance(value, (dict, list)) else value
             print(f"{key:<{width}}  {value:.1f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
     return 0

@@ -1,0 +1,117 @@
+"""The store's seams: no module outside ``sac_rag/store`` reaches into a store's private parts or writes SQL,
+and the reporting commands (ask, stats, verify, delete) open a sharded store as they open a single one."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+from test_cli import sac_rag
+from test_store_support import tiny_checkpoint
+
+from sac_rag.pipeline import load_model
+from sac_rag.scale import ShardedStore
+from sac_rag.scale.plan import part_of
+from sac_rag.store import MemoryStore
+
+ROOT = Path(__file__).resolve().parents[1]
+SQL = ("INSERT INTO", "INSERT OR REPLACE", "DELETE FROM", "UPDATE ", "SELECT ", "CREATE TABLE")
+
+
+def private_store_names() -> set[str]:
+    """The private attributes and methods of MemoryStore, as its source defines them."""
+    tree = ast.parse((ROOT / "sac_rag" / "store" / "store.py").read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("_") and not node.name.startswith("__"):
+            names.add(node.name)
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "self"
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ):
+            names.add(node.attr)
+    return names
+
+
+def _on_self(node: ast.Attribute) -> bool:
+    """``self._x`` / ``cls._x``: a class's own attribute, whichever class it is."""
+    return isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+
+
+def outside_modules() -> list[Path]:
+    files = [*(ROOT / "sac_rag").rglob("*.py"), *(ROOT / "integrations").rglob("*.py"), *(ROOT / "bench").rglob("*.py")]
+    return [f for f in files if "sac_rag/store" not in f.as_posix()]
+
+
+def test_no_module_outside_the_store_touches_its_private_parts():
+    private = private_store_names()
+    assert {"_manifest", "_sync_index", "_save_index", "_index"} <= private
+    reaches = []
+    for file in outside_modules():
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in private and not _on_self(node):
+                reaches.append(f"{file.relative_to(ROOT)}:{node.lineno} .{node.attr}")
+    assert reaches == []
+
+
+def test_sql_lives_in_the_manifest_module_only():
+    offenders = []
+    for file in (ROOT / "sac_rag").rglob("*.py"):
+        if file.name == "manifest.py" and file.parent.name == "store":
+            continue
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.lstrip().startswith(SQL):
+                offenders.append(f"{file.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return str(tiny_checkpoint(tmp_path_factory.mktemp("ckpt")))
+
+
+def test_reporting_commands_open_a_sharded_store(tmp_path, ckpt, capsys):
+    texts = [
+        "Alan Turing was born in London in 1912.",
+        "Paris is the capital of France.",
+        "The quick brown fox jumps over the lazy dog.",
+        "Bletchley Park was home to the codebreakers.",
+        "The Seine flows through Paris.",
+    ]
+    path = tmp_path / "sharded"
+    with ShardedStore.create(path, load_model(ckpt), parts=2) as store:
+        for n, part in enumerate(store.parts):
+            mine = [i for i in range(len(texts)) if part_of(i, 2) == n]
+            part.add([texts[i] for i in mine], ids=mine, progress=False)
+    capsys.readouterr()
+    assert sac_rag("stats", "--store", path, "--json") == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["parts"] == 2 and stats["passages"] == len(texts)
+    assert sac_rag("verify", "--store", path, "--json") == 0
+    assert json.loads(capsys.readouterr().out)["ok"]
+    args = ("ask", "capital of France", "--store", path, "--model", ckpt, "-k", "5", "--max-new-tokens", "1")
+    assert sac_rag(*args, "--json") == 0
+    sources = json.loads(capsys.readouterr().out)["sources"]
+    assert sorted(s["id"] for s in sources) == list(range(len(texts)))  # from both parts
+    assert sac_rag("delete", "3", "--store", path, "--json") == 0
+    assert json.loads(capsys.readouterr().out)["left"] == len(texts) - 1
+    assert sac_rag("delete", "3", "4", "--store", path) == 1  # all or nothing across parts
+    assert "ids not in the store: [3]" in capsys.readouterr().err
+    part = path / "part-0001"
+    with MemoryStore.open(part) as one:
+        (name,) = one.manifest.shard_rows()
+    shard = part / "shards" / name
+    data = bytearray(shard.read_bytes())
+    data[-3] ^= 0x20
+    shard.write_bytes(bytes(data))
+    assert sac_rag("verify", "--store", path) == 1
+    assert str(shard) in capsys.readouterr().err
+    assert sac_rag("verify", "--store", path, "--repair", "--model", ckpt, "--json") == 0
+    assert json.loads(capsys.readouterr().out)["repair"]["recompressed"] == 1
+    with ShardedStore.open(path) as store:
+        assert len(store) == len(texts) - 1 and store.verify().ok
