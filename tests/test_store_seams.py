@@ -70,6 +70,14 @@ def test_sql_lives_in_the_manifest_module_only():
     assert offenders == []
 
 
+def test_inspection_and_repair_do_not_import_the_store_module():
+    """No import circle, not even for type checking: they see the store through ``StoreView``."""
+    for name in ("inspect", "repair", "view"):
+        tree = ast.parse((ROOT / "sac_rag" / "store" / f"{name}.py").read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert "sac_rag.store.store" not in imported and "sac_rag.store" not in imported, name
+
+
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     return str(tiny_checkpoint(tmp_path_factory.mktemp("ckpt")))

@@ -14,7 +14,7 @@ from sac_rag.store.layout import INDEX, SHARDS
 from sac_rag.store.shards import sha256_file
 
 if TYPE_CHECKING:
-    from sac_rag.store.store import MemoryStore
+    from sac_rag.store.view import StoreView
 
 # what a damaged manifest row of each kind is, for verify's messages
 _ROW_PROBLEMS = {
@@ -58,7 +58,7 @@ class VerifyReport:
         self.problems.append(problem)
 
 
-def store_stats(store: MemoryStore) -> dict:
+def store_stats(store: StoreView) -> dict:
     """Counts, sizes and the compression figures of the store."""
     manifest = store.manifest
     totals = manifest.totals()
@@ -81,7 +81,7 @@ def store_stats(store: MemoryStore) -> dict:
     }
 
 
-def verify_store(store: MemoryStore, *, progress: bool = False) -> VerifyReport:
+def verify_store(store: StoreView, *, progress: bool = False) -> VerifyReport:
     """Check the manifest's structure and every row's digest, every shard's sha256 and memory CRC, and the
     index file's sha256 and contents against the manifest."""
     manifest = store.manifest
@@ -101,7 +101,7 @@ def verify_store(store: MemoryStore, *, progress: bool = False) -> VerifyReport:
     return report
 
 
-def _verify_shards(store: MemoryStore, report: VerifyReport, progress: bool) -> None:
+def _verify_shards(store: StoreView, report: VerifyReport, progress: bool) -> None:
     manifest = store.manifest
     shards = manifest.shard_rows()
     rows = manifest.memory_rows(skip_damaged=True)
@@ -129,7 +129,7 @@ def _verify_shards(store: MemoryStore, report: VerifyReport, progress: bool) -> 
             report.warnings.append(f"{leftover}: not in the manifest (left by an interrupted write; compact drops it)")
 
 
-def _memory_reads(store: MemoryStore, row) -> bool:
+def _memory_reads(store: StoreView, row) -> bool:
     try:
         store.memory_tensors(row)
     except (StoreCorrupted, FileNotFoundError):
@@ -137,7 +137,7 @@ def _memory_reads(store: MemoryStore, row) -> bool:
     return True
 
 
-def _verify_index(store: MemoryStore, report: VerifyReport, *, bad_embeddings: bool) -> None:
+def _verify_index(store: StoreView, report: VerifyReport, *, bad_embeddings: bool) -> None:
     """The current index file: its recorded sha256, then its ids and vectors against the manifest's."""
     manifest = store.manifest
     path = store.index_path()

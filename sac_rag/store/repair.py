@@ -28,7 +28,7 @@ from sac_rag.store.layout import INDEX, SHARDS
 from sac_rag.store.manifest import VOLATILE_META, Manifest, MemoryRow
 
 if TYPE_CHECKING:
-    from sac_rag.store.store import MemoryStore
+    from sac_rag.store.view import StoreView
 
 
 @dataclass
@@ -65,7 +65,7 @@ class RepairReport:
         return {**fields, "ok": self.ok, "after": self.after.to_dict() if self.after else None}
 
 
-def repair_store(store: MemoryStore, *, progress: bool = False) -> RepairReport:
+def repair_store(store: StoreView, *, progress: bool = False) -> RepairReport:
     """Redo what verify finds damaged from what is intact (see the module docstring); return what was done."""
     manifest = store.manifest
     with store.writing(sync=False):
@@ -115,7 +115,7 @@ def _refuse_unrepairable(manifest: Manifest, damage: dict[str, list]) -> None:
 
 
 def _memories_to_rewrite(
-    store: MemoryStore, damage: dict[str, list], bad_shards: set[str], removed: set[int], report: RepairReport,
+    store: StoreView, damage: dict[str, list], bad_shards: set[str], removed: set[int], report: RepairReport,
     progress: bool,
 ) -> tuple[dict[str, torch.Tensor], list[MemoryRow], list[str]]:  # fmt: skip
     """Tensors and rows of the fresh shard (intact memories of bad shards copied, damaged ones re-compressed),
@@ -148,14 +148,14 @@ def _memories_to_rewrite(
     return tensors, rows, sorted(redo - still_used)
 
 
-def _read(store: MemoryStore, row: MemoryRow) -> dict[str, torch.Tensor] | None:
+def _read(store: StoreView, row: MemoryRow) -> dict[str, torch.Tensor] | None:
     try:
         return {name: t.clone() for name, t in store.memory_tensors(row).items()}
     except (StoreCorrupted, FileNotFoundError):
         return None
 
 
-def _reembedded(store: MemoryStore, damage: dict[str, list], removed: set[int]) -> dict[int, object]:
+def _reembedded(store: StoreView, damage: dict[str, list], removed: set[int]) -> dict[int, object]:
     ids = sorted(set(damage.get("embedding", [])) - removed)
     if not ids:
         return {}
@@ -163,7 +163,7 @@ def _reembedded(store: MemoryStore, damage: dict[str, list], removed: set[int]) 
     return dict(zip(ids, store.embed([rows[i].text for i in ids])))
 
 
-def _fresh_generation(store: MemoryStore) -> int:
+def _fresh_generation(store: StoreView) -> int:
     """A generation above any an index file was written for."""
     numbers = [int(m.group(1)) for f in store.path.joinpath(INDEX).glob("*") if (m := re.search(r"(\d+)", f.name))]
     return max(numbers, default=0) + 1
