@@ -106,6 +106,9 @@ def test_reporting_commands_open_a_sharded_store(tmp_path, ckpt, capsys):
     assert sac_rag(*args, "--json") == 0
     sources = json.loads(capsys.readouterr().out)["sources"]
     assert sorted(s["id"] for s in sources) == list(range(len(texts)))  # from both parts
+    assert sac_rag("scale", "search", "capital of France", "--store", path, "-k", "2", "--json") == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert len(hits) == 2 and hits[0]["text"] == texts[1] and hits[0]["score"] >= hits[1]["score"]
     assert sac_rag("delete", "3", "--store", path, "--json") == 0
     assert json.loads(capsys.readouterr().out)["left"] == len(texts) - 1
     assert sac_rag("delete", "3", "4", "--store", path) == 1  # all or nothing across parts

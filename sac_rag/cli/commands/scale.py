@@ -6,9 +6,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 from pathlib import Path
 
-from sac_rag.cli.args import MEMORY_DTYPES, at_least, positive_int
+from sac_rag.cli.args import MEMORY_DTYPES, add_json_flag, at_least, positive_int
 from sac_rag.corpus.passages import DEFAULT_PASSAGE_TOKENS
 
 LOCAL = "local"
@@ -37,6 +39,7 @@ def register(sub) -> None:
     )
     index.add_argument("--memory-dtype", default="bfloat16", choices=MEMORY_DTYPES)
     index.add_argument("--batch-size", type=positive_int, default=8, help="passages compressed per forward pass")
+    add_json_flag(index)
     index.set_defaults(func=index_on_ray)
 
     build = commands.add_parser("ivf", help="build an IVF (or IVF-PQ) index over a sharded store")
@@ -44,6 +47,7 @@ def register(sub) -> None:
     build.add_argument("--nlist", type=positive_int, default=None, help="inverted lists (default: 4 * sqrt(passages))")
     build.add_argument("--pq-m", type=positive_int, default=None, help="PQ sub-quantisers (default: no PQ, IVF-Flat)")
     build.add_argument("--sample", type=positive_int, default=100_000, help="training vectors")
+    add_json_flag(build)
     build.set_defaults(func=build_ivf)
 
     search = commands.add_parser("search", help="search a sharded store")
@@ -51,6 +55,7 @@ def register(sub) -> None:
     search.add_argument("--store", required=True, help="sharded store directory")
     search.add_argument("-k", type=positive_int, default=5, help="passages to return")
     search.add_argument("--nprobe", type=positive_int, default=16, help="IVF lists probed (when an IVF index is fresh)")
+    add_json_flag(search)
     search.set_defaults(func=search_sharded)
 
 
@@ -72,6 +77,9 @@ def index_on_ray(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         passage_tokens=args.passage_tokens,
     )
+    if getattr(args, "json", False):
+        print(json.dumps({**dataclasses.asdict(report), "passages_per_s": report.passages_per_s}))
+        return 0
     print(
         f"{report.passages} passages ({report.compressed} new texts in {report.units} units) -> {report.store} "
         f"in {report.seconds:.1f}s with {report.workers} Ray workers: {report.passages_per_s:.1f} passages/s"
@@ -84,6 +92,9 @@ def build_ivf(args: argparse.Namespace) -> int:
 
     with ShardedStore.open(args.store) as store:
         state = store.build_ivf(args.nlist, args.pq_m, sample=args.sample)
+    if args.json:
+        print(json.dumps(state))
+        return 0
     kind = f"IVF-PQ (m={state['pq_m']})" if state["pq_m"] else "IVF-Flat"
     print(f"{kind} with {state['nlist']} lists over {state['vectors']} passages in {args.store}/ivf")
     return 0
@@ -93,6 +104,10 @@ def search_sharded(args: argparse.Namespace) -> int:
     from sac_rag.scale import ShardedStore
 
     with ShardedStore.open(args.store, nprobe=args.nprobe) as store:
-        for hit in store.search(args.query, args.k):
-            print(f"{hit.score:.3f}  [{hit.id}]  {hit.text[:100]}")
+        hits = store.search(args.query, args.k)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(hit) for hit in hits]))
+        return 0
+    for hit in hits:
+        print(f"{hit.score:.3f}  [{hit.id}]  {hit.text[:100]}")
     return 0
