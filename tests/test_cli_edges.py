@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from test_cli import sac_rag
@@ -61,15 +62,21 @@ def test_json_on_every_reporting_command(indexed, ckpt, capsys, tmp_path):
     assert json.loads(capsys.readouterr().out) == {"deleted": 1, "left": 1, "compacted": None}
 
 
-def test_verify_repair_from_the_command_line(tmp_path, indexed, ckpt, capsys):
-    store = tmp_path / "store"
-    shutil.copytree(indexed, store)
+def damage_the_shard(store: Path) -> Path:
+    """Flip a bit near the end of the one shard the store's manifest lists (inside its last memory)."""
     with MemoryStore.open(store) as s:
         (name,) = s.manifest.shard_rows()
     shard = store / "shards" / name
     data = bytearray(shard.read_bytes())
     data[-5] ^= 0x01
     shard.write_bytes(bytes(data))
+    return shard
+
+
+def test_verify_repair_from_the_command_line(tmp_path, indexed, ckpt, capsys):
+    store = tmp_path / "store"
+    shutil.copytree(indexed, store)
+    shard = damage_the_shard(store)
     capsys.readouterr()
     assert sac_rag("verify", "--store", store, "--json") == 1
     report = json.loads(capsys.readouterr().out)

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 from test_cli import sac_rag
+from test_cli_edges import damage_the_shard
 from test_store_support import tiny_checkpoint
 
 from sac_rag.pipeline import load_model
 from sac_rag.scale import ShardedStore
 from sac_rag.scale.plan import part_of
-from sac_rag.store import MemoryStore
 
 ROOT = Path(__file__).resolve().parents[1]
 SQL = ("INSERT INTO", "INSERT OR REPLACE", "DELETE FROM", "UPDATE ", "SELECT ", "CREATE TABLE")
@@ -50,7 +50,7 @@ def outside_modules() -> list[Path]:
 
 def test_no_module_outside_the_store_touches_its_private_parts():
     private = private_store_names()
-    assert {"_manifest", "_sync_index", "_save_index", "_index"} <= private
+    assert {"_manifest", "_cache", "_lock", "_mutex"} <= private
     reaches = []
     for file in outside_modules():
         for node in ast.walk(ast.parse(file.read_text())):
@@ -113,13 +113,7 @@ def test_reporting_commands_open_a_sharded_store(tmp_path, ckpt, capsys):
     assert json.loads(capsys.readouterr().out)["left"] == len(texts) - 1
     assert sac_rag("delete", "3", "4", "--store", path) == 1  # all or nothing across parts
     assert "ids not in the store: [3]" in capsys.readouterr().err
-    part = path / "part-0001"
-    with MemoryStore.open(part) as one:
-        (name,) = one.manifest.shard_rows()
-    shard = part / "shards" / name
-    data = bytearray(shard.read_bytes())
-    data[-3] ^= 0x20
-    shard.write_bytes(bytes(data))
+    shard = damage_the_shard(path / "part-0001")
     assert sac_rag("verify", "--store", path) == 1
     assert str(shard) in capsys.readouterr().err
     assert sac_rag("verify", "--store", path, "--repair", "--model", ckpt, "--json") == 0
