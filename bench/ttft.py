@@ -29,7 +29,7 @@ def raw_prompt(model: SACModel, texts: Sequence[str]) -> list[list[int]]:
 
 def measure(model: SACModel, texts: Sequence[str], ks: Sequence[int], new_tokens: int, repeats: int) -> list[dict]:
     """One row per k: TTFT and total time per method, and the ratios against SAC."""
-    decoder = model._decoder()
+    decoder = model.decoder()
     sac = model.compress(list(texts))
     full = model.encode_full_kv(list(texts))
     rows = []

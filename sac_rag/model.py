@@ -1,4 +1,5 @@
-"""SACModel: the high-level API. One set of base weights serves as compressor (LoRA on) and decoder (LoRA off)."""
+"""SACModel: the high-level API. One set of base weights serves as compressor (its LoRA on) and decoder
+(the plain base, or the base with a reader LoRA for our own models)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,19 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from sac_rag.compression.encoder import AnchorKV, encode_anchor_kv
-from sac_rag.compression.lora import AdapterSwitch, attach_lora, lora_parameters
+from sac_rag.compression.lora import (
+    ADAPTER_NAME,
+    READER_NAME,
+    AdapterSwitch,
+    add_reader,
+    attach_lora,
+    lora_parameters,
+)
 from sac_rag.config import SACConfig
 from sac_rag.decoding.generate import MemoryDecoder
 from sac_rag.home import DEFAULT_BASE_MODEL, resolve_model_path
 from sac_rag.memory.chunk import MemoryChunk
-from sac_rag.memory.compose import LM, Segment, composed_length
+from sac_rag.memory.compose import LM, Segment, Sink, composed_length
 from sac_rag.memory.rope import RotaryShifter
 from sac_rag.text.prompt import bos_ids, context_ids, encode, question_ids
 
@@ -58,6 +66,10 @@ class SACModel(nn.Module):
         with torch.random.fork_rng(devices=[]):  # PEFT draws lora_A from the global generator
             torch.manual_seed(0)
             self.peft = attach_lora(base, config, base_name=base_name)
+            if config.has_reader:
+                add_reader(self.peft, config, base_name=base_name)
+        for p in self.reader_parameters().values():
+            p.requires_grad_(False)  # trained only when a training task asks for it
         self._adapter_switch = AdapterSwitch(self.peft)
         hidden = base.config.hidden_size
         param = next(base.parameters())
@@ -160,29 +172,59 @@ class SACModel(nn.Module):
         return self.role_tokens.dtype
 
     def sac_parameters(self) -> dict[str, nn.Parameter]:
-        """The trainable SAC parameters: LoRA, anchor (role) and special embeddings."""
-        return {"role_tokens": self.role_tokens, "special_tokens": self.special_tokens, **lora_parameters(self.peft)}
+        """The compressor's parameters: its LoRA, the anchor (role) and special embeddings."""
+        return {
+            "role_tokens": self.role_tokens,
+            "special_tokens": self.special_tokens,
+            **lora_parameters(self.peft, ADAPTER_NAME),
+        }
+
+    def reader_parameters(self) -> dict[str, nn.Parameter]:
+        """The reader adapter's LoRA tensors (empty when the model has no reader)."""
+        return lora_parameters(self.peft, READER_NAME) if self.config.has_reader else {}
+
+    def add_reader(self, source: str | Path | None = None, *, rank: int = 32, alpha: float | None = None) -> None:
+        """Give the decoder a reader adapter: the PEFT LoRA adapter in ``source`` (e.g. a Full-FT run's
+        ``final/``), or a fresh one of ``rank`` (alpha ``2 * rank`` unless given) on the compressor's targets."""
+        if self.config.has_reader:
+            raise ValueError("this model already has a reader adapter")
+        if source is not None:
+            from sac_rag.checkpoint.native import read_reader_adapter
+
+            lora, weights = read_reader_adapter(Path(source))
+            rank, alpha, targets = lora.r, lora.lora_alpha, tuple(sorted(lora.target_modules))
+        else:
+            weights, targets = None, self.config.lora_targets
+        self.config.reader_rank = rank
+        self.config.reader_alpha = float(alpha if alpha is not None else 2 * rank)
+        self.config.reader_targets = targets
+        add_reader(self.peft, self.config, base_name=self.config.base_model)
+        self._adapter_switch = AdapterSwitch(self.peft)
+        if weights is not None:
+            from sac_rag.checkpoint.native import load_reader_weights
+
+            load_reader_weights(self, weights, Path(source))
+        for p in self.reader_parameters().values():
+            p.requires_grad_(False)
 
     @contextmanager
     def adapter(self, enabled: bool):
-        """Run with the compressor's LoRA on (compressor) or off (decoder); serialises model use across threads."""
+        """Run as the compressor (``enabled``: its LoRA on) or as the decoder (the reader adapter when the
+        model has one, else the plain base); serialises model use across threads."""
         with self._lock:
-            if enabled:
+            active = ADAPTER_NAME if enabled else READER_NAME if self.config.has_reader else None
+            with self._adapter_switch.use(active):
                 yield
-            else:
-                with self._adapter_switch.off():
-                    yield
 
     @property
     def fingerprint(self) -> str:
         """Identifies base model + adapter + config; recomputed only when a SAC parameter changed."""
-        params = self.sac_parameters()
-        version = tuple(p._version for p in params.values()) + (id(self.role_tokens),)
+        params = {**self.sac_parameters(), **self.reader_parameters()}
+        config_text = json.dumps(self.config.identity(), sort_keys=True)
+        version = (*(p._version for p in params.values()), id(self.role_tokens), config_text)
         if self._fingerprint is None or self._fingerprint[0] != version:
             h = hashlib.sha256()
-            sac_config = self.config.to_dict()
-            sac_config.pop("base_model", None)  # an id or a local path; the base's config and weights identify it
-            h.update(json.dumps(sac_config, sort_keys=True).encode())
+            h.update(config_text.encode())
             base_config = self.base_model.config.to_dict()
             base_config.pop("_name_or_path", None)  # where the base was loaded from is not what it is
             h.update(json.dumps(base_config, sort_keys=True, default=str).encode())
@@ -205,7 +247,8 @@ class SACModel(nn.Module):
     ) -> list[AnchorKV]:
         """Anchor K/V of token sequences (differentiable: training calls this with grad enabled).
 
-        ``full_kv=True`` keeps every token's K/V from the plain base instead (causal, adapter off).
+        ``full_kv=True`` keeps every token's K/V from the decoder instead (causal; the plain base, or the
+        base with the reader adapter when the model has one).
         """
         with self.adapter(not full_kv):
             return encode_anchor_kv(
@@ -249,7 +292,7 @@ class SACModel(nn.Module):
         position_offset: int = 1,
         progress: bool = False,
     ) -> list[MemoryChunk]:
-        """Every token's K/V from the plain base model (causal, no adapter): full per-passage KV reuse.
+        """Every token's K/V from the decoder (causal; plain base or reader): full per-passage KV reuse.
 
         The uncompressed reference (TurboRAG-style): composes like SAC memories, but no [LM] follows it.
         """
@@ -296,7 +339,8 @@ class SACModel(nn.Module):
         return sequences
 
     # ----------------------------------------------------------------- decoding
-    def _decoder(self) -> MemoryDecoder:
+    def decoder(self) -> MemoryDecoder:
+        """The decoder over this model's weights (reader adapter on if any, compressor LoRA off)."""
         return MemoryDecoder(
             self.transformer,
             self.base_model.get_output_embeddings(),
@@ -335,14 +379,15 @@ class SACModel(nn.Module):
         ``prompt`` as a string with ``memories``: the official layout, memories then [LM] and the
         question in its template. ``prompt`` as a list of strings and MemoryChunks: text encoded as
         is, [LM] right after the last SAC memory (full-KV memories get none). A prompt that starts
-        with text gets the BOS token.
+        with text gets the BOS token; one that starts with a SAC memory gets the attention sink when
+        the config asks for it.
         """
         if isinstance(prompt, str):
             if memories:
                 for m in memories:
                     self._check_memory(m)
                 lm = [LM] if any(_is_sac(m) for m in memories) else []
-                return [*memories, *lm, question_ids(self.tokenizer, prompt, self.config)]
+                return self._with_sink([*memories, *lm, question_ids(self.tokenizer, prompt, self.config)])
             return [bos_ids(self.tokenizer) + encode(self.tokenizer, prompt)]
         if memories:
             raise ValueError("pass memories either inside the segment list or as `memories`, not both")
@@ -359,6 +404,18 @@ class SACModel(nn.Module):
                 segments.append(bos_ids(self.tokenizer) + ids if i == 0 else ids)
             else:
                 raise TypeError(f"prompt segment {i} is {type(seg).__name__}: expected str or MemoryChunk")
+        return self._with_sink(segments)
+
+    def memory_prompt(self, memories: Sequence[MemoryChunk], tail: Sequence[Segment]) -> list[Segment]:
+        """``memories`` then ``tail`` (e.g. [LM] and token ids), with the attention sink when configured:
+        the decoder's input layout, shared by serving and training."""
+        return self._with_sink([*memories, *tail])
+
+    def _with_sink(self, segments: list[Segment]) -> list[Segment]:
+        opens_with_memory = bool(segments) and isinstance(segments[0], MemoryChunk) and _is_sac(segments[0])
+        bos = self.tokenizer.bos_token_id
+        if self.config.attention_sink and opens_with_memory and bos is not None:
+            return [Sink(bos), *segments]
         return segments
 
     def _fitting_prompt(
@@ -393,7 +450,7 @@ class SACModel(nn.Module):
     ) -> list[int]:
         """Greedy token ids (a final EOS included, as in the official loop)."""
         segments = self._fitting_prompt(prompt, memories, max_new_tokens)
-        return list(self._decoder().greedy(segments, max_new_tokens, self._stop_ids(stop_token_ids)))
+        return list(self.decoder().greedy(segments, max_new_tokens, self._stop_ids(stop_token_ids)))
 
     def generate(
         self,
@@ -419,7 +476,7 @@ class SACModel(nn.Module):
         segments = self._fitting_prompt(prompt, memories, max_new_tokens)
         ids: list[int] = []
         emitted = ""
-        for token in self._decoder().greedy(segments, max_new_tokens, self._stop_ids(stop_token_ids)):
+        for token in self.decoder().greedy(segments, max_new_tokens, self._stop_ids(stop_token_ids)):
             ids.append(token)
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for the rest

@@ -56,10 +56,10 @@ def test_several_memories_compose_in_one_position_space(model):
     a, b = text_of_tokens(300, seed=1), text_of_tokens(200, seed=2)
     ma, mb = model.compress([a, b])
     (mb_in_place,) = model.compress([b], position_offset=1 + ma.length)
-    _, logits, _ = model._decoder().prefill(model.build_prompt(QUESTION, [ma, mb]))
-    _, expected, _ = model._decoder().prefill(model.build_prompt(QUESTION, [ma, mb_in_place]))
+    _, logits, _ = model.decoder().prefill(model.build_prompt(QUESTION, [ma, mb]))
+    _, expected, _ = model.decoder().prefill(model.build_prompt(QUESTION, [ma, mb_in_place]))
     torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
-    _, swapped, _ = model._decoder().prefill(model.build_prompt(QUESTION, [mb, ma]))
+    _, swapped, _ = model.decoder().prefill(model.build_prompt(QUESTION, [mb, ma]))
     assert not torch.allclose(logits, swapped, atol=1e-4)
 
 
@@ -228,8 +228,8 @@ def test_full_kv_reuse_equals_reading_the_raw_text(model):
     full = model.encode_full_kv([a, b], batch_size=2)  # batched, padded
     assert [m.n_anchors for m in full] == [m.length for m in full] and full[0].meta["kind"] == "full_kv"
     raw = context_ids(model.tokenizer, a, model.config) + question_ids(model.tokenizer, QUESTION, model.config)
-    _, expected, _ = model._decoder().prefill([raw])
-    _, got, _ = model._decoder().prefill(model.build_prompt(QUESTION, full[:1]))
+    _, expected, _ = model.decoder().prefill([raw])
+    _, got, _ = model.decoder().prefill(model.build_prompt(QUESTION, full[:1]))
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
 
 

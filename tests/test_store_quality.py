@@ -27,7 +27,7 @@ def stored(chunk, dtype: str):
 
 @torch.inference_mode()
 def first_logits(model, question, memories) -> torch.Tensor:
-    _, logits, _ = model._decoder().prefill(model.build_prompt(question, memories))
+    _, logits, _ = model.decoder().prefill(model.build_prompt(question, memories))
     return logits.float()
 
 

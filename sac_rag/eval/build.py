@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -46,6 +47,18 @@ def base_loader(model: SACModel) -> Callable[[], PreTrainedModel]:
     return load
 
 
+def reader_tag(model: SACModel) -> str:
+    """``""`` for a plain-base decoder; else a suffix naming the reader adapter by a digest of its weights."""
+    params = model.reader_parameters()
+    if not params:
+        return ""
+    h = hashlib.sha256()
+    for name in sorted(params):
+        h.update(name.encode())
+        h.update(params[name].detach().float().cpu().numpy().tobytes())
+    return f"+reader-{h.hexdigest()[:8]}"
+
+
 def build_methods(
     names: Sequence[str],
     sac_models: Sequence[tuple[str, SACModel]],
@@ -55,7 +68,8 @@ def build_methods(
     load_base: Callable[[], PreTrainedModel] | None = None,
 ) -> list[Method]:
     """The methods named (see :data:`ALL_METHODS`, and :mod:`sac_rag.eval.plugins` for installed
-    extras), all on the first SAC model's base.
+    extras), all on the first SAC model's base; when that model has a reader adapter, the baselines
+    are decoded by it (their keys and labels say so).
 
     ``truncate`` and ``drop`` run at each of ``ratios`` (default: the SAC models' ratios);
     ``full_ft`` once per adapter directory; ``sac`` once per SAC model.
@@ -92,6 +106,10 @@ def build_methods(
             methods += [FullFT(base, d, load_base or base_loader(base)) for d in full_ft]
         else:
             methods += load_installed(name, base, extras)
+    tag = reader_tag(base)
+    for m in methods:
+        if tag and not isinstance(m, (SAC, FullFT)):  # baselines decoded by the base model's reader
+            m.key, m.label = m.key + tag, f"{m.label} [reader]"
     keys = [m.key for m in methods]
     if len(set(keys)) != len(keys):
         raise ValueError(f"two methods share a key: {keys}")

@@ -1,8 +1,9 @@
 """The compared methods: each turns a QA example into a decoder and a prompt (segment list).
 
-All methods decode with the same base weights (adapter off) except ``full_ft`` (a LoRA adapter
-fine-tuned on raw-context QA, decoded with the adapter on). Token budgets of the ``truncate`` and
-``drop`` baselines are the number of K/V entries SAC keeps for the same passage at the same ratio.
+All methods decode with the same decoder (the base model, or the base with the SAC model's reader
+adapter) except ``full_ft`` (a separate LoRA adapter fine-tuned on raw-context QA, decoded with it on).
+Token budgets of the ``truncate`` and ``drop`` baselines are the number of K/V entries SAC keeps for the
+same passage at the same ratio.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class Method(ABC):
     def __init__(self, model: SACModel) -> None:
         self.model = model
         self.tokenizer = model.tokenizer
-        self.decoder = model._decoder()
+        self.decoder = model.decoder()
 
     @abstractmethod
     def prompt(self, example: QAExample) -> Prompt:
@@ -157,7 +158,7 @@ class _Memorised(Method):
 
 
 class FullKV(_Memorised):
-    """Full per-passage KV reuse: every token's K/V from the plain base, shifted into place."""
+    """Full per-passage KV reuse: every token's K/V from the decoder, shifted into place."""
 
     key, label = "full_kv", "Full per-passage KV reuse"
 

@@ -27,7 +27,20 @@ class LMMarker:
 
 
 LM = LMMarker()
-Segment = MemoryChunk | list | LMMarker
+
+
+@dataclass(frozen=True)
+class Sink:
+    """The attention sink: ``token_id`` (the BOS token) run through the decoder at :data:`FIRST_POSITION`.
+
+    It gives the decoder the K/V of the sequence start that the anchor layout never keeps, computed by
+    the decoder itself, without shifting the memories that follow (they still start at the first position).
+    """
+
+    token_id: int
+
+
+Segment = MemoryChunk | list | LMMarker | Sink
 
 
 @dataclass
@@ -59,7 +72,11 @@ def layout(segments: list[Segment]) -> list[tuple[Segment, int]]:
             steps.append((seg, p))
             p += seg.length
             continue
-        if isinstance(seg, LMMarker):
+        if isinstance(seg, Sink):
+            if steps:
+                raise ValueError("an attention sink must open the prompt")
+            items, positions = [seg.token_id], [FIRST_POSITION]
+        elif isinstance(seg, LMMarker):
             items, positions = [LM], [max(p - 1, FIRST_POSITION)]
         else:
             items = [int(t) for t in seg]
@@ -76,5 +93,7 @@ def layout(segments: list[Segment]) -> list[tuple[Segment, int]]:
 
 
 def composed_length(segments: list[Segment]) -> int:
-    """Tokens the prompt represents (memories count their original length, [LM] counts nothing)."""
-    return sum(s.length if isinstance(s, MemoryChunk) else 0 if isinstance(s, LMMarker) else len(s) for s in segments)
+    """Tokens the prompt represents (memories count their original length, [LM] and the sink nothing)."""
+    return sum(
+        s.length if isinstance(s, MemoryChunk) else 0 if isinstance(s, (LMMarker, Sink)) else len(s) for s in segments
+    )

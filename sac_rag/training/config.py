@@ -43,6 +43,9 @@ class TrainConfig:
     max_distractors: int = 2  # each QA example: gold passage + 0..max_distractors random other passages
     max_passage_tokens: int = 400  # longer passages are cut (keeps CPU steps bounded)
     lm_max_tokens: int = 256  # stage 1: text tokens per example, first half compressed
+    attention_sink: bool | None = None  # decoder reads the BOS K/V before the memories; None: the init checkpoint's
+    reader: str | None = None  # give the decoder this PEFT adapter as its reader (e.g. a fullft run's final/)
+    reader_lr: float = 0.0  # >0: train the reader jointly at this rate; 0: the reader (if any) stays frozen
     distill_weight: float = 0.0  # >0: add KL(teacher || student) on the target tokens, teacher reads the raw context
     distill_teacher: str | None = None  # a Full-FT adapter dir (the teacher: base + it); None: the base as is
     distill_temperature: float = 1.0
@@ -69,6 +72,10 @@ class TrainConfig:
             raise ValueError("steps and grad_accum must be >= 1")
         if not self.train_files:
             raise ValueError("no train_files given")
+        if self.reader_lr < 0:
+            raise ValueError(f"reader_lr must be >= 0, got {self.reader_lr}")
+        if self.task == "fullft" and (self.reader or self.reader_lr or self.attention_sink):
+            raise ValueError("reader, reader_lr and attention_sink apply to task 'sac' only")
         if self.distill_teacher and (self.task != "sac" or self.distill_weight <= 0):
             raise ValueError("distill_teacher needs task 'sac' and distill_weight > 0")
 

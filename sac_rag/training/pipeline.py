@@ -24,7 +24,7 @@ def load_pool(cfg: TrainConfig) -> QAPool | TextPool:
     if cfg.stage == "qa":
         examples = load_examples(cfg.train_files, cfg.limit_examples)
         return QAPool(examples, seed=cfg.seed, eval_size=cfg.eval_size, max_distractors=cfg.max_distractors)
-    texts = [t for path in cfg.train_files for t in load_texts(path)]
+    texts = [t for path in cfg.train_files for t in load_texts(path, cfg.limit_examples)]
     texts = list(dict.fromkeys(texts))[: cfg.limit_examples or None]
     return TextPool(texts, seed=cfg.seed, eval_size=cfg.eval_size)
 
@@ -46,6 +46,10 @@ def build_task(cfg: TrainConfig, device: torch.device) -> Task:
         model = SACModel.from_pretrained(cfg.init_checkpoint, base=cfg.base_model, dtype=torch.float32, device=device)
     else:
         model = SACModel.from_base(base, _sac_config(cfg), dtype=torch.float32, device=device)
+    if cfg.reader:
+        model.add_reader(cfg.reader)
+    if cfg.attention_sink is not None:
+        model.config.attention_sink = cfg.attention_sink
     teacher = None
     if cfg.distill_teacher:
         student_base = model.config.base_model
@@ -57,6 +61,7 @@ def build_task(cfg: TrainConfig, device: torch.device) -> Task:
         distill_weight=cfg.distill_weight,
         distill_temperature=cfg.distill_temperature,
         teacher=teacher,
+        train_reader=cfg.reader_lr > 0,
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
@@ -15,6 +16,10 @@ HELP = {
     "stage": "lm: continuation pretraining on plain text; qa: QA fine-tuning",
     "train_files": "QA files (MRQA .jsonl(.gz), SQuAD .json) or, for --stage lm, .txt files too",
     "init_checkpoint": "start from this SAC checkpoint (e.g. the stage-1 output's final/)",
+    "attention_sink": "true/false: the decoder reads the BOS token's K/V before the memories "
+    "(default: as the --init-checkpoint has it; off for a fresh compressor)",
+    "reader": "give the decoder this PEFT adapter as its reader (e.g. a --task fullft run's final/)",
+    "reader_lr": "train the reader jointly at this learning rate (default 0: frozen)",
     "distill_teacher": "distil from the base with this Full-FT adapter (a --task fullft run's final/) "
     "reading the raw context; default: the base model as is",
 }
@@ -24,9 +29,18 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _type(annotation) -> type:
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in ("true", "false", "1", "0", "yes", "no"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value in ("true", "1", "yes")
+
+
+def _type(annotation) -> Callable[[str], object]:
     """The argparse type of a TrainConfig field (annotations are strings: ``int``, ``float | None``, ...)."""
     text = str(annotation)
+    if text.startswith("bool"):
+        return _bool
     return float if "float" in text else int if text.startswith("int") else str
 
 
