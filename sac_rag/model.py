@@ -208,11 +208,11 @@ class SACModel(nn.Module):
             p.requires_grad_(False)
 
     @contextmanager
-    def adapter(self, enabled: bool):
+    def adapter(self, enabled: bool, *, reader: bool = True):
         """Run as the compressor (``enabled``: its LoRA on) or as the decoder (the reader adapter when the
-        model has one, else the plain base); serialises model use across threads."""
+        model has one and ``reader`` is left on, else the plain base); serialises model use across threads."""
         with self._lock:
-            active = ADAPTER_NAME if enabled else READER_NAME if self.config.has_reader else None
+            active = ADAPTER_NAME if enabled else READER_NAME if reader and self.config.has_reader else None
             with self._adapter_switch.use(active):
                 yield
 
@@ -339,15 +339,16 @@ class SACModel(nn.Module):
         return sequences
 
     # ----------------------------------------------------------------- decoding
-    def decoder(self) -> MemoryDecoder:
-        """The decoder over this model's weights (reader adapter on if any, compressor LoRA off)."""
+    def decoder(self, *, reader: bool = True) -> MemoryDecoder:
+        """The decoder over this model's weights: compressor LoRA off, the reader adapter on if the model
+        has one (``reader=False``: the plain base, e.g. to measure what the reader costs)."""
         return MemoryDecoder(
             self.transformer,
             self.base_model.get_output_embeddings(),
             self.base_model.get_input_embeddings(),
             self.special_tokens[1],
             self.shifter,
-            lambda: self.adapter(False),
+            lambda: self.adapter(False, reader=reader),
         )
 
     def _check_memory(self, chunk: MemoryChunk) -> None:
