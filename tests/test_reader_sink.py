@@ -196,6 +196,7 @@ def test_export_keeps_the_reader(tmp_path):
 
 
 def test_eval_baselines_decoded_by_a_reader_are_named_apart():
+    from sac_rag.data import QAExample
     from sac_rag.eval.build import build_methods
 
     plain = build_methods(["raw", "no_context"], [("p", sac_model())])
@@ -204,5 +205,15 @@ def test_eval_baselines_decoded_by_a_reader_are_named_apart():
     assert [m.key for m in plain] == ["raw", "no_context"]
     assert tagged[0].key.startswith("raw+reader-") and tagged[0].label.endswith("[reader]")
     assert tagged[2].key.endswith(model.fingerprint[:8]) and "+reader" not in tagged[2].key
+    untuned = build_methods(["raw@base", "truncate@base"], [("r", model)])
+    assert [m.key for m in untuned] == ["raw", "truncate_r5"]  # the plain base's rows, as without a reader
+    example = QAExample("q", QUESTION, "Alan Turing was born in London.", ("London",))
+    segments = untuned[0].prompt(example).segments
     randomize_reader(model)
     assert build_methods(["raw"], [("r", model)])[0].key != tagged[0].key  # another reader, another row
+    with torch.no_grad():  # @base really decodes without the reader
+        got = untuned[0].decoder.prefill(segments)[1]
+        assert torch.equal(got, model.decoder(reader=False).prefill(segments)[1])
+        assert not torch.allclose(got, model.decoder().prefill(segments)[1])
+    with pytest.raises(ValueError, match="unknown method"):
+        build_methods(["full_kv@base"], [("r", model)])

@@ -30,6 +30,9 @@ from sac_rag.text.prompt import bos_ids, context_ids, question_ids
 
 BASE_METHODS = ("raw", "no_context", "truncate", "drop", "full_kv")
 ALL_METHODS = (*BASE_METHODS, "sac", "full_ft")
+TEXT_METHODS = ("raw", "no_context", "truncate", "drop")
+# a text method named with this suffix is decoded by the plain base even when the SAC model has a reader
+PLAIN_DECODER = "@base"
 
 
 @dataclass
@@ -49,10 +52,11 @@ class Method(ABC):
     ratio: int | None = None
     decoder: MemoryDecoder
 
-    def __init__(self, model: SACModel) -> None:
+    def __init__(self, model: SACModel, *, reader: bool = True) -> None:
         self.model = model
         self.tokenizer = model.tokenizer
-        self.decoder = model.decoder()
+        self.decoder = model.decoder(reader=reader)
+        self.reader = reader and model.config.has_reader  # decoded with the model's reader adapter
 
     @abstractmethod
     def prompt(self, example: QAExample) -> Prompt:
@@ -92,8 +96,8 @@ class _Budgeted(Method):
     name = ""  # key prefix
     title = ""  # label prefix
 
-    def __init__(self, model: SACModel, ratio: int) -> None:
-        super().__init__(model)
+    def __init__(self, model: SACModel, ratio: int, *, reader: bool = True) -> None:
+        super().__init__(model, reader=reader)
         self.ratio = ratio
         self.key = f"{self.name}_r{ratio}"
         self.label = f"{self.title} (r={ratio})"
