@@ -51,11 +51,12 @@ class SACRetriever(BaseRetriever):
 
     ``base`` may be a ``BaseRetriever`` (``k`` is passed on when it takes extra arguments, and the
     results are cut to ``k``), a ``VectorStore`` (searched with relevance scores where it defines
-    them, else with its raw similarity scores), or None to
-    search ``session.store``. A Document whose metadata has ``store_id_key`` takes its memory from
-    the session's store only when the store holds exactly the Document's text under that id (as for
-    the hits of ``session.store`` itself); any other id is ignored and the Document is compressed from
-    its own text. Documents with no text are returned unchanged.
+    them, else with its raw similarity scores), or None to search ``session.store``.
+
+    A Document whose metadata has ``store_id_key`` takes its memory from the session's store only
+    when the store holds exactly the Document's text under that id (as for the hits of
+    ``session.store`` itself); any other id is ignored and the Document is compressed from its own
+    text. Documents with no text are returned unchanged.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
