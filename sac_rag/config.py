@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from sac_rag.io import atomic_write_text
@@ -12,6 +12,9 @@ CONFIG_NAME = "sac_config.json"
 FORMAT_VERSION = 1
 # sac_rag's extensions of the official design; off (at their defaults) they leave a model's identity unchanged
 EXTENSION_FIELDS = ("attention_sink", "reader_rank", "reader_alpha", "reader_targets")
+# Configs once had a free-form ``extra`` dict, always empty: saved configs still carry ``"extra": {}``, and the
+# identity text keeps it so that the fingerprints of existing compressors (and their stores) do not change.
+LEGACY_IDENTITY = {"extra": {}}
 
 
 @dataclass
@@ -32,7 +35,7 @@ class SACConfig:
         reader_rank, reader_alpha, reader_targets: sac_rag extension; a second LoRA ("reader") over the
             same base weights, active whenever the decoder runs (memories, raw text, full per-passage KV).
             ``reader_rank = 0``: no reader, the decoder is the plain base (the official design).
-        extra: free-form metadata kept with the checkpoint.
+            ``reader_alpha / reader_rank`` scales it; ``reader_targets`` names the projections it adapts.
     """
 
     ratio: int = 5
@@ -48,7 +51,6 @@ class SACConfig:
     reader_rank: int = 0
     reader_alpha: float = 64.0
     reader_targets: tuple[str, ...] = ("q_proj", "v_proj")
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.lora_targets = tuple(self.lora_targets)
@@ -77,6 +79,7 @@ class SACConfig:
 
     @property
     def lora_scale(self) -> float:
+        """The compressor LoRA's scale, ``lora_alpha / lora_rank``."""
         return self.lora_alpha / self.lora_rank
 
     @property
@@ -96,7 +99,7 @@ class SACConfig:
     def identity(self) -> dict:
         """What identifies the compressor's behaviour: :meth:`to_dict` without the base model's name (its
         config and weights identify it) and without extension fields left at their defaults."""
-        d = self.to_dict()
+        d = {**self.to_dict(), **LEGACY_IDENTITY}
         d.pop("base_model", None)
         defaults = SACConfig().to_dict()
         for name in EXTENSION_FIELDS:
@@ -106,10 +109,13 @@ class SACConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> SACConfig:
+        """The config of :meth:`to_dict` (older files' empty ``extra`` accepted and dropped)."""
         d = dict(d)
         version = d.pop("format_version", FORMAT_VERSION)
         if version > FORMAT_VERSION:
             raise ValueError(f"sac_config format_version {version} is newer than this sac_rag supports")
+        if d.pop("extra", {}):
+            raise ValueError("SACConfig no longer has 'extra' metadata: keep free-form notes beside the checkpoint")
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -117,10 +123,12 @@ class SACConfig:
         return cls(**d)
 
     def save(self, directory: str | Path) -> None:
+        """Write ``sac_config.json`` into ``directory`` (atomically)."""
         atomic_write_text(Path(directory) / CONFIG_NAME, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, directory: str | Path) -> SACConfig:
+        """Read ``directory``'s ``sac_config.json``, naming the file when it is missing or invalid."""
         path = Path(directory) / CONFIG_NAME
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: not a sac_rag checkpoint directory")

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from sac_rag.checkpoint.native import load_reader_weights, load_sac_weights, read_reader_adapter, save_sac_weights
+from sac_rag.checkpoint.official import load_official_adapter
 from sac_rag.compression.encoder import AnchorKV, encode_anchor_kv
 from sac_rag.compression.lora import (
     ADAPTER_NAME,
@@ -23,11 +25,13 @@ from sac_rag.compression.lora import (
     attach_lora,
     lora_parameters,
 )
-from sac_rag.config import SACConfig
+from sac_rag.config import CONFIG_NAME, SACConfig
 from sac_rag.decoding.generate import MemoryDecoder
+from sac_rag.decoding.text import TextStream
 from sac_rag.home import DEFAULT_BASE_MODEL, resolve_model_path
 from sac_rag.memory.chunk import MemoryChunk
-from sac_rag.memory.compose import LM, Segment, Sink, composed_length
+from sac_rag.memory.compose import LM, ComposedPrompt, Segment, Sink
+from sac_rag.memory.geometry import kv_shape
 from sac_rag.memory.rope import RotaryShifter
 from sac_rag.text.prompt import bos_ids, context_ids, encode, question_ids
 
@@ -126,8 +130,6 @@ class SACModel(nn.Module):
         device: str | torch.device | None = None,
     ) -> SACModel:
         """Load a checkpoint written by :meth:`save_pretrained` (its base model by name, unless ``base`` is given)."""
-        from sac_rag.checkpoint.native import load_sac_weights
-
         config = SACConfig.load(directory)
         model = cls.from_base(base or config.base_model, config, tokenizer, dtype=dtype, device=device)
         load_sac_weights(model, directory)
@@ -141,16 +143,29 @@ class SACModel(nn.Module):
         ckpt = default_checkpoint()
         return cls.from_pretrained(ckpt, **kwargs) if ckpt else cls.from_base(DEFAULT_BASE_MODEL, **kwargs)
 
+    @classmethod
+    def load(cls, spec: str | Path | None = None, **kwargs) -> SACModel:
+        """A model from a command-line style spec: ``None`` or ``"default"``, the offline default
+        (:meth:`default`); a directory holding ``sac_config.json``, that checkpoint (:meth:`from_pretrained`);
+        anything else, fresh SAC parts over that base model, a library alias, Hugging Face id or local
+        directory (:meth:`from_base`). ``kwargs`` (``dtype``, ``device``) go to the loader."""
+        if spec is None or spec == "default":
+            return cls.default(**kwargs)
+        if not isinstance(spec, (str, Path)) or not str(spec).strip():
+            raise ValueError(f"model must be a checkpoint directory or a model name, got {spec!r}")
+        spec = str(spec)
+        if _looks_like_path(spec) and not Path(spec).expanduser().exists():
+            raise FileNotFoundError(f"model {spec}: no such checkpoint directory")
+        if (Path(spec).expanduser() / CONFIG_NAME).is_file():
+            return cls.from_pretrained(Path(spec).expanduser(), **kwargs)
+        return cls.from_base(spec, **kwargs)
+
     def save_pretrained(self, directory: str | Path) -> None:
         """Write ``sac_config.json``, the PEFT adapter and the SAC embeddings as safetensors (atomically)."""
-        from sac_rag.checkpoint.native import save_sac_weights
-
         save_sac_weights(self, directory)
 
     def load_official_adapter(self, path: str | Path) -> None:
         """Load an official SAC ``adapter.pt`` / ``instruction_adapter.pt`` (refusing incomplete or foreign files)."""
-        from sac_rag.checkpoint.official import load_official_adapter
-
         load_official_adapter(self, path)
 
     # ----------------------------------------------------------------- parts
@@ -171,6 +186,16 @@ class SACModel(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.role_tokens.dtype
 
+    @property
+    def kv_shape(self) -> tuple[int, int, int]:
+        """``(layers, kv_heads, head_dim)`` of the base model's K/V (a memory's keys are
+        ``[layers, kv_heads, anchors, head_dim]``)."""
+        return kv_shape(self.base_model.config)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` by the model's tokenizer (no special tokens)."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
     def sac_parameters(self) -> dict[str, nn.Parameter]:
         """The compressor's parameters: its LoRA, the anchor (role) and special embeddings."""
         return {
@@ -189,8 +214,6 @@ class SACModel(nn.Module):
         if self.config.has_reader:
             raise ValueError("this model already has a reader adapter")
         if source is not None:
-            from sac_rag.checkpoint.native import read_reader_adapter
-
             lora, weights = read_reader_adapter(Path(source))
             rank, alpha, targets = lora.r, lora.lora_alpha, tuple(sorted(lora.target_modules))
         else:
@@ -201,8 +224,6 @@ class SACModel(nn.Module):
         add_reader(self.peft, self.config, base_name=self.config.base_model)
         self._adapter_switch = AdapterSwitch(self.peft)
         if weights is not None:
-            from sac_rag.checkpoint.native import load_reader_weights
-
             load_reader_weights(self, weights, Path(source))
         for p in self.reader_parameters().values():
             p.requires_grad_(False)
@@ -352,7 +373,7 @@ class SACModel(nn.Module):
         )
 
     def _check_memory(self, chunk: MemoryChunk) -> None:
-        layers, heads, dim = self.base_model.config.num_hidden_layers, self._kv_heads(), self._head_dim()
+        layers, heads, dim = self.kv_shape
         k = chunk.keys.shape
         if (k[0], k[1], k[3]) != (layers, heads, dim):
             raise ValueError(
@@ -363,14 +384,6 @@ class SACModel(nn.Module):
                 f"memory was made by compressor {chunk.fingerprint}, this model is {self.fingerprint}: "
                 "re-compress the passage with this model"
             )
-
-    def _kv_heads(self) -> int:
-        c = self.base_model.config
-        return getattr(c, "num_key_value_heads", None) or c.num_attention_heads
-
-    def _head_dim(self) -> int:
-        c = self.base_model.config
-        return getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
 
     def build_prompt(
         self, prompt: str | Sequence[PromptSegment], memories: Sequence[MemoryChunk] | None = None
@@ -419,27 +432,39 @@ class SACModel(nn.Module):
             return [Sink(bos), *segments]
         return segments
 
-    def _fitting_prompt(
-        self, prompt: str | Sequence[PromptSegment], memories: Sequence[MemoryChunk] | None, max_new_tokens: int
-    ) -> list[Segment]:
-        """:meth:`build_prompt`, refused when prompt and answer would run past the base model's positions."""
-        segments = self.build_prompt(prompt, memories)
+    def compose(self, segments: Sequence[Segment]) -> ComposedPrompt:
+        """A built prompt (:meth:`build_prompt`) laid out for the decoder: memories' keys rotated into their
+        places, text and [LM] at their position ids."""
+        return self.decoder().compose(list(segments))
+
+    def _check_fits(self, prompt: ComposedPrompt, max_new_tokens: int) -> None:
+        """Refuse a prompt and answer that would run past the base model's positions."""
         limit = getattr(self.base_model.config, "max_position_embeddings", None)
-        needed = composed_length(segments) + max_new_tokens
-        if limit and needed > limit:
-            n = sum(isinstance(s, MemoryChunk) for s in segments)
+        if limit and prompt.length + max_new_tokens > limit:
             raise ValueError(
-                f"the prompt covers {composed_length(segments)} positions ({n} memories included) and the answer up to "
-                f"{max_new_tokens} more, past the {limit} positions {self.config.base_model} was trained on: "
+                f"the prompt covers {prompt.length} positions ({prompt.memories} memories included) and the answer "
+                f"up to {max_new_tokens} more, past the {limit} positions {self.config.base_model} was trained on: "
                 "pass fewer or shorter passages, or a smaller max_new_tokens"
             )
-        return segments
 
     def _stop_ids(self, stop_token_ids: Sequence[int] | None) -> set[int]:
         stops = set(stop_token_ids or ())
         if self.tokenizer.eos_token_id is not None:
             stops.add(self.tokenizer.eos_token_id)
         return stops
+
+    def stream_ids(
+        self,
+        prompt: Sequence[Segment] | ComposedPrompt,
+        *,
+        max_new_tokens: int = 64,
+        stop_token_ids: Sequence[int] | None = None,
+    ) -> Iterator[int]:
+        """Greedy token ids, one at a time, from a built (:meth:`build_prompt`) or composed
+        (:meth:`compose`) prompt; a final EOS (or stop id) is included, as in the official loop."""
+        composed = prompt if isinstance(prompt, ComposedPrompt) else self.compose(prompt)
+        self._check_fits(composed, max_new_tokens)
+        return self.decoder().greedy(composed, max_new_tokens, self._stop_ids(stop_token_ids))
 
     def generate_ids(
         self,
@@ -450,8 +475,8 @@ class SACModel(nn.Module):
         stop_token_ids: Sequence[int] | None = None,
     ) -> list[int]:
         """Greedy token ids (a final EOS included, as in the official loop)."""
-        segments = self._fitting_prompt(prompt, memories, max_new_tokens)
-        return list(self.decoder().greedy(segments, max_new_tokens, self._stop_ids(stop_token_ids)))
+        segments = self.build_prompt(prompt, memories)
+        return list(self.stream_ids(segments, max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids))
 
     def generate(
         self,
@@ -474,17 +499,11 @@ class SACModel(nn.Module):
         stop_token_ids: Sequence[int] | None = None,
     ) -> Iterator[str]:
         """Yield the answer as text pieces while it is generated (greedy, same tokens as :meth:`generate`)."""
-        segments = self._fitting_prompt(prompt, memories, max_new_tokens)
-        ids: list[int] = []
-        emitted = ""
-        for token in self.decoder().greedy(segments, max_new_tokens, self._stop_ids(stop_token_ids)):
-            ids.append(token)
-            text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for the rest
-                continue
-            if len(text) > len(emitted):
-                yield text[len(emitted) :]
-                emitted = text
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        if len(text) > len(emitted):
-            yield text[len(emitted) :]
+        segments = self.build_prompt(prompt, memories)
+        ids = self.stream_ids(segments, max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids)
+        yield from TextStream(self.tokenizer, ids)
+
+
+def _looks_like_path(spec: str) -> bool:
+    """A spec spelled as a path (``/``, ``./``, ``~``, two or more ``/``), not a hub name like ``org/model``."""
+    return spec.startswith(("/", ".", "~")) or spec.count("/") > 1

@@ -7,25 +7,22 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from peft import LoraConfig, get_peft_model_state_dict, set_peft_model_state_dict
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from sac_rag.checkpoint.parts import SACParts
 from sac_rag.compression.lora import ADAPTER_NAME, READER_NAME
 from sac_rag.io import atomic_write_dir
-
-if TYPE_CHECKING:
-    from sac_rag.model import SACModel
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 EMBEDDINGS = "sac_embeddings.safetensors"
 
 
-def save_sac_weights(model: SACModel, directory: str | Path) -> None:
+def save_sac_weights(model: SACParts, directory: str | Path) -> None:
     def write(tmp: Path) -> None:
         model.config.save(tmp)
         # name the base by its portable id (PEFT records the local path it was loaded from)
@@ -60,7 +57,7 @@ def _copy_checked(target: torch.nn.Parameter, source: torch.Tensor, what: str) -
         target.copy_(source.to(device=target.device, dtype=target.dtype))
 
 
-def load_sac_weights(model: SACModel, directory: str | Path) -> None:
+def load_sac_weights(model: SACParts, directory: str | Path) -> None:
     directory = Path(directory)
     embeddings = _read(directory / EMBEDDINGS)
     for name in ("role_tokens", "special_tokens"):
@@ -74,7 +71,7 @@ def load_sac_weights(model: SACModel, directory: str | Path) -> None:
         _load_adapter(model, _read(reader_path), reader_path, READER_NAME)
 
 
-def _load_adapter(model: SACModel, weights: dict[str, torch.Tensor], path: Path, adapter: str) -> None:
+def _load_adapter(model: SACParts, weights: dict[str, torch.Tensor], path: Path, adapter: str) -> None:
     current = get_peft_model_state_dict(model.peft, adapter_name=adapter)
     if set(weights) != set(current):
         missing, unknown = sorted(set(current) - set(weights)), sorted(set(weights) - set(current))
@@ -97,6 +94,6 @@ def read_reader_adapter(directory: Path) -> tuple[LoraConfig, dict[str, torch.Te
     return config, _read(directory / ADAPTER_WEIGHTS)
 
 
-def load_reader_weights(model: SACModel, weights: dict[str, torch.Tensor], source: Path) -> None:
+def load_reader_weights(model: SACParts, weights: dict[str, torch.Tensor], source: Path) -> None:
     """Copy a PEFT adapter's weights (from :func:`read_reader_adapter`) into ``model``'s reader."""
     _load_adapter(model, weights, source / ADAPTER_WEIGHTS, READER_NAME)

@@ -29,12 +29,12 @@ def run(args: argparse.Namespace) -> int:
 
         return index_on_ray(args)
     from sac_rag.corpus import read_documents, to_passages
-    from sac_rag.pipeline import load_model, token_counter
+    from sac_rag.model import SACModel
     from sac_rag.store import MemoryStore
 
     documents = read_documents(args.paths)  # every file read and checked before the store is touched
-    model = load_model(args.model)
-    passages = to_passages(documents, args.passage_tokens, token_counter(model))
+    model = SACModel.load(args.model)
+    passages = to_passages(documents, args.passage_tokens, model.count_tokens)
     if not passages:
         raise ValueError("the given files hold no text")
     with MemoryStore.open_or_create(args.store, model, args.embedder, memory_dtype=args.memory_dtype) as store:
