@@ -15,10 +15,11 @@ from typing import TypeVar
 
 import torch
 
+from sac_rag.home import sac_home
 from sac_rag.io import atomic_write_text
 
 SQUAD_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev" / "mrqa_dev_SQuAD.jsonl.gz"
-OUT_DIR = Path("/work/runs/bench")
+OUT_DIR = sac_home() / "bench"
 QUESTION = "What is the main subject of these passages?"
 T = TypeVar("T")
 
