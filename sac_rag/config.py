@@ -98,7 +98,8 @@ class SACConfig:
 
     def identity(self) -> dict:
         """What identifies the compressor's behaviour: :meth:`to_dict` without the base model's name (its
-        config and weights identify it) and without extension fields left at their defaults."""
+        config and weights identify it) and without extension fields left at their defaults, with the
+        legacy empty ``extra`` (:data:`LEGACY_IDENTITY`) so that existing fingerprints stay as they were."""
         d = {**self.to_dict(), **LEGACY_IDENTITY}
         d.pop("base_model", None)
         defaults = SACConfig().to_dict()

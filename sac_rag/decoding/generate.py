@@ -88,6 +88,7 @@ class MemoryDecoder:
         if max_new_tokens < 1:
             return
         cache, logits, position = self.prefill(prompt)
+        del prompt  # the cache holds what is needed: placed memories can go once the cache grows past them
         for step in range(max_new_tokens):
             token = int(torch.argmax(logits))
             yield token

@@ -113,6 +113,7 @@ class SACRAG:
         n = self._n(max_new_tokens)
         t0 = time.perf_counter()
         tokens = TextStream(self.model.tokenizer, self.model.stream_ids(composed, max_new_tokens=n))
+        del composed  # held by the decoder only until the cache has it
         for piece in tokens:
             if not pieces:
                 figures.prefill_s, t0 = time.perf_counter() - t0, time.perf_counter()
