@@ -54,17 +54,20 @@ def test_raw_text_mode_reads_the_same_passages_as_text(rag, sac):
 
 
 def test_query_builds_and_composes_the_prompt_once(rag, sac, monkeypatch):
+    from sac_rag.decoding.generate import MemoryDecoder
     from sac_rag.memory.geometry import full_kv_nbytes
 
     calls = {"build_prompt": 0, "compose": 0}
-    for name in calls:
-        original = getattr(sac, name)
 
-        def counted(*args, _name=name, _original=original, **kwargs):
-            calls[_name] += 1
-            return _original(*args, **kwargs)
+    def counting(name, original):
+        def counted(*args, **kwargs):
+            calls[name] += 1
+            return original(*args, **kwargs)
 
-        monkeypatch.setattr(sac, name, counted)
+        return counted
+
+    monkeypatch.setattr(sac, "build_prompt", counting("build_prompt", sac.build_prompt))
+    monkeypatch.setattr(MemoryDecoder, "compose", counting("compose", MemoryDecoder.compose))  # whoever composes
     question = "Where was Alan Turing born in 1912?"
     for raw_text in (False, True):
         calls.update(build_prompt=0, compose=0)
