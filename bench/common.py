@@ -15,10 +15,11 @@ from typing import TypeVar
 
 import torch
 
+from sac_rag.home import sac_home
 from sac_rag.io import atomic_write_text
 
 SQUAD_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev" / "mrqa_dev_SQuAD.jsonl.gz"
-OUT_DIR = Path("/work/runs/bench")
+OUT_DIR = sac_home() / "bench"
 QUESTION = "What is the main subject of these passages?"
 T = TypeVar("T")
 
@@ -101,6 +102,30 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> d
 
     runs = interleaved({k: timed(fn) for k, fn in fns.items()}, repeats)
     return {k: statistics.median(v) for k, v in runs.items()}
+
+
+def timed_answer(decoder, segments: list, new_tokens: int) -> Callable[[], tuple[float, float]]:
+    """A run that decodes exactly ``new_tokens`` greedy tokens: (time to first token, time to the last)."""
+
+    def run() -> tuple[float, float]:
+        t0 = time.perf_counter()
+        tokens = decoder.greedy(segments, new_tokens, set())
+        next(tokens)
+        t1 = time.perf_counter()
+        for _ in tokens:
+            pass
+        return t1 - t0, time.perf_counter() - t0
+
+    return run
+
+
+def answer_times(name: str, times: Sequence[tuple[float, float]], new_tokens: int) -> dict[str, float]:
+    """Medians of :func:`timed_answer` runs: TTFT and total in ms, decode speed in tokens/s."""
+    return {
+        f"ttft_ms_{name}": 1000 * statistics.median(t for t, _ in times),
+        f"total_ms_{name}": 1000 * statistics.median(total for _, total in times),
+        f"decode_tok_s_{name}": statistics.median((new_tokens - 1) / (total - t) for t, total in times),
+    }
 
 
 def machine() -> dict:

@@ -27,7 +27,8 @@ import faiss
 
 from sac_rag.corpus import to_passages
 from sac_rag.corpus.demo_corpus import wikipedia_articles
-from sac_rag.pipeline import SACRAG, load_model, token_counter
+from sac_rag.model import SACModel
+from sac_rag.pipeline import SACRAG
 from sac_rag.store import MemoryStore
 from sac_rag.store.layout import MANIFEST, SHARDS
 from sac_rag.store.shards import sha256_file
@@ -123,8 +124,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json", default=None, help="also write the figures here")
     args = p.parse_args()
-    model = load_model(args.model)
-    texts = to_passages(wikipedia_articles(limit=max(8, args.passages // 4)), 160, token_counter(model)).texts
+    model = SACModel.load(args.model)
+    texts = to_passages(wikipedia_articles(limit=max(8, args.passages // 4)), 160, model.count_tokens).texts
     result = measure(model, texts[: args.passages], k=args.k, repeats=args.repeats, dtype=args.dtype)
     print(json.dumps(result, indent=1))
     print(

@@ -95,7 +95,7 @@ def one_query(args: argparse.Namespace) -> dict:
     else:
         memories = load_memories(Path(args.memories) / f"{method}.safetensors")
         segments = model.build_prompt(QUESTION, memories=memories)
-    decoder = model._decoder()
+    decoder = model.decoder()
     list(decoder.greedy(model.build_prompt(QUESTION), 2, set()))  # page in the (mmapped) weights first
     gc.collect()
     before = rss_bytes()

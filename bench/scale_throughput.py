@@ -22,7 +22,7 @@ import torch
 
 from sac_rag.corpus import to_passages
 from sac_rag.corpus.demo_corpus import wikipedia_articles
-from sac_rag.pipeline import load_model, token_counter
+from sac_rag.model import SACModel
 from sac_rag.scale import index_with_ray
 from sac_rag.store import MemoryStore
 
@@ -31,7 +31,7 @@ def passages(model, count: int, tokens: int) -> list[str]:
     texts: list[str] = []
     limit = 8
     while len(texts) < count:
-        texts = to_passages(wikipedia_articles(limit=limit), tokens, token_counter(model)).texts
+        texts = to_passages(wikipedia_articles(limit=limit), tokens, model.count_tokens).texts
         limit *= 2
         if limit > 4096:
             break
@@ -59,7 +59,7 @@ def main() -> None:
 
     import ray
 
-    model = load_model(args.model)
+    model = SACModel.load(args.model)
     texts = passages(model, args.passages, args.passage_tokens)
     tokens = sum(len(model.tokenizer(t)["input_ids"]) for t in texts) / len(texts)
     print(f"{len(texts)} passages, {tokens:.0f} tokens each on average; load average {os.getloadavg()[0]:.1f}")

@@ -12,11 +12,20 @@ decode speed is (new tokens - 1) / (total - TTFT) per run.
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from bench.common import QUESTION, interleaved, parser, passages, report, setup, sized_passages, table
+from bench.common import (
+    QUESTION,
+    answer_times,
+    interleaved,
+    parser,
+    passages,
+    report,
+    setup,
+    sized_passages,
+    table,
+    timed_answer,
+)
 from sac_rag.model import SACModel
 from sac_rag.text.prompt import context_ids, encode, question_ids
 
@@ -29,7 +38,7 @@ def raw_prompt(model: SACModel, texts: Sequence[str]) -> list[list[int]]:
 
 def measure(model: SACModel, texts: Sequence[str], ks: Sequence[int], new_tokens: int, repeats: int) -> list[dict]:
     """One row per k: TTFT and total time per method, and the ratios against SAC."""
-    decoder = model._decoder()
+    decoder = model.decoder()
     sac = model.compress(list(texts))
     full = model.encode_full_kv(list(texts))
     rows = []
@@ -40,24 +49,10 @@ def measure(model: SACModel, texts: Sequence[str], ks: Sequence[int], new_tokens
             "sac": model.build_prompt(QUESTION, memories=sac[:k]),
         }
 
-        def timed(segments: list) -> Callable[[], tuple[float, float]]:
-            def run() -> tuple[float, float]:  # (time to first token, time to the last token)
-                t0 = time.perf_counter()
-                tokens = decoder.greedy(segments, new_tokens, set())
-                next(tokens)
-                t1 = time.perf_counter()
-                for _ in tokens:
-                    pass
-                return t1 - t0, time.perf_counter() - t0
-
-            return run
-
-        runs = interleaved({m: timed(s) for m, s in prompts.items()}, repeats)
+        runs = interleaved({m: timed_answer(decoder, s, new_tokens) for m, s in prompts.items()}, repeats)
         row = {"k": k, "raw_tokens": len(prompts["raw"][0])}
         for m, times in runs.items():
-            row[f"ttft_ms_{m}"] = 1000 * statistics.median(t for t, _ in times)
-            row[f"total_ms_{m}"] = 1000 * statistics.median(total for _, total in times)
-            row[f"decode_tok_s_{m}"] = statistics.median((new_tokens - 1) / (total - t) for t, total in times)
+            row.update(answer_times(m, times, new_tokens))
         row["ttft_raw_over_sac"] = row["ttft_ms_raw"] / row["ttft_ms_sac"]
         row["ttft_fullkv_over_sac"] = row["ttft_ms_full_kv"] / row["ttft_ms_sac"]
         row["total_raw_over_sac"] = row["total_ms_raw"] / row["total_ms_sac"]

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from sac_rag.io import atomic_write_text
 
 CONFIG_NAME = "sac_config.json"
 FORMAT_VERSION = 1
+# sac_rag's extensions of the official design; off (at their defaults) they leave a model's identity unchanged
+EXTENSION_FIELDS = ("attention_sink", "reader_rank", "reader_alpha", "reader_targets")
+# Configs once had a free-form ``extra`` dict, always empty: saved configs still carry ``"extra": {}``, and the
+# identity text keeps it so that the fingerprints of existing compressors (and their stores) do not change.
+LEGACY_IDENTITY = {"extra": {}}
 
 
 @dataclass
@@ -17,7 +22,20 @@ class SACConfig:
     """Configuration of a SAC compressor.
 
     Defaults follow the official release at ratio 5: chunks of 510 tokens, LoRA rank 128 with scale
-    ``lora_alpha / lora_rank = 2`` on ``q_proj`` and ``v_proj``.
+    ``lora_alpha / lora_rank = 2`` on ``q_proj`` and ``v_proj``, no attention sink and no reader.
+
+    Fields:
+        ratio: keep every ``ratio``-th token of a chunk as an anchor (SAC_SPEC section 4).
+        chunk_size: tokens per bidirectionally encoded chunk.
+        lora_rank, lora_alpha, lora_targets: the compressor's LoRA (scale ``lora_alpha / lora_rank``).
+        context_prefix, question_prefix, answer_prefix: the official prompt strings (SAC_SPEC section 2).
+        base_model: the base LM's portable name (a library alias, Hugging Face id or local directory).
+        attention_sink: sac_rag extension; the decoder reads the BOS token's K/V (its own, at position 1)
+            before the composed SAC memories, the attention sink the anchor layout never keeps.
+        reader_rank, reader_alpha, reader_targets: sac_rag extension; a second LoRA ("reader") over the
+            same base weights, active whenever the decoder runs (memories, raw text, full per-passage KV).
+            ``reader_rank = 0``: no reader, the decoder is the plain base (the official design).
+            ``reader_alpha / reader_rank`` scales it; ``reader_targets`` names the projections it adapts.
     """
 
     ratio: int = 5
@@ -29,10 +47,14 @@ class SACConfig:
     question_prefix: str = "\n### Question:\n"
     answer_prefix: str = "\n### Answer:\n"
     base_model: str | None = None
-    extra: dict = field(default_factory=dict)
+    attention_sink: bool = False
+    reader_rank: int = 0
+    reader_alpha: float = 64.0
+    reader_targets: tuple[str, ...] = ("q_proj", "v_proj")
 
     def __post_init__(self) -> None:
         self.lora_targets = tuple(self.lora_targets)
+        self.reader_targets = tuple(self.reader_targets)
         if not isinstance(self.ratio, int) or self.ratio < 1:
             raise ValueError(f"ratio must be a positive integer, got {self.ratio!r}")
         if not isinstance(self.chunk_size, int) or self.chunk_size < 1:
@@ -43,9 +65,21 @@ class SACConfig:
             raise ValueError(f"lora_rank must be >= 1, got {self.lora_rank!r}")
         if not self.lora_targets:
             raise ValueError("lora_targets must name at least one projection")
+        if not isinstance(self.attention_sink, bool):
+            raise ValueError(f"attention_sink must be true or false, got {self.attention_sink!r}")
+        if not isinstance(self.reader_rank, int) or self.reader_rank < 0:
+            raise ValueError(f"reader_rank must be an integer >= 0 (0: no reader), got {self.reader_rank!r}")
+        if self.reader_rank and not self.reader_targets:
+            raise ValueError("reader_targets must name at least one projection")
+
+    @property
+    def has_reader(self) -> bool:
+        """Whether the decoder runs with a reader adapter (else it is the plain base)."""
+        return self.reader_rank > 0
 
     @property
     def lora_scale(self) -> float:
+        """The compressor LoRA's scale, ``lora_alpha / lora_rank``."""
         return self.lora_alpha / self.lora_rank
 
     @property
@@ -58,15 +92,31 @@ class SACConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["lora_targets"] = list(self.lora_targets)
+        d["reader_targets"] = list(self.reader_targets)
         d["format_version"] = FORMAT_VERSION
+        return d
+
+    def identity(self) -> dict:
+        """What identifies the compressor's behaviour: :meth:`to_dict` without the base model's name (its
+        config and weights identify it) and without extension fields left at their defaults, with the
+        legacy empty ``extra`` (:data:`LEGACY_IDENTITY`) so that existing fingerprints stay as they were."""
+        d = {**self.to_dict(), **LEGACY_IDENTITY}
+        d.pop("base_model", None)
+        defaults = SACConfig().to_dict()
+        for name in EXTENSION_FIELDS:
+            if d[name] == defaults[name]:
+                del d[name]
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> SACConfig:
+        """The config of :meth:`to_dict` (older files' empty ``extra`` accepted and dropped)."""
         d = dict(d)
         version = d.pop("format_version", FORMAT_VERSION)
         if version > FORMAT_VERSION:
             raise ValueError(f"sac_config format_version {version} is newer than this sac_rag supports")
+        if d.pop("extra", {}):
+            raise ValueError("SACConfig no longer has 'extra' metadata: keep free-form notes beside the checkpoint")
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -74,10 +124,12 @@ class SACConfig:
         return cls(**d)
 
     def save(self, directory: str | Path) -> None:
+        """Write ``sac_config.json`` into ``directory`` (atomically)."""
         atomic_write_text(Path(directory) / CONFIG_NAME, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, directory: str | Path) -> SACConfig:
+        """Read ``directory``'s ``sac_config.json``, naming the file when it is missing or invalid."""
         path = Path(directory) / CONFIG_NAME
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found: not a sac_rag checkpoint directory")

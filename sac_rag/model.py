@@ -1,4 +1,5 @@
-"""SACModel: the high-level API. One set of base weights serves as compressor (LoRA on) and decoder (LoRA off)."""
+"""SACModel: the high-level API. One set of base weights serves as compressor (its LoRA on) and decoder
+(the plain base, or the base with a reader LoRA for our own models)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,24 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from sac_rag.checkpoint.native import load_reader_weights, load_sac_weights, read_reader_adapter, save_sac_weights
+from sac_rag.checkpoint.official import load_official_adapter
 from sac_rag.compression.encoder import AnchorKV, encode_anchor_kv
-from sac_rag.compression.lora import AdapterSwitch, attach_lora, lora_parameters
-from sac_rag.config import SACConfig
+from sac_rag.compression.lora import (
+    ADAPTER_NAME,
+    READER_NAME,
+    AdapterSwitch,
+    add_reader,
+    attach_lora,
+    lora_parameters,
+)
+from sac_rag.config import CONFIG_NAME, SACConfig
 from sac_rag.decoding.generate import MemoryDecoder
+from sac_rag.decoding.text import TextStream
 from sac_rag.home import DEFAULT_BASE_MODEL, resolve_model_path
 from sac_rag.memory.chunk import MemoryChunk
-from sac_rag.memory.compose import LM, Segment, composed_length
+from sac_rag.memory.compose import LM, ComposedPrompt, Segment, Sink
+from sac_rag.memory.geometry import kv_shape
 from sac_rag.memory.rope import RotaryShifter
 from sac_rag.text.prompt import bos_ids, context_ids, encode, question_ids
 
@@ -58,6 +70,10 @@ class SACModel(nn.Module):
         with torch.random.fork_rng(devices=[]):  # PEFT draws lora_A from the global generator
             torch.manual_seed(0)
             self.peft = attach_lora(base, config, base_name=base_name)
+            if config.has_reader:
+                add_reader(self.peft, config, base_name=base_name)
+        for p in self.reader_parameters().values():
+            p.requires_grad_(False)  # trained only when a training task asks for it
         self._adapter_switch = AdapterSwitch(self.peft)
         hidden = base.config.hidden_size
         param = next(base.parameters())
@@ -114,8 +130,6 @@ class SACModel(nn.Module):
         device: str | torch.device | None = None,
     ) -> SACModel:
         """Load a checkpoint written by :meth:`save_pretrained` (its base model by name, unless ``base`` is given)."""
-        from sac_rag.checkpoint.native import load_sac_weights
-
         config = SACConfig.load(directory)
         model = cls.from_base(base or config.base_model, config, tokenizer, dtype=dtype, device=device)
         load_sac_weights(model, directory)
@@ -129,16 +143,29 @@ class SACModel(nn.Module):
         ckpt = default_checkpoint()
         return cls.from_pretrained(ckpt, **kwargs) if ckpt else cls.from_base(DEFAULT_BASE_MODEL, **kwargs)
 
+    @classmethod
+    def load(cls, spec: str | Path | None = None, **kwargs) -> SACModel:
+        """A model from a command-line style spec: ``None`` or ``"default"``, the offline default
+        (:meth:`default`); a directory holding ``sac_config.json``, that checkpoint (:meth:`from_pretrained`);
+        anything else, fresh SAC parts over that base model, a library alias, Hugging Face id or local
+        directory (:meth:`from_base`). ``kwargs`` (``dtype``, ``device``) go to the loader."""
+        if spec is None or spec == "default":
+            return cls.default(**kwargs)
+        if not isinstance(spec, (str, Path)) or not str(spec).strip():
+            raise ValueError(f"model must be a checkpoint directory or a model name, got {spec!r}")
+        spec = str(spec)
+        if _looks_like_path(spec) and not Path(spec).expanduser().exists():
+            raise FileNotFoundError(f"model {spec}: no such checkpoint directory")
+        if (Path(spec).expanduser() / CONFIG_NAME).is_file():
+            return cls.from_pretrained(Path(spec).expanduser(), **kwargs)
+        return cls.from_base(spec, **kwargs)
+
     def save_pretrained(self, directory: str | Path) -> None:
         """Write ``sac_config.json``, the PEFT adapter and the SAC embeddings as safetensors (atomically)."""
-        from sac_rag.checkpoint.native import save_sac_weights
-
         save_sac_weights(self, directory)
 
     def load_official_adapter(self, path: str | Path) -> None:
         """Load an official SAC ``adapter.pt`` / ``instruction_adapter.pt`` (refusing incomplete or foreign files)."""
-        from sac_rag.checkpoint.official import load_official_adapter
-
         load_official_adapter(self, path)
 
     # ----------------------------------------------------------------- parts
@@ -159,30 +186,66 @@ class SACModel(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.role_tokens.dtype
 
+    @property
+    def kv_shape(self) -> tuple[int, int, int]:
+        """``(layers, kv_heads, head_dim)`` of the base model's K/V (a memory's keys are
+        ``[layers, kv_heads, anchors, head_dim]``)."""
+        return kv_shape(self.base_model.config)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` by the model's tokenizer (no special tokens)."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
     def sac_parameters(self) -> dict[str, nn.Parameter]:
-        """The trainable SAC parameters: LoRA, anchor (role) and special embeddings."""
-        return {"role_tokens": self.role_tokens, "special_tokens": self.special_tokens, **lora_parameters(self.peft)}
+        """The compressor's parameters: its LoRA, the anchor (role) and special embeddings."""
+        return {
+            "role_tokens": self.role_tokens,
+            "special_tokens": self.special_tokens,
+            **lora_parameters(self.peft, ADAPTER_NAME),
+        }
+
+    def reader_parameters(self) -> dict[str, nn.Parameter]:
+        """The reader adapter's LoRA tensors (empty when the model has no reader)."""
+        return lora_parameters(self.peft, READER_NAME) if self.config.has_reader else {}
+
+    def add_reader(self, source: str | Path | None = None, *, rank: int = 32, alpha: float | None = None) -> None:
+        """Give the decoder a reader adapter: the PEFT LoRA adapter in ``source`` (e.g. a Full-FT run's
+        ``final/``), or a fresh one of ``rank`` (alpha ``2 * rank`` unless given) on the compressor's targets."""
+        if self.config.has_reader:
+            raise ValueError("this model already has a reader adapter")
+        if source is not None:
+            lora, weights = read_reader_adapter(Path(source))
+            rank, alpha, targets = lora.r, lora.lora_alpha, tuple(sorted(lora.target_modules))
+        else:
+            weights, targets = None, self.config.lora_targets
+        self.config.reader_rank = rank
+        self.config.reader_alpha = float(alpha if alpha is not None else 2 * rank)
+        self.config.reader_targets = targets
+        add_reader(self.peft, self.config, base_name=self.config.base_model)
+        self._adapter_switch = AdapterSwitch(self.peft)
+        if weights is not None:
+            load_reader_weights(self, weights, Path(source))
+        for p in self.reader_parameters().values():
+            p.requires_grad_(False)
 
     @contextmanager
-    def adapter(self, enabled: bool):
-        """Run with the compressor's LoRA on (compressor) or off (decoder); serialises model use across threads."""
+    def adapter(self, enabled: bool, *, reader: bool = True):
+        """Run as the compressor (``enabled``: its LoRA on) or as the decoder (the reader adapter when the
+        model has one and ``reader`` is left on, else the plain base); serialises model use across threads."""
         with self._lock:
-            if enabled:
+            active = ADAPTER_NAME if enabled else READER_NAME if reader and self.config.has_reader else None
+            with self._adapter_switch.use(active):
                 yield
-            else:
-                with self._adapter_switch.off():
-                    yield
 
     @property
     def fingerprint(self) -> str:
         """Identifies base model + adapter + config; recomputed only when a SAC parameter changed."""
-        params = self.sac_parameters()
-        version = tuple(p._version for p in params.values()) + (id(self.role_tokens),)
+        params = {**self.sac_parameters(), **self.reader_parameters()}
+        config_text = json.dumps(self.config.identity(), sort_keys=True)
+        version = (*(p._version for p in params.values()), id(self.role_tokens), config_text)
         if self._fingerprint is None or self._fingerprint[0] != version:
             h = hashlib.sha256()
-            sac_config = self.config.to_dict()
-            sac_config.pop("base_model", None)  # an id or a local path; the base's config and weights identify it
-            h.update(json.dumps(sac_config, sort_keys=True).encode())
+            h.update(config_text.encode())
             base_config = self.base_model.config.to_dict()
             base_config.pop("_name_or_path", None)  # where the base was loaded from is not what it is
             h.update(json.dumps(base_config, sort_keys=True, default=str).encode())
@@ -205,7 +268,8 @@ class SACModel(nn.Module):
     ) -> list[AnchorKV]:
         """Anchor K/V of token sequences (differentiable: training calls this with grad enabled).
 
-        ``full_kv=True`` keeps every token's K/V from the plain base instead (causal, adapter off).
+        ``full_kv=True`` keeps every token's K/V from the decoder instead (causal; the plain base, or the
+        base with the reader adapter when the model has one).
         """
         with self.adapter(not full_kv):
             return encode_anchor_kv(
@@ -249,7 +313,7 @@ class SACModel(nn.Module):
         position_offset: int = 1,
         progress: bool = False,
     ) -> list[MemoryChunk]:
-        """Every token's K/V from the plain base model (causal, no adapter): full per-passage KV reuse.
+        """Every token's K/V from the decoder (causal; plain base or reader): full per-passage KV reuse.
 
         The uncompressed reference (TurboRAG-style): composes like SAC memories, but no [LM] follows it.
         """
@@ -296,18 +360,20 @@ class SACModel(nn.Module):
         return sequences
 
     # ----------------------------------------------------------------- decoding
-    def _decoder(self) -> MemoryDecoder:
+    def decoder(self, *, reader: bool = True) -> MemoryDecoder:
+        """The decoder over this model's weights: compressor LoRA off, the reader adapter on if the model
+        has one (``reader=False``: the plain base, e.g. to measure what the reader costs)."""
         return MemoryDecoder(
             self.transformer,
             self.base_model.get_output_embeddings(),
             self.base_model.get_input_embeddings(),
             self.special_tokens[1],
             self.shifter,
-            lambda: self.adapter(False),
+            lambda: self.adapter(False, reader=reader),
         )
 
     def _check_memory(self, chunk: MemoryChunk) -> None:
-        layers, heads, dim = self.base_model.config.num_hidden_layers, self._kv_heads(), self._head_dim()
+        layers, heads, dim = self.kv_shape
         k = chunk.keys.shape
         if (k[0], k[1], k[3]) != (layers, heads, dim):
             raise ValueError(
@@ -319,14 +385,6 @@ class SACModel(nn.Module):
                 "re-compress the passage with this model"
             )
 
-    def _kv_heads(self) -> int:
-        c = self.base_model.config
-        return getattr(c, "num_key_value_heads", None) or c.num_attention_heads
-
-    def _head_dim(self) -> int:
-        c = self.base_model.config
-        return getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-
     def build_prompt(
         self, prompt: str | Sequence[PromptSegment], memories: Sequence[MemoryChunk] | None = None
     ) -> list[Segment]:
@@ -335,14 +393,15 @@ class SACModel(nn.Module):
         ``prompt`` as a string with ``memories``: the official layout, memories then [LM] and the
         question in its template. ``prompt`` as a list of strings and MemoryChunks: text encoded as
         is, [LM] right after the last SAC memory (full-KV memories get none). A prompt that starts
-        with text gets the BOS token.
+        with text gets the BOS token; one that starts with a SAC memory gets the attention sink when
+        the config asks for it.
         """
         if isinstance(prompt, str):
             if memories:
                 for m in memories:
                     self._check_memory(m)
                 lm = [LM] if any(_is_sac(m) for m in memories) else []
-                return [*memories, *lm, question_ids(self.tokenizer, prompt, self.config)]
+                return self._with_sink([*memories, *lm, question_ids(self.tokenizer, prompt, self.config)])
             return [bos_ids(self.tokenizer) + encode(self.tokenizer, prompt)]
         if memories:
             raise ValueError("pass memories either inside the segment list or as `memories`, not both")
@@ -359,29 +418,53 @@ class SACModel(nn.Module):
                 segments.append(bos_ids(self.tokenizer) + ids if i == 0 else ids)
             else:
                 raise TypeError(f"prompt segment {i} is {type(seg).__name__}: expected str or MemoryChunk")
+        return self._with_sink(segments)
+
+    def memory_prompt(self, memories: Sequence[MemoryChunk], tail: Sequence[Segment]) -> list[Segment]:
+        """``memories`` then ``tail`` (e.g. [LM] and token ids), with the attention sink when configured:
+        the decoder's input layout, shared by serving and training."""
+        return self._with_sink([*memories, *tail])
+
+    def _with_sink(self, segments: list[Segment]) -> list[Segment]:
+        opens_with_memory = bool(segments) and isinstance(segments[0], MemoryChunk) and _is_sac(segments[0])
+        bos = self.tokenizer.bos_token_id
+        if self.config.attention_sink and opens_with_memory and bos is not None:
+            return [Sink(bos), *segments]
         return segments
 
-    def _fitting_prompt(
-        self, prompt: str | Sequence[PromptSegment], memories: Sequence[MemoryChunk] | None, max_new_tokens: int
-    ) -> list[Segment]:
-        """:meth:`build_prompt`, refused when prompt and answer would run past the base model's positions."""
-        segments = self.build_prompt(prompt, memories)
+    def compose(self, segments: Sequence[Segment]) -> ComposedPrompt:
+        """A built prompt (:meth:`build_prompt`) laid out for the decoder: memories' keys rotated into their
+        places, text and [LM] at their position ids."""
+        return self.decoder().compose(list(segments))
+
+    def _check_fits(self, prompt: ComposedPrompt, max_new_tokens: int) -> None:
+        """Refuse a prompt and answer that would run past the base model's positions."""
         limit = getattr(self.base_model.config, "max_position_embeddings", None)
-        needed = composed_length(segments) + max_new_tokens
-        if limit and needed > limit:
-            n = sum(isinstance(s, MemoryChunk) for s in segments)
+        if limit and prompt.length + max_new_tokens > limit:
             raise ValueError(
-                f"the prompt covers {composed_length(segments)} positions ({n} memories included) and the answer up to "
-                f"{max_new_tokens} more, past the {limit} positions {self.config.base_model} was trained on: "
+                f"the prompt covers {prompt.length} positions ({prompt.memories} memories included) and the answer "
+                f"up to {max_new_tokens} more, past the {limit} positions {self.config.base_model} was trained on: "
                 "pass fewer or shorter passages, or a smaller max_new_tokens"
             )
-        return segments
 
     def _stop_ids(self, stop_token_ids: Sequence[int] | None) -> set[int]:
         stops = set(stop_token_ids or ())
         if self.tokenizer.eos_token_id is not None:
             stops.add(self.tokenizer.eos_token_id)
         return stops
+
+    def stream_ids(
+        self,
+        prompt: Sequence[Segment] | ComposedPrompt,
+        *,
+        max_new_tokens: int = 64,
+        stop_token_ids: Sequence[int] | None = None,
+    ) -> Iterator[int]:
+        """Greedy token ids, one at a time, from a built (:meth:`build_prompt`) or composed
+        (:meth:`compose`) prompt; a final EOS (or stop id) is included, as in the official loop."""
+        composed = prompt if isinstance(prompt, ComposedPrompt) else self.compose(prompt)
+        self._check_fits(composed, max_new_tokens)
+        return self.decoder().greedy(composed, max_new_tokens, self._stop_ids(stop_token_ids))
 
     def generate_ids(
         self,
@@ -392,8 +475,8 @@ class SACModel(nn.Module):
         stop_token_ids: Sequence[int] | None = None,
     ) -> list[int]:
         """Greedy token ids (a final EOS included, as in the official loop)."""
-        segments = self._fitting_prompt(prompt, memories, max_new_tokens)
-        return list(self._decoder().greedy(segments, max_new_tokens, self._stop_ids(stop_token_ids)))
+        segments = self.build_prompt(prompt, memories)
+        return list(self.stream_ids(segments, max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids))
 
     def generate(
         self,
@@ -416,17 +499,11 @@ class SACModel(nn.Module):
         stop_token_ids: Sequence[int] | None = None,
     ) -> Iterator[str]:
         """Yield the answer as text pieces while it is generated (greedy, same tokens as :meth:`generate`)."""
-        segments = self._fitting_prompt(prompt, memories, max_new_tokens)
-        ids: list[int] = []
-        emitted = ""
-        for token in self._decoder().greedy(segments, max_new_tokens, self._stop_ids(stop_token_ids)):
-            ids.append(token)
-            text = self.tokenizer.decode(ids, skip_special_tokens=True)
-            if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for the rest
-                continue
-            if len(text) > len(emitted):
-                yield text[len(emitted) :]
-                emitted = text
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        if len(text) > len(emitted):
-            yield text[len(emitted) :]
+        segments = self.build_prompt(prompt, memories)
+        ids = self.stream_ids(segments, max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids)
+        yield from TextStream(self.tokenizer, ids)
+
+
+def _looks_like_path(spec: str) -> bool:
+    """A spec spelled as a path (``/``, ``./``, ``~``, two or more ``/``), not a hub name like ``org/model``."""
+    return spec.startswith(("/", ".", "~")) or spec.count("/") > 1

@@ -81,3 +81,13 @@ def test_sized_passages_cut_real_contexts_to_the_chunk_size(tmp_path):
     assert all(abs(len(tok(t, add_special_tokens=False)["input_ids"]) - 64) <= 2 for t in out)
     with pytest.raises(ValueError, match="too few contexts"):
         sized_passages(data, 20, 64, tok)
+
+
+def test_reader_cost():
+    from bench import reader_cost
+
+    model = sac_model(reader_rank=4, reader_alpha=8.0)
+    texts = [text_of_tokens(n, seed=n) for n in (30, 44)]
+    row = reader_cost.measure(model, texts, k=2, new_tokens=3, repeats=1)
+    assert row["ttft_ms_sac_reader"] > 0 and row["decode_tok_s_raw_base"] > 0
+    assert row["ttft_sac_reader_over_base"] == row["ttft_ms_sac_reader"] / row["ttft_ms_sac_base"]

@@ -69,3 +69,19 @@ def test_score_and_aggregate_macro_micro():
     assert agg["micro"]["em"] == pytest.approx(200 / 3)  # mean over questions
     assert agg["macro"]["n"] == agg["micro"]["n"] == 3
     assert math.isnan(aggregate([])["micro"]["f1"])
+
+
+def test_standard_errors_of_the_means():
+    import math
+    import statistics
+
+    from sac_rag.eval.metrics import aggregate
+
+    rows = [{"dataset": "A", "f1": v} for v in (0.0, 1.0, 0.5, 1.0)] + [{"dataset": "B", "f1": v} for v in (0.2, 0.4)]
+    out = aggregate(rows, keys=("f1",))
+    se_a = statistics.stdev([0, 100, 50, 100]) / 2
+    se_b = statistics.stdev([20, 40]) / math.sqrt(2)
+    assert out["datasets"]["A"]["f1_se"] == pytest.approx(se_a)
+    assert out["macro"]["f1_se"] == pytest.approx(math.sqrt(se_a**2 + se_b**2) / 2)
+    assert out["micro"]["f1_se"] == pytest.approx(statistics.stdev([0, 100, 50, 100, 20, 40]) / math.sqrt(6))
+    assert math.isnan(aggregate(rows[:1], keys=("f1",))["micro"]["f1_se"])

@@ -7,17 +7,18 @@ import asyncio
 import numpy as np
 import pytest
 import torch
-from test_integration_support import CORPUS, HashingEmbedder, slow_model, ticks_during, tiny_session
+from test_integration_support import CORPUS, HashingEmbedder, same_chunk, slow_model, ticks_during, tiny_session
 
-from integrations.core import (
+from sac_rag import MemoryChunk
+from sac_rag.bridge import (
     ForgedReferenceError,
     MemoryRegistry,
     ReferenceSigner,
     SACSession,
     UnresolvableReferenceError,
     json_safe,
+    verified_store_ids,
 )
-from sac_rag import MemoryChunk
 from sac_rag.store import MemoryStore
 
 
@@ -28,10 +29,6 @@ def session():
 
 def fake_chunk(length: int = 10) -> MemoryChunk:
     return MemoryChunk(torch.zeros(2, 2, 2, 16), torch.zeros(2, 2, 2, 16), torch.tensor([4, 9]), length)
-
-
-def same_chunk(a: MemoryChunk, b: MemoryChunk) -> bool:
-    return torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values) and a.length == b.length
 
 
 # ----------------------------------------------------------------- references
@@ -134,25 +131,64 @@ def test_stop_strings_cut_the_answer(session):
     assert "".join(session.stream(prompt, max_new_tokens=12, stop=[stop, "never"])) == cut
 
 
-def test_store_memories_are_used_without_compressing(session, tmp_path, monkeypatch):
+@pytest.fixture
+def store_session(session, tmp_path):
+    """A session over a store holding CORPUS[:2]; yields the session and the passages' ids."""
     store = MemoryStore.create(tmp_path / "store", session.model, embedder=HashingEmbedder())
     ids = store.add(CORPUS[:2], progress=False)
-    with_store = SACSession(session.model, store=store, max_new_tokens=6)
-    calls, compress = [], session.model.compress
-    monkeypatch.setattr(
-        session.model, "compress", lambda texts, **kw: calls.append(list(texts)) or compress(texts, **kw)
-    )
-    texts = [None, CORPUS[2], "ignored: the store has it"]
-    mems, report = with_store.attach_with_report(texts, [ids[1], None, ids[0]])
+    yield SACSession(session.model, store=store, max_new_tokens=6), ids
+    store.close()
+
+
+def count_compressions(monkeypatch, model) -> list[list[str]]:
+    """The batches ``model.compress`` is called with, recorded from now on."""
+    calls, compress = [], model.compress
+    monkeypatch.setattr(model, "compress", lambda texts, **kw: calls.append(list(texts)) or compress(texts, **kw))
+    return calls
+
+
+def test_store_memories_are_used_without_compressing(store_session, monkeypatch):
+    with_store, ids = store_session
+    store = with_store.store
+    calls = count_compressions(monkeypatch, with_store.model)
+    texts = [CORPUS[1], CORPUS[2], CORPUS[0], CORPUS[1]]
+    mems, report = with_store.attach_with_report(texts, [ids[1], None, ids[0], ids[1]])
     monkeypatch.undo()
     assert calls == [[CORPUS[2]]]  # only the passage without a store id was compressed
-    assert report.from_store == 2 and report.compressed == 1
-    for mem, sid in [(mems[0], ids[1]), (mems[2], ids[0])]:
+    assert report.from_store == 3 and report.compressed == 1
+    for mem, sid in [(mems[0], ids[1]), (mems[2], ids[0]), (mems[3], ids[1])]:
         assert same_chunk(mem.chunk, store.memories([sid])[0])
-    assert "sac_text_bytes" not in mems[0].figures
+    assert mems[0].reference == mems[3].reference
     prompt = f"{mems[0].reference}\nAnswer:"
-    assert with_store.generate(prompt) == session.model.generate([mems[0].chunk, "\nAnswer:"], max_new_tokens=6)
-    store.close()
+    assert with_store.generate(prompt) == with_store.model.generate([mems[0].chunk, "\nAnswer:"], max_new_tokens=6)
+
+
+BAD_STORE_IDS = [999999, "abc", -5, "0", 1.0, True, 2**70, None, [0], {"id": 0}]
+
+
+def test_a_store_id_on_another_text_never_pulls_the_stored_memory(store_session, monkeypatch):
+    """Issue 12: an id in metadata must not hand the LLM a stored passage the shown text is not."""
+    with_store, ids = store_session
+    uploaded = "A user-uploaded note about something else entirely."
+    own = with_store.model.compress([uploaded])[0]
+    calls = count_compressions(monkeypatch, with_store.model)
+    store_ids = [ids[0], ids[1], *BAD_STORE_IDS]
+    mems, report = with_store.attach_with_report([uploaded] * len(store_ids), store_ids)
+    monkeypatch.undo()
+    assert calls == [[uploaded]]  # compressed from its own text, once
+    assert report.from_store == 0 and report.compressed == 1 and report.cached == len(store_ids) - 1
+    stored = with_store.store.memories(ids)
+    for mem in mems:
+        assert same_chunk(mem.chunk, own)
+        assert not any(same_chunk(mem.chunk, s) for s in stored)
+        assert with_store.registry.text(mem.reference) == uploaded
+
+
+def test_verified_store_ids_checks_the_text_under_each_id(store_session):
+    with_store, ids = store_session
+    texts = [CORPUS[0], CORPUS[0], CORPUS[1], "", None, CORPUS[1]]
+    got = verified_store_ids(with_store.store, texts, [ids[0], ids[1], ids[1], ids[0], ids[0], "x"])
+    assert got == {0: ids[0], 2: ids[1]}
 
 
 def test_async_paths_do_not_block_the_event_loop(session):

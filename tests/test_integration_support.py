@@ -11,8 +11,11 @@ from contextlib import contextmanager
 
 import helpers
 import numpy as np
+import torch
 
-from integrations.core import SACSession
+from sac_rag import MemoryChunk
+from sac_rag.bridge import SACSession
+from sac_rag.store import MemoryStore
 
 CORPUS = [
     "Paris is the capital of France. The quick brown fox jumps over the lazy dog.",
@@ -108,3 +111,29 @@ def expected_answer(model, prompt: str, ref_texts: dict[str, str], max_new_token
         segments.append(prompt[pos:])
     assert any(not isinstance(s, str) for s in segments), "the prompt holds no reference"
     return model.generate(segments, max_new_tokens=max_new_tokens)
+
+
+# ----------------------------------------------------------------- store ids from outside the store (issue 12)
+UPLOADED = "A user-uploaded note: the cafeteria on the third floor opens at nine."
+#: Store ids a document may carry without coming from the session's store: a real id of another passage,
+#: one the store does not hold, and malformed ones. None may raise or pull stored memory.
+FOREIGN_STORE_IDS = [1, 999999, "abc", -5]
+
+
+def corpus_store(session: SACSession, path) -> MemoryStore:
+    """A memory store at ``path`` holding CORPUS (with METADATA), compressed by the session's model."""
+    store = MemoryStore.create(path, session.model, embedder=HashingEmbedder())
+    store.add(CORPUS, METADATA, progress=False)
+    return store
+
+
+def same_chunk(a: MemoryChunk, b: MemoryChunk) -> bool:
+    return torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values) and a.length == b.length
+
+
+def assert_memory_is_own_text(session: SACSession, reference: str, text: str) -> None:
+    """The memory behind ``reference`` is ``text`` compressed by the session's model, and no stored passage's."""
+    chunk = session.registry.entry(reference).chunk
+    assert same_chunk(chunk, session.model.compress([text])[0])
+    stored = session.store.memories(session.store.ids())
+    assert not any(same_chunk(chunk, s) for s in stored)

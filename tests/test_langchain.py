@@ -18,16 +18,20 @@ from langchain_tests.integration_tests import RetrieversIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
 from test_integration_support import (
     CORPUS,
+    FOREIGN_STORE_IDS,
     METADATA,
+    UPLOADED,
     HashingEmbedder,
+    assert_memory_is_own_text,
+    corpus_store,
     expected_answer,
     slow_model,
     ticks_during,
     tiny_session,
 )
 
-from integrations.core import ForgedReferenceError, SACSession
-from integrations.langchain import ChatSAC, SACEmbeddings, SACRetriever, format_documents, messages_to_prompt
+from langchain_sac import ChatSAC, SACEmbeddings, SACRetriever, format_documents, messages_to_prompt
+from sac_rag.bridge import ForgedReferenceError, SACSession
 from sac_rag.store import MemoryStore
 
 QUESTION = "Where was Alan Turing born?"
@@ -184,6 +188,30 @@ def test_memory_store_path(tmp_path, session):
     assert all(a.length == b.length for a, b in zip(chunks, [s for s in segments if not isinstance(s, str)]))
     assert answer == session.model.generate(segments, max_new_tokens=TOKENS)
     store.close()
+
+
+@pytest.mark.parametrize("store_id", FOREIGN_STORE_IDS)
+def test_store_ids_from_other_sources_never_pull_stored_memory(tmp_path, session, store_id):
+    """Issue 12: a document whose metadata names a store id gets the memory of its own text, never the stored one."""
+    store = corpus_store(session, tmp_path / "store")
+    with_store = SACSession(session.model, store=store, max_new_tokens=TOKENS)
+    uploads = InMemoryVectorStore(SACEmbeddings(HashingEmbedder()))
+    uploads.add_documents([Document(UPLOADED, metadata={"sac_id": store_id}), Document(CORPUS[2])])
+    retriever = SACRetriever(session=with_store, base=uploads, k=2)
+    for docs in (retriever.invoke(QUESTION), asyncio.run(retriever.ainvoke(QUESTION))):
+        assert sorted(d.metadata["sac_text"] for d in docs) == sorted([UPLOADED, CORPUS[2]])
+        for doc in docs:
+            assert_memory_is_own_text(with_store, doc.page_content, doc.metadata["sac_text"])
+    store.close()
+
+
+def test_documents_without_text_pass_through(session):
+    empty = InMemoryVectorStore(SACEmbeddings(HashingEmbedder()))
+    empty.add_documents([Document("", metadata={"sac_id": 0}, id="e"), Document(CORPUS[1], id="t")])
+    docs = SACRetriever(session=session, base=empty, k=2).invoke(QUESTION)
+    by_id = {d.id: d for d in docs}
+    assert by_id["e"].page_content == "" and "sac_ref" not in by_id["e"].metadata
+    assert by_id["t"].page_content.startswith("⟦sac:") and by_id["t"].metadata["sac_text"] == CORPUS[1]
 
 
 class TestChatSACStandard(ChatModelUnitTests):

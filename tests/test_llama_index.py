@@ -12,16 +12,23 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, TextNode
 from llama_index.vector_stores.faiss import FaissVectorStore
 from test_integration_support import (
     CORPUS,
+    FOREIGN_STORE_IDS,
     METADATA,
+    UPLOADED,
     HashingEmbedder,
+    assert_memory_is_own_text,
+    corpus_store,
     expected_answer,
     slow_model,
     ticks_during,
     tiny_session,
 )
 
-from integrations.core import ForgedReferenceError, SACSession
-from integrations.llama_index import SACLLM, SACCompressor, SACEmbedding, SACStoreRetriever
+from llama_index.embeddings.sac import SACEmbedding
+from llama_index.llms.sac import SACLLM
+from llama_index.postprocessor.sac import SACCompressor
+from llama_index.retrievers.sac import SACStoreRetriever
+from sac_rag.bridge import ForgedReferenceError, SACSession
 from sac_rag.store import MemoryStore
 
 QUESTION = "Where was Alan Turing born?"
@@ -221,8 +228,33 @@ def test_memory_store_path(tmp_path, session):
     store.close()
 
 
+@pytest.mark.parametrize("store_id", FOREIGN_STORE_IDS)
+def test_store_ids_from_other_sources_never_pull_stored_memory(tmp_path, session, store_id):
+    """Issue 12: a node whose metadata names a store id gets the memory of its own text, never the stored one."""
+    store = corpus_store(session, tmp_path / "store")
+    with_store = SACSession(session.model, store=store, max_new_tokens=TOKENS)
+    nodes = [
+        NodeWithScore(node=TextNode(text=UPLOADED, metadata={"sac_id": store_id}), score=0.9),
+        NodeWithScore(node=TextNode(text=CORPUS[2]), score=0.5),
+    ]
+    comp = SACCompressor(with_store)
+    for out in (comp.postprocess_nodes(nodes), asyncio.run(comp.apostprocess_nodes(nodes))):
+        assert comp.last_report.from_store == 0 and comp.last_report.passages == 2
+        assert [n.node.metadata["sac_text"] for n in out] == [UPLOADED, CORPUS[2]]
+        for n in out:
+            assert_memory_is_own_text(with_store, n.node.text, n.node.metadata["sac_text"])
+    store.close()
+
+
+def test_nodes_without_text_pass_through(session):
+    empty = NodeWithScore(node=TextNode(text="", metadata={"sac_id": 0}), score=0.9)
+    full = NodeWithScore(node=TextNode(text=CORPUS[1]), score=0.8)
+    out = SACCompressor(session).postprocess_nodes([empty, full])
+    assert out[0] is empty and out[1].node.text.startswith("⟦sac:")
+
+
 def test_model_errors_are_not_swallowed_into_empty_response(index, session):
-    from integrations.llama_index import SACGenerationError
+    from llama_index.llms.sac import SACGenerationError
 
     chunk = session.model.compress([CORPUS[1]])[0]
     chunk.fingerprint = "another-compressor"  # memory the decoder must refuse

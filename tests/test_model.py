@@ -56,10 +56,10 @@ def test_several_memories_compose_in_one_position_space(model):
     a, b = text_of_tokens(300, seed=1), text_of_tokens(200, seed=2)
     ma, mb = model.compress([a, b])
     (mb_in_place,) = model.compress([b], position_offset=1 + ma.length)
-    _, logits, _ = model._decoder().prefill(model.build_prompt(QUESTION, [ma, mb]))
-    _, expected, _ = model._decoder().prefill(model.build_prompt(QUESTION, [ma, mb_in_place]))
+    _, logits, _ = model.decoder().prefill(model.build_prompt(QUESTION, [ma, mb]))
+    _, expected, _ = model.decoder().prefill(model.build_prompt(QUESTION, [ma, mb_in_place]))
     torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
-    _, swapped, _ = model._decoder().prefill(model.build_prompt(QUESTION, [mb, ma]))
+    _, swapped, _ = model.decoder().prefill(model.build_prompt(QUESTION, [mb, ma]))
     assert not torch.allclose(logits, swapped, atol=1e-4)
 
 
@@ -221,6 +221,43 @@ def test_config_json_round_trip(tmp_path):
         SACConfig(ratio=0)
 
 
+def test_configs_with_the_old_empty_extra_load_and_keep_their_identity(tmp_path):
+    import json
+
+    from sac_rag.config import EXTENSION_FIELDS
+    from sac_rag.pretrained import default_checkpoint
+
+    shipped = default_checkpoint()
+    assert shipped is not None
+    saved = json.loads((shipped / "sac_config.json").read_text())
+    assert saved["extra"] == {}  # the shipped config predates the removal
+    # the identity (which feeds the fingerprint) is what it was: the saved dict without the base model's
+    # name and without extension fields left at their defaults
+    defaults = SACConfig().to_dict()
+    legacy = {k: v for k, v in saved.items() if k != "base_model" and not (k in EXTENSION_FIELDS and v == defaults[k])}
+    config = SACConfig.load(shipped)
+    assert json.dumps(config.identity(), sort_keys=True) == json.dumps(legacy, sort_keys=True)
+    assert "extra" not in config.to_dict()
+    config.save(tmp_path)
+    assert SACConfig.load(tmp_path).identity() == config.identity()  # saved without extra, same identity
+    with pytest.raises(ValueError, match="no longer has 'extra'"):
+        SACConfig.from_dict({**saved, "extra": {"note": "x"}})
+
+
+def test_kv_geometry_has_one_home(model):
+    from sac_rag.memory.geometry import full_kv_nbytes, kv_shape
+
+    (m,) = model.compress(["one passage of text"])
+    layers, heads, _, dim = m.keys.shape
+    assert model.kv_shape == kv_shape(model.base_model.config) == (layers, heads, dim)
+    assert (
+        m.full_kv_nbytes(torch.bfloat16)
+        == full_kv_nbytes(model.kv_shape, m.length)
+        == 2 * layers * heads * dim * m.length * 2
+    )
+    assert m.full_kv_nbytes() == full_kv_nbytes(model.kv_shape, m.length, m.dtype)
+
+
 def test_full_kv_reuse_equals_reading_the_raw_text(model):
     from sac_rag.text.prompt import context_ids, question_ids
 
@@ -228,8 +265,8 @@ def test_full_kv_reuse_equals_reading_the_raw_text(model):
     full = model.encode_full_kv([a, b], batch_size=2)  # batched, padded
     assert [m.n_anchors for m in full] == [m.length for m in full] and full[0].meta["kind"] == "full_kv"
     raw = context_ids(model.tokenizer, a, model.config) + question_ids(model.tokenizer, QUESTION, model.config)
-    _, expected, _ = model._decoder().prefill([raw])
-    _, got, _ = model._decoder().prefill(model.build_prompt(QUESTION, full[:1]))
+    _, expected, _ = model.decoder().prefill([raw])
+    _, got, _ = model.decoder().prefill(model.build_prompt(QUESTION, full[:1]))
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
 
 

@@ -33,6 +33,15 @@ def test_notebook_is_saved_executed_with_outputs(name):
     assert "gensim" in cells[0].source  # the corpus comes from an installed package, not the repository
 
 
+@pytest.mark.parametrize(
+    ("name", "package"),
+    [("llama_index_qa.ipynb", "from llama_index.llms.sac import"), ("langchain_qa.ipynb", "from langchain_sac import")],
+)
+def test_notebook_imports_the_integration_package(name, package):
+    source = "".join(c.source for c in code_cells(nbformat.read(EXAMPLES / name, as_version=4)))
+    assert package in source and "from integrations" not in source and "import integrations" not in source
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_executes(name, tmp_path):

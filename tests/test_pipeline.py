@@ -53,6 +53,38 @@ def test_raw_text_mode_reads_the_same_passages_as_text(rag, sac):
     assert f.prefilled_tokens > rag.query(question, k=2).figures.prefilled_tokens
 
 
+def test_query_builds_and_composes_the_prompt_once(rag, sac, monkeypatch):
+    from sac_rag.decoding.generate import MemoryDecoder
+    from sac_rag.memory.geometry import full_kv_nbytes
+
+    calls = {"build_prompt": 0, "compose": 0}
+
+    def counting(name, original):
+        def counted(*args, **kwargs):
+            calls[name] += 1
+            return original(*args, **kwargs)
+
+        return counted
+
+    monkeypatch.setattr(sac, "build_prompt", counting("build_prompt", sac.build_prompt))
+    monkeypatch.setattr(MemoryDecoder, "compose", counting("compose", MemoryDecoder.compose))  # whoever composes
+    question = "Where was Alan Turing born in 1912?"
+    for raw_text in (False, True):
+        calls.update(build_prompt=0, compose=0)
+        result = rag.query(question, k=2, raw_text=raw_text)
+        assert calls == {"build_prompt": 1, "compose": 1}
+        f = result.figures
+        if raw_text:  # every passage token's K and V, in bfloat16
+            assert f.full_kv_bytes == full_kv_nbytes(sac.kv_shape, f.passage_tokens) > 0
+            prompt = [sac.config.context_prefix, "\n\n".join(h.text for h in result.sources)]
+            prompt += [sac.config.question_prefix, question, sac.config.answer_prefix]
+            ids = sac.generate_ids(prompt, max_new_tokens=6)
+        else:
+            ids = sac.generate_ids(question, rag.store.memories([h.id for h in result.sources]), max_new_tokens=6)
+        assert f.answer_tokens == len(ids) > 0  # the generated ids, a final EOS included
+        assert f.compose_s > 0
+
+
 def test_stream_yields_the_answer_in_pieces(rag):
     question = "What does semantic anchor compression keep?"
     pieces = list(rag.stream(question, k=3))
@@ -70,13 +102,18 @@ def test_errors(tmp_path, sac):
     empty.close()
 
 
-def test_load_model_gives_fresh_compressors_one_fingerprint(tmp_path):
+def test_load_gives_fresh_compressors_one_fingerprint(tmp_path):
     from test_store_support import tiny_checkpoint
 
-    from sac_rag.pipeline import load_model
+    from sac_rag import SACModel
 
     ckpt = tiny_checkpoint(tmp_path)
     base = str(ckpt.parent / "base")
-    fresh = {load_model(base).fingerprint for _ in range(2)}
+    fresh = {SACModel.load(base).fingerprint for _ in range(2)}
     assert len(fresh) == 1  # separate runs (index, then ask) can share a store
-    assert load_model(str(ckpt)).fingerprint not in fresh
+    assert SACModel.load(str(ckpt)).fingerprint not in fresh
+    assert SACModel.load(ckpt).fingerprint == SACModel.from_pretrained(ckpt).fingerprint  # a Path works too
+    with pytest.raises(FileNotFoundError, match="no such checkpoint directory"):
+        SACModel.load(str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="checkpoint directory or a model name"):
+        SACModel.load("  ")

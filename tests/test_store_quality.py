@@ -27,7 +27,7 @@ def stored(chunk, dtype: str):
 
 @torch.inference_mode()
 def first_logits(model, question, memories) -> torch.Tensor:
-    _, logits, _ = model._decoder().prefill(model.build_prompt(question, memories))
+    _, logits, _ = model.decoder().prefill(model.build_prompt(question, memories))
     return logits.float()
 
 
@@ -36,12 +36,11 @@ def test_memory_dtype_answer_cost_on_the_default_model():
     from sac_rag import SACModel
     from sac_rag.corpus import to_passages
     from sac_rag.corpus.demo_corpus import wikipedia_articles
-    from sac_rag.pipeline import token_counter
 
     torch.manual_seed(0)
     model = SACModel.default()
     docs = wikipedia_articles(limit=20)
-    passages = to_passages(docs, 160, token_counter(model))
+    passages = to_passages(docs, 160, model.count_tokens)
     groups = [list(range(i, i + 3)) for i in range(0, min(len(passages), 48) - 2, 3)]
     chunks = model.compress(passages.texts[: groups[-1][-1] + 1])
     results = {d: {"top1": 0, "tokens_same": 0, "tokens": 0, "exact": 0, "kl": 0.0, "bytes": 0} for d in DTYPES}

@@ -12,7 +12,7 @@ from test_cli import sac_rag
 from test_cli_edges import damage_the_shard
 from test_store_support import tiny_checkpoint
 
-from sac_rag.pipeline import load_model
+from sac_rag.model import SACModel
 from sac_rag.scale import ShardedStore
 from sac_rag.scale.plan import part_of
 
@@ -92,7 +92,7 @@ def test_reporting_commands_open_a_sharded_store(tmp_path, ckpt, capsys):
         "The Seine flows through Paris.",
     ]
     path = tmp_path / "sharded"
-    with ShardedStore.create(path, load_model(ckpt), parts=2) as store:
+    with ShardedStore.create(path, SACModel.load(ckpt), parts=2) as store:
         for n, part in enumerate(store.parts):
             mine = [i for i in range(len(texts)) if part_of(i, 2) == n]
             part.add([texts[i] for i in mine], ids=mine, progress=False)

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
-if TYPE_CHECKING:
-    from sac_rag.model import SACModel
+from sac_rag.checkpoint.parts import SACParts
 
 OFFICIAL_LORA_SCALE = 2.0
 
 
-def _official_lora_names(model: SACModel) -> dict[str, torch.nn.Module]:
+def _official_lora_names(model: SACParts) -> dict[str, torch.nn.Module]:
     """Official key prefix (``model.model.layers.{i}.self_attn.q_proj``) -> our LoRA layer."""
     names = {}
     for name, module in model.peft.named_modules():
@@ -25,7 +23,7 @@ def _official_lora_names(model: SACModel) -> dict[str, torch.nn.Module]:
     return names
 
 
-def expected_official_shapes(model: SACModel) -> dict[str, tuple[int, ...]]:
+def expected_official_shapes(model: SACParts) -> dict[str, tuple[int, ...]]:
     hidden = model.base_model.config.hidden_size
     shapes: dict[str, tuple[int, ...]] = {
         "role_tokens": (model.config.mem_size, hidden),
@@ -39,7 +37,7 @@ def expected_official_shapes(model: SACModel) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def load_official_adapter(model: SACModel, path: str | Path) -> None:
+def load_official_adapter(model: SACParts, path: str | Path) -> None:
     """Read an official ``adapter.pt`` with ``torch.load(weights_only=True)`` and copy it in.
 
     Refuses, naming the file, anything but a flat dict of tensors with exactly the expected keys and shapes.

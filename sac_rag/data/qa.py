@@ -47,13 +47,14 @@ def _example(qa: dict, context: str, dataset: str, where: str, answers_key: str)
     return QAExample(qid, _clean_question(question), context, answers, dataset)
 
 
-def _open_text(path: Path):
+def open_text(path: Path):
+    """A text file, gunzipped on the fly when its name ends in ``.gz``."""
     return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
 
 
 def _read_mrqa(path: Path) -> Iterator[QAExample]:
     dataset = path.name
-    with _open_text(path) as f:
+    with open_text(path) as f:
         for lineno, line in enumerate(f, 1):
             where = f"{path}:{lineno}"
             if not line.strip():

@@ -9,8 +9,7 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
-from sac_rag.memory.chunk import MemoryChunk
-from sac_rag.memory.compose import Feed, PlacedMemory, Segment, layout, place
+from sac_rag.memory.compose import ComposedPrompt, Feed, PlacedMemory, Segment, compose
 from sac_rag.memory.rope import RotaryShifter
 
 
@@ -55,43 +54,41 @@ class MemoryDecoder:
     def _forward(self, embeds: torch.Tensor, positions: list[int], cache: DynamicCache) -> torch.Tensor:
         return self.lm_head(self._hidden(embeds, positions, cache)[-1]).float()
 
-    def run(self, segments: list[Segment]) -> tuple[DynamicCache, torch.Tensor, Feed]:
-        """Run the decoder over a prompt (differentiable unless the caller disables grad).
+    def compose(self, segments: list[Segment]) -> ComposedPrompt:
+        """``segments`` laid out in one position space, memories' keys rotated into place (see
+        :func:`~sac_rag.memory.compose.compose`), in this decoder's dtype and device."""
+        return compose(segments, self.shifter, self.lm_embedding.dtype, self.lm_embedding.device)
+
+    def run(self, prompt: list[Segment] | ComposedPrompt) -> tuple[DynamicCache, torch.Tensor, Feed]:
+        """Run the decoder over a prompt, as segments or composed (differentiable unless the caller disables grad).
 
         Returns the filled cache, the final hidden states of the last text/[LM] feed
         (``[len(feed.items), hidden]``, before the LM head) and that feed.
         """
-        steps = layout(segments)
-        if not steps:
-            raise ValueError("the prompt is empty: give text or memories to decode from")
-        if isinstance(steps[-1][0], MemoryChunk):
-            raise ValueError("a prompt must end with text or [LM] after its last memory")
+        composed = prompt if isinstance(prompt, ComposedPrompt) else self.compose(prompt)
         device = self.lm_embedding.device
-        dtype = self.lm_embedding.dtype
         cache = DynamicCache()
         hidden = None
-        pending: list[PlacedMemory] = []  # consecutive memories go into the cache in one concatenation
-        for seg, position in steps:
-            if isinstance(seg, MemoryChunk):
-                pending.append(place(seg, position, self.shifter, dtype, device))
-                continue
-            if pending:
-                _extend(cache, pending)
-                pending = []
-            hidden = self._hidden(self._embed_feed(seg, device), seg.positions, cache)
-        return cache, hidden, steps[-1][0]
+        for step in composed.steps:
+            if isinstance(step, PlacedMemory):
+                for layer in range(step.keys.shape[0]):
+                    cache.update(step.keys[layer][None], step.values[layer][None], layer)
+            else:
+                hidden = self._hidden(self._embed_feed(step, device), step.positions, cache)
+        return cache, hidden, composed.steps[-1]
 
-    def prefill(self, segments: list[Segment]) -> tuple[DynamicCache, torch.Tensor, int]:
+    def prefill(self, prompt: list[Segment] | ComposedPrompt) -> tuple[DynamicCache, torch.Tensor, int]:
         """Build the cache for a prompt; return it, the last position's logits, and the next position id."""
-        cache, hidden, last_feed = self.run(segments)
+        cache, hidden, last_feed = self.run(prompt)
         return cache, self.lm_head(hidden[-1]).float(), last_feed.positions[-1] + 1
 
     @torch.inference_mode()
-    def greedy(self, segments: list[Segment], max_new_tokens: int, stop_ids: set[int]) -> Iterator[int]:
+    def greedy(self, prompt: list[Segment] | ComposedPrompt, max_new_tokens: int, stop_ids: set[int]) -> Iterator[int]:
         """Yield greedy token ids; a stop id is yielded and ends the stream (as the official loop)."""
         if max_new_tokens < 1:
             return
-        cache, logits, position = self.prefill(segments)
+        cache, logits, position = self.prefill(prompt)
+        del prompt  # the cache holds what is needed: placed memories can go once the cache grows past them
         for step in range(max_new_tokens):
             token = int(torch.argmax(logits))
             yield token
@@ -100,11 +97,3 @@ class MemoryDecoder:
             embeds = self.embed(torch.tensor([token], device=self.lm_embedding.device))
             logits = self._forward(embeds, [position], cache)
             position += 1
-
-
-def _extend(cache: DynamicCache, memories: list[PlacedMemory]) -> None:
-    """Append placed memories to every layer of the cache (one ``cat`` per layer, not one per memory)."""
-    keys = torch.cat([m.keys for m in memories], dim=2) if len(memories) > 1 else memories[0].keys
-    values = torch.cat([m.values for m in memories], dim=2) if len(memories) > 1 else memories[0].values
-    for layer in range(keys.shape[0]):
-        cache.update(keys[layer][None], values[layer][None], layer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -9,7 +10,9 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from sac_rag.eval.methods import (
     ALL_METHODS,
+    PLAIN_DECODER,
     SAC,
+    TEXT_METHODS,
     FullFT,
     FullKV,
     Method,
@@ -46,6 +49,18 @@ def base_loader(model: SACModel) -> Callable[[], PreTrainedModel]:
     return load
 
 
+def reader_tag(model: SACModel) -> str:
+    """``""`` for a plain-base decoder; else a suffix naming the reader adapter by a digest of its weights."""
+    params = model.reader_parameters()
+    if not params:
+        return ""
+    h = hashlib.sha256()
+    for name in sorted(params):
+        h.update(name.encode())
+        h.update(params[name].detach().float().cpu().numpy().tobytes())
+    return f"+reader-{h.hexdigest()[:8]}"
+
+
 def build_methods(
     names: Sequence[str],
     sac_models: Sequence[tuple[str, SACModel]],
@@ -55,15 +70,18 @@ def build_methods(
     load_base: Callable[[], PreTrainedModel] | None = None,
 ) -> list[Method]:
     """The methods named (see :data:`ALL_METHODS`, and :mod:`sac_rag.eval.plugins` for installed
-    extras), all on the first SAC model's base.
+    extras), all on the first SAC model's base; when that model has a reader adapter, the baselines
+    are decoded by it (their keys and labels say so), except text methods named with the ``@base``
+    suffix (``raw@base``: the untuned base reading the raw text).
 
     ``truncate`` and ``drop`` run at each of ``ratios`` (default: the SAC models' ratios);
     ``full_ft`` once per adapter directory; ``sac`` once per SAC model.
     """
-    extras = installed_methods() if set(names) - set(ALL_METHODS) else {}
-    unknown = set(names) - set(ALL_METHODS) - set(extras)
+    plain = {f"{n}{PLAIN_DECODER}" for n in TEXT_METHODS}
+    extras = installed_methods() if set(names) - set(ALL_METHODS) - plain else {}
+    unknown = set(names) - set(ALL_METHODS) - plain - set(extras)
     if unknown:
-        known = ", ".join([*ALL_METHODS, *extras])
+        known = ", ".join([*ALL_METHODS, *sorted(plain), *extras])
         raise ValueError(f"unknown method(s) {sorted(unknown)}: choose from {known}")
     if not sac_models:
         raise ValueError("at least one SAC model is needed (its base model decodes every baseline)")
@@ -75,23 +93,28 @@ def build_methods(
         raise ValueError("method full_ft needs --full-ft ADAPTER_DIR")
     ratios = sorted(set(ratios or [m.config.ratio for _, m in sac_models]))
     methods: list[Method] = []
-    for name in names:
+    for spec in names:
+        name, reader = spec.removesuffix(PLAIN_DECODER), not spec.endswith(PLAIN_DECODER)
         if name == "raw":
-            methods.append(RawContext(base))
+            methods.append(RawContext(base, reader=reader))
         elif name == "no_context":
-            methods.append(NoContext(base))
+            methods.append(NoContext(base, reader=reader))
         elif name == "full_kv":
             methods.append(FullKV(base))
         elif name == "truncate":
-            methods += [Truncate(base, r) for r in ratios]
+            methods += [Truncate(base, r, reader=reader) for r in ratios]
         elif name == "drop":
-            methods += [UniformDrop(base, r) for r in ratios]
+            methods += [UniformDrop(base, r, reader=reader) for r in ratios]
         elif name == "sac":
             methods += [SAC(model, label) for label, model in sac_models]
         elif name == "full_ft":
             methods += [FullFT(base, d, load_base or base_loader(base)) for d in full_ft]
         else:
             methods += load_installed(name, base, extras)
+    tag = reader_tag(base)
+    for m in methods:
+        if m.reader and not isinstance(m, (SAC, FullFT)):  # baselines decoded by the base model's reader
+            m.key, m.label = m.key + tag, f"{m.label} [reader]"
     keys = [m.key for m in methods]
     if len(set(keys)) != len(keys):
         raise ValueError(f"two methods share a key: {keys}")

@@ -1,8 +1,9 @@
 """The compared methods: each turns a QA example into a decoder and a prompt (segment list).
 
-All methods decode with the same base weights (adapter off) except ``full_ft`` (a LoRA adapter
-fine-tuned on raw-context QA, decoded with the adapter on). Token budgets of the ``truncate`` and
-``drop`` baselines are the number of K/V entries SAC keeps for the same passage at the same ratio.
+All methods decode with the same decoder (the base model, or the base with the SAC model's reader
+adapter) except ``full_ft`` (a separate LoRA adapter fine-tuned on raw-context QA, decoded with it on).
+Token budgets of the ``truncate`` and ``drop`` baselines are the number of K/V entries SAC keeps for the
+same passage at the same ratio.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ from sac_rag.text.prompt import bos_ids, context_ids, question_ids
 
 BASE_METHODS = ("raw", "no_context", "truncate", "drop", "full_kv")
 ALL_METHODS = (*BASE_METHODS, "sac", "full_ft")
+TEXT_METHODS = ("raw", "no_context", "truncate", "drop")
+# a text method named with this suffix is decoded by the plain base even when the SAC model has a reader
+PLAIN_DECODER = "@base"
 
 
 @dataclass
@@ -48,10 +52,11 @@ class Method(ABC):
     ratio: int | None = None
     decoder: MemoryDecoder
 
-    def __init__(self, model: SACModel) -> None:
+    def __init__(self, model: SACModel, *, reader: bool = True) -> None:
         self.model = model
         self.tokenizer = model.tokenizer
-        self.decoder = model._decoder()
+        self.decoder = model.decoder(reader=reader)
+        self.reader = reader and model.config.has_reader  # decoded with the model's reader adapter
 
     @abstractmethod
     def prompt(self, example: QAExample) -> Prompt:
@@ -91,8 +96,8 @@ class _Budgeted(Method):
     name = ""  # key prefix
     title = ""  # label prefix
 
-    def __init__(self, model: SACModel, ratio: int) -> None:
-        super().__init__(model)
+    def __init__(self, model: SACModel, ratio: int, *, reader: bool = True) -> None:
+        super().__init__(model, reader=reader)
         self.ratio = ratio
         self.key = f"{self.name}_r{ratio}"
         self.label = f"{self.title} (r={ratio})"
@@ -157,7 +162,7 @@ class _Memorised(Method):
 
 
 class FullKV(_Memorised):
-    """Full per-passage KV reuse: every token's K/V from the plain base, shifted into place."""
+    """Full per-passage KV reuse: every token's K/V from the decoder, shifted into place."""
 
     key, label = "full_kv", "Full per-passage KV reuse"
 

@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import math
 import re
+import statistics
 import string
 from collections import Counter
 from collections.abc import Sequence
@@ -89,19 +91,26 @@ def score(prediction: str, answers: Sequence[str]) -> dict[str, float]:
 def aggregate(rows: Sequence[dict], keys: Sequence[str] = METRICS) -> dict:
     """Per-dataset means, their macro average (mean over datasets) and the micro average (over questions).
 
-    ``rows`` carry ``dataset`` and the metric keys. Means are in percent.
+    ``rows`` carry ``dataset`` and the metric keys. Means are in percent; each ``<key>_se`` is the standard
+    error of that mean (sample standard deviation / sqrt(n); for the macro average, the datasets' errors
+    combined as independent).
     """
     by_dataset: dict[str, list[dict]] = {}
     for r in rows:
         by_dataset.setdefault(r["dataset"], []).append(r)
 
-    def mean(rs: Sequence[dict], k: str) -> float:
-        return 100.0 * sum(r[k] for r in rs) / len(rs) if rs else float("nan")
+    def stats(rs: Sequence[dict]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for k in keys:
+            values = [100.0 * r[k] for r in rs]
+            out[k] = statistics.fmean(values) if values else math.nan
+            out[f"{k}_se"] = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else math.nan
+        return out
 
-    datasets = {d: {"n": len(rs), **{k: mean(rs, k) for k in keys}} for d, rs in sorted(by_dataset.items())}
-    macro = {k: sum(v[k] for v in datasets.values()) / len(datasets) if datasets else float("nan") for k in keys}
-    return {
-        "datasets": datasets,
-        "macro": {"n": len(rows), **macro},
-        "micro": {"n": len(rows), **{k: mean(rows, k) for k in keys}},
-    }
+    datasets = {d: {"n": len(rs), **stats(rs)} for d, rs in sorted(by_dataset.items())}
+    macro: dict[str, float] = {}
+    for k in keys:
+        d = len(datasets)
+        macro[k] = sum(v[k] for v in datasets.values()) / d if d else math.nan
+        macro[f"{k}_se"] = math.sqrt(sum(v[f"{k}_se"] ** 2 for v in datasets.values())) / d if d else math.nan
+    return {"datasets": datasets, "macro": {"n": len(rows), **macro}, "micro": {"n": len(rows), **stats(rows)}}

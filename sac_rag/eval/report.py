@@ -50,6 +50,11 @@ def _ms_stats(seconds: Sequence[float]) -> dict:
     return {"mean": 1000 * statistics.fmean(seconds), "median": 1000 * statistics.median(seconds)}
 
 
+def _with_se(scores: dict, key: str) -> str:
+    se = scores.get(f"{key}_se", math.nan)
+    return f"{scores[key]:.1f}" if math.isnan(se) else f"{scores[key]:.1f} ± {se:.1f}"
+
+
 def markdown(summary: dict) -> str:
     """The results table: macro/micro scores, per-dataset F1, TTFT and prompt size per method."""
     methods = summary["methods"]
@@ -63,14 +68,14 @@ def markdown(summary: dict) -> str:
     lines = [
         f"Questions: {summary['questions']} ({counts}). EM/F1: SQuAD-normalised, max over gold answers; "
         "EM-first/ROUGE-1: against the first gold answer (SAC script variant). Scores are macro averages "
-        "over datasets, in percent.",
+        "over datasets, in percent, ± one standard error.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
     ]
     for m in methods:
-        cells = [m["label"]] + [f"{m['macro'][k]:.1f}" for k in ("em", "f1", "em_first", "rouge1")]
-        cells += [f"{m['datasets'][d]['f1']:.1f}" if d in m["datasets"] else "" for d in datasets]
+        cells = [m["label"]] + [_with_se(m["macro"], k) for k in ("em", "f1", "em_first", "rouge1")]
+        cells += [_with_se(m["datasets"][d], "f1") if d in m["datasets"] else "" for d in datasets]
         cells += [
             f"{m['micro']['f1']:.1f}",
             f"{m['ttft_ms']['median']:.0f}",

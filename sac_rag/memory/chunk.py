@@ -6,6 +6,8 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
+from sac_rag.memory.geometry import full_kv_nbytes
+
 
 @dataclass
 class MemoryChunk:
@@ -43,10 +45,6 @@ class MemoryChunk:
             raise ValueError(f"length must be >= 1, got {self.length}")
 
     @property
-    def num_layers(self) -> int:
-        return self.keys.shape[0]
-
-    @property
     def n_anchors(self) -> int:
         return self.keys.shape[2]
 
@@ -61,9 +59,8 @@ class MemoryChunk:
 
     def full_kv_nbytes(self, dtype: torch.dtype | None = None) -> int:
         """Bytes a full KV cache of the same passage would take (every token, not just anchors)."""
-        elem = torch.empty((), dtype=dtype or self.dtype).element_size()
         layers, heads, _, dim = self.keys.shape
-        return 2 * layers * heads * self.length * dim * elem
+        return full_kv_nbytes((layers, heads, dim), self.length, dtype or self.dtype)
 
     def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> MemoryChunk:
         """A copy with keys/values converted (positions stay int64)."""

@@ -27,7 +27,20 @@ class LMMarker:
 
 
 LM = LMMarker()
-Segment = MemoryChunk | list | LMMarker
+
+
+@dataclass(frozen=True)
+class Sink:
+    """The attention sink: ``token_id`` (the BOS token) run through the decoder at :data:`FIRST_POSITION`.
+
+    It gives the decoder the K/V of the sequence start that the anchor layout never keeps, computed by
+    the decoder itself, without shifting the memories that follow (they still start at the first position).
+    """
+
+    token_id: int
+
+
+Segment = MemoryChunk | list | LMMarker | Sink
 
 
 @dataclass
@@ -59,7 +72,11 @@ def layout(segments: list[Segment]) -> list[tuple[Segment, int]]:
             steps.append((seg, p))
             p += seg.length
             continue
-        if isinstance(seg, LMMarker):
+        if isinstance(seg, Sink):
+            if steps:
+                raise ValueError("an attention sink must open the prompt")
+            items, positions = [seg.token_id], [FIRST_POSITION]
+        elif isinstance(seg, LMMarker):
             items, positions = [LM], [max(p - 1, FIRST_POSITION)]
         else:
             items = [int(t) for t in seg]
@@ -75,6 +92,47 @@ def layout(segments: list[Segment]) -> list[tuple[Segment, int]]:
     return steps
 
 
+@dataclass
+class ComposedPrompt:
+    """A prompt as the decoder reads it: text/[LM] feeds and memories placed in one position space, each run
+    of consecutive memories rotated into place and concatenated. ``length``: the positions it covers;
+    ``memories``: how many memories it holds."""
+
+    steps: list[PlacedMemory | Feed]
+    length: int
+    memories: int
+
+
+def compose(segments: list[Segment], shifter: RotaryShifter, dtype: torch.dtype, device) -> ComposedPrompt:
+    """Lay ``segments`` out (:func:`layout`) and place every memory (:func:`place`)."""
+    steps = layout(segments)
+    if not steps:
+        raise ValueError("the prompt is empty: give text or memories to decode from")
+    if isinstance(steps[-1][0], MemoryChunk):
+        raise ValueError("a prompt must end with text or [LM] after its last memory")
+    out: list[PlacedMemory | Feed] = []
+    pending: list[PlacedMemory] = []
+    for seg, position in steps:
+        if isinstance(seg, MemoryChunk):
+            pending.append(place(seg, position, shifter, dtype, device))
+            continue
+        if pending:
+            out.append(_concat(pending))
+            pending = []
+        out.append(seg)
+    memories = sum(isinstance(s, MemoryChunk) for s in segments)
+    return ComposedPrompt(out, composed_length(segments), memories)
+
+
+def _concat(memories: list[PlacedMemory]) -> PlacedMemory:
+    """Consecutive placed memories as one (one ``cat`` per run, not one per memory)."""
+    if len(memories) == 1:
+        return memories[0]
+    return PlacedMemory(torch.cat([m.keys for m in memories], dim=2), torch.cat([m.values for m in memories], dim=2))
+
+
 def composed_length(segments: list[Segment]) -> int:
-    """Tokens the prompt represents (memories count their original length, [LM] counts nothing)."""
-    return sum(s.length if isinstance(s, MemoryChunk) else 0 if isinstance(s, LMMarker) else len(s) for s in segments)
+    """Tokens the prompt represents (memories count their original length, [LM] and the sink nothing)."""
+    return sum(
+        s.length if isinstance(s, MemoryChunk) else 0 if isinstance(s, (LMMarker, Sink)) else len(s) for s in segments
+    )

@@ -1,6 +1,5 @@
 """The RAG pipeline: retrieve passages from a MemoryStore, compose their SAC memories, answer."""
 
-from sac_rag.pipeline.loading import load_model, token_counter
 from sac_rag.pipeline.rag import SACRAG, Figures, RAGResult
 
-__all__ = ["SACRAG", "Figures", "RAGResult", "load_model", "token_counter"]
+__all__ = ["SACRAG", "Figures", "RAGResult"]

@@ -8,10 +8,11 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from sac_rag.decoding.text import TextStream
 from sac_rag.memory.chunk import MemoryChunk
+from sac_rag.memory.geometry import full_kv_nbytes
 from sac_rag.model import SACModel
 from sac_rag.store import Hit, MemoryStore
-from sac_rag.store.store import kv_shape
 from sac_rag.store.validate import check_k, check_positive, check_query
 
 
@@ -23,8 +24,9 @@ class Figures:
     actually ran before answering (the question alone with SAC, passages + question from raw text);
     ``anchors``: anchor K/V rows composed; ``bytes_read``: memory bytes read from the store;
     ``full_kv_bytes``: a full KV cache of the passages' tokens in bfloat16 (what raw text rebuilds
-    for every question, and what SAC's memories stand in for).
-    ``prefill_s`` runs until the first answer piece, ``decode_s`` from there to the end.
+    for every question, and what SAC's memories stand in for); ``answer_tokens``: tokens generated
+    (a final EOS included). ``compose_s`` builds the prompt and places the memories (keys rotated into
+    position), ``prefill_s`` runs from there until the first answer piece, ``decode_s`` to the end.
     """
 
     mode: str
@@ -92,7 +94,7 @@ class SACRAG:
         """Yield the answer in text pieces as it is generated; then :attr:`last_result` holds the result."""
         check_query(question)
         check_k(k)
-        max_new_tokens = self._n(max_new_tokens)
+        n = self._n(max_new_tokens)  # checked before anything runs
         if len(self.store) == 0:
             raise ValueError(f"the store {self.store.path} is empty: index some passages first")
         figures = Figures(mode="raw_text" if raw_text else "sac")
@@ -106,11 +108,14 @@ class SACRAG:
             prompt, memories = question, self._memories(sources, figures)
         t0 = time.perf_counter()
         segments = self.model.build_prompt(prompt, memories)
+        composed = self.model.compose(segments)
         figures.compose_s = time.perf_counter() - t0
         figures.prefilled_tokens = sum(len(s) for s in segments if isinstance(s, list))
         pieces: list[str] = []
         t0 = time.perf_counter()
-        for piece in self.model.stream(prompt, memories, max_new_tokens=max_new_tokens):
+        tokens = TextStream(self.model.tokenizer, self.model.stream_ids(composed, max_new_tokens=n))
+        del composed  # held by the decoder only until the cache has it
+        for piece in tokens:
             if not pieces:
                 figures.prefill_s, t0 = time.perf_counter() - t0, time.perf_counter()
             pieces.append(piece)
@@ -120,9 +125,8 @@ class SACRAG:
             figures.decode_s = elapsed
         else:
             figures.prefill_s = elapsed
-        answer = "".join(pieces)
-        figures.answer_tokens = len(self.model.tokenizer(answer, add_special_tokens=False)["input_ids"])
-        self.last_result = RAGResult(answer, sources, figures)
+        figures.answer_tokens = len(tokens.ids)
+        self.last_result = RAGResult("".join(pieces), sources, figures)
 
     def _n(self, max_new_tokens: int | None) -> int:
         return self.max_new_tokens if max_new_tokens is None else check_positive(max_new_tokens, "max_new_tokens")
@@ -141,7 +145,6 @@ class SACRAG:
         """The official context and question sequences, with the passages as text joined by a blank line."""
         config = self.model.config
         passages = "\n\n".join(h.text for h in sources)
-        figures.passage_tokens = len(self.model.tokenizer(passages, add_special_tokens=False)["input_ids"])
-        layers, heads, head_dim = kv_shape(self.model.base_model.config)
-        figures.full_kv_bytes = 2 * layers * heads * head_dim * 2 * figures.passage_tokens  # bfloat16 K and V
+        figures.passage_tokens = self.model.count_tokens(passages)
+        figures.full_kv_bytes = full_kv_nbytes(self.model.kv_shape, figures.passage_tokens, torch.bfloat16)
         return [config.context_prefix, passages, config.question_prefix, question, config.answer_prefix]

@@ -21,7 +21,6 @@ import torch
 from sac_rag.config import CONFIG_NAME
 from sac_rag.corpus import Passages, read_documents, to_passages
 from sac_rag.corpus.passages import DEFAULT_PASSAGE_TOKENS
-from sac_rag.pipeline import token_counter
 from sac_rag.scale.merge import PartMerger
 from sac_rag.scale.plan import Plan, make_plan
 from sac_rag.scale.recipe import EmbedderSpec, ModelSpec, Recipe
@@ -83,7 +82,7 @@ def corpus_records(corpus, load_model: Callable, passage_tokens: int, metadata=N
     items = [corpus] if isinstance(corpus, (str, Path)) else list(corpus)
     if items and all(_is_path(x) for x in items):
         documents = read_documents(items)
-        passages = to_passages(documents, passage_tokens, token_counter(load_model()))
+        passages = to_passages(documents, passage_tokens, load_model().count_tokens)
         if not passages:
             raise ValueError("the given files hold no text")
         return records(passages.texts, passages.metadata, passages.ids)

@@ -32,11 +32,11 @@ class Recipe:
 
     def build_model(self):
         """The :class:`~sac_rag.SACModel`, loaded in this process."""
-        from sac_rag.pipeline import load_model
-
         if callable(self.model):
             return self.model()
-        return load_model(None if self.model is None else str(self.model))
+        from sac_rag.model import SACModel
+
+        return SACModel.load(self.model)
 
     def build_embedder(self) -> Embedder:
         return resolve_embedder(self.embedder)

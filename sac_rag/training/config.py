@@ -6,11 +6,23 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from sac_rag.config import SACConfig
 from sac_rag.io import atomic_write_text
 
 CONFIG_NAME = "train_config.json"
 TASKS = ("sac", "fullft")
 STAGES = ("qa", "lm")
+# SACConfig fields a run takes from elsewhere: the base model, attention sink and reader are TrainConfig's own
+# fields, since they also apply to (and may change) an init checkpoint
+RUN_SAC_FIELDS = ("base_model", "attention_sink", "reader_rank", "reader_alpha", "reader_targets")
+# the compressor fields a run sets (also accepted flat, as train_config.json files before ``sac`` have them)
+TRAINED_SAC_FIELDS = tuple(f.name for f in fields(SACConfig) if f.name not in RUN_SAC_FIELDS)
+
+
+def fresh_compressor() -> SACConfig:
+    """The compressor a run trains when it starts from none: the official design at LoRA rank 32 (scale 2),
+    sized for CPU runs (the shipped default compressor has it)."""
+    return SACConfig(lora_rank=32, lora_alpha=64.0)
 
 
 @dataclass
@@ -20,6 +32,10 @@ class TrainConfig:
     ``task`` is ``sac`` (train a SAC compressor) or ``fullft`` (the raw-context LoRA reference).
     ``stage`` is ``lm`` (continuation pretraining from plain text) or ``qa`` (QA fine-tuning).
     A step is one optimizer update over ``grad_accum`` examples (batch size 1 each, as the official code).
+    ``sac`` is the compressor a fresh run trains (ratio, chunk size, LoRA rank/alpha/targets, prompt strings;
+    default :func:`fresh_compressor`); with ``init_checkpoint`` the checkpoint's own config is trained
+    and ``sac`` must agree with it or be left at its default. The base model, attention sink and reader
+    are set by ``base_model``, ``attention_sink`` and ``reader``.
     """
 
     output_dir: str
@@ -28,9 +44,7 @@ class TrainConfig:
     train_files: list[str] = field(default_factory=list)
     base_model: str | None = None  # None: the library's default base
     init_checkpoint: str | None = None  # start from a saved SAC checkpoint (e.g. stage 1's output)
-    ratio: int = 5
-    lora_rank: int = 32
-    lora_alpha: float = 64.0
+    sac: SACConfig = field(default_factory=fresh_compressor)
     steps: int = 100
     grad_accum: int = 4
     lr: float = 3e-4  # LoRA
@@ -43,6 +57,9 @@ class TrainConfig:
     max_distractors: int = 2  # each QA example: gold passage + 0..max_distractors random other passages
     max_passage_tokens: int = 400  # longer passages are cut (keeps CPU steps bounded)
     lm_max_tokens: int = 256  # stage 1: text tokens per example, first half compressed
+    attention_sink: bool | None = None  # decoder reads the BOS K/V before the memories; None: the init checkpoint's
+    reader: str | None = None  # give the decoder this PEFT adapter as its reader (e.g. a fullft run's final/)
+    reader_lr: float = 0.0  # >0: train the reader jointly at this rate; 0: the reader (if any) stays frozen
     distill_weight: float = 0.0  # >0: add KL(teacher || student) on the target tokens, teacher reads the raw context
     distill_teacher: str | None = None  # a Full-FT adapter dir (the teacher: base + it); None: the base as is
     distill_temperature: float = 1.0
@@ -69,29 +86,54 @@ class TrainConfig:
             raise ValueError("steps and grad_accum must be >= 1")
         if not self.train_files:
             raise ValueError("no train_files given")
+        if self.reader_lr < 0:
+            raise ValueError(f"reader_lr must be >= 0, got {self.reader_lr}")
+        if self.task == "fullft" and (self.reader or self.reader_lr or self.attention_sink):
+            raise ValueError("reader, reader_lr and attention_sink apply to task 'sac' only")
         if self.distill_teacher and (self.task != "sac" or self.distill_weight <= 0):
             raise ValueError("distill_teacher needs task 'sac' and distill_weight > 0")
+        if not isinstance(self.sac, SACConfig):
+            raise TypeError(f"sac must be a SACConfig, got {type(self.sac).__name__}")
+        default = SACConfig()
+        for name in RUN_SAC_FIELDS:
+            if getattr(self.sac, name) != getattr(default, name):
+                home = "reader" if name.startswith("reader") else name
+                raise ValueError(f"set the run's {name} with TrainConfig.{home}, not in sac")
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """JSON-ready fields, ``sac`` as a nested :meth:`SACConfig.to_dict`."""
+        return {**asdict(self), "sac": self.sac.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
+        """The config of :meth:`to_dict`. Compressor fields may also come flat (``"ratio": 10``, as files
+        written before ``sac`` existed have them); flat ones override those in ``sac``, and both start
+        from :func:`fresh_compressor`."""
+        d = dict(d)
+        sac = {**fresh_compressor().to_dict(), **(d.pop("sac", None) or {})}
+        sac.update({name: d.pop(name) for name in TRAINED_SAC_FIELDS if name in d})
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown TrainConfig keys: {sorted(unknown)}")
-        return cls(**d)
+        return cls(**d, sac=SACConfig.from_dict(sac))
 
     def save(self, directory: str | Path) -> None:
+        """Write ``train_config.json`` into ``directory`` (atomically)."""
         atomic_write_text(Path(directory) / CONFIG_NAME, json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, directory: str | Path) -> TrainConfig:
+        """Read ``directory``'s ``train_config.json`` (either layout, see :meth:`from_dict`)."""
         return cls.from_dict(json.loads((Path(directory) / CONFIG_NAME).read_text(encoding="utf-8")))
 
     def same_run(self, other: TrainConfig) -> list[str]:
         """Fields that differ from ``other`` and would change the trajectory (run-control fields excluded)."""
         control = {"max_minutes", "checkpoint_minutes", "threads", "device", "output_dir"}
-        a, b = self.to_dict(), other.to_dict()
+        a, b = self._flat(), other._flat()
         return sorted(k for k in a if k not in control and a[k] != b[k])
+
+    def _flat(self) -> dict:
+        d = self.to_dict()
+        sac = d.pop("sac")
+        return {**d, **{f"sac.{k}": v for k, v in sac.items()}}

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sac_rag.data.corpus import is_corpus, read_corpus
 from sac_rag.data.qa import MalformedRecord, QAExample, load_qa
 
 
@@ -24,7 +25,7 @@ class QASample:
     answer: str
     answers: tuple[str, ...]
     passages: tuple[str, ...]
-    gold: int  # index of the passage that holds the answer
+    gold: int  # index of the passage that holds the answer (-1: none, as in the memory-information check)
 
 
 @dataclass(frozen=True)
@@ -34,20 +35,23 @@ class LMSample:
     text: str
 
 
-def load_texts(path: str | Path) -> list[str]:
-    """Plain texts for stage 1: paragraphs (blank-line separated) of a ``.txt`` file, or the unique
-    contexts of a QA file (MRQA ``.jsonl(.gz)`` / SQuAD ``.json``)."""
+def load_texts(path: str | Path, limit: int | None = None) -> list[str]:
+    """Plain texts for stage 1: paragraphs (blank-line separated) of a ``.txt`` file, the documents of a
+    JSON-lines corpus (records with ``text``), or the unique contexts of a QA file (MRQA ``.jsonl(.gz)`` /
+    SQuAD ``.json``); the first ``limit`` of them."""
     path = Path(path)
     if path.suffix == ".txt":
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such text file")
         texts = [p.strip() for p in path.read_text(encoding="utf-8").split("\n\n")]
         texts = [t for t in texts if t]
+    elif is_corpus(path):
+        texts = list(read_corpus(path, limit))
     else:
         texts = list(dict.fromkeys(ex.context for ex in load_qa(path)))
     if not texts:
         raise MalformedRecord(f"{path}: no text found")
-    return texts
+    return texts[:limit] if limit else texts
 
 
 def load_examples(paths: Sequence[str | Path], limit: int | None = None) -> list[QAExample]:

@@ -13,11 +13,13 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from sac_rag.compression.lora import READER_NAME
 from sac_rag.config import CONFIG_NAME
 from sac_rag.io import atomic_write_dir
 
 WEIGHT_FILES = ("adapter_model.safetensors", "sac_embeddings.safetensors")
 COPIED_FILES = (CONFIG_NAME, "adapter_config.json")
+READER_FILES = ("adapter_config.json", "adapter_model.safetensors")  # in the reader/ subfolder, if any
 
 
 def export_checkpoint(
@@ -29,19 +31,31 @@ def export_checkpoint(
     if missing:
         raise FileNotFoundError(f"{source} is not a complete SAC checkpoint: missing {missing}")
 
+    reader = source / READER_NAME
+    if reader.is_dir() and not all((reader / n).is_file() for n in READER_FILES):
+        raise FileNotFoundError(f"{reader} is not a complete reader adapter: it needs {list(READER_FILES)}")
+
     def write(tmp: Path) -> None:
         for name in COPIED_FILES:
             shutil.copyfile(source / name, tmp / name)
         for name in WEIGHT_FILES:
-            with safe_open(str(source / name), "pt") as f:
-                metadata = f.metadata()
-            tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in load_file(str(source / name)).items()}
-            save_file(tensors, str(tmp / name), metadata=metadata)
+            _cast(source / name, tmp / name, dtype)
+        if reader.is_dir():
+            (tmp / READER_NAME).mkdir()
+            shutil.copyfile(reader / READER_FILES[0], tmp / READER_NAME / READER_FILES[0])
+            _cast(reader / READER_FILES[1], tmp / READER_NAME / READER_FILES[1], dtype)
         if card:
             (tmp / "README.md").write_text(card, encoding="utf-8")
 
     atomic_write_dir(target, write)
     return target
+
+
+def _cast(source: Path, target: Path, dtype: torch.dtype) -> None:
+    with safe_open(str(source), "pt") as f:
+        metadata = f.metadata()
+    tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in load_file(str(source)).items()}
+    save_file(tensors, str(target), metadata=metadata)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from sac_rag.config import SACConfig
 from sac_rag.home import DEFAULT_BASE_MODEL, resolve_model_path
 from sac_rag.model import SACModel
-from sac_rag.training.config import TrainConfig
+from sac_rag.training.config import TRAINED_SAC_FIELDS, TrainConfig, fresh_compressor
 from sac_rag.training.data import QAPool, TextPool, load_examples, load_texts
 from sac_rag.training.tasks import FullFTTask, SACTask, Task, load_fullft_teacher
 from sac_rag.training.trainer import Trainer, TrainResult
@@ -24,13 +26,22 @@ def load_pool(cfg: TrainConfig) -> QAPool | TextPool:
     if cfg.stage == "qa":
         examples = load_examples(cfg.train_files, cfg.limit_examples)
         return QAPool(examples, seed=cfg.seed, eval_size=cfg.eval_size, max_distractors=cfg.max_distractors)
-    texts = [t for path in cfg.train_files for t in load_texts(path)]
+    texts = [t for path in cfg.train_files for t in load_texts(path, cfg.limit_examples)]
     texts = list(dict.fromkeys(texts))[: cfg.limit_examples or None]
     return TextPool(texts, seed=cfg.seed, eval_size=cfg.eval_size)
 
 
-def _sac_config(cfg: TrainConfig) -> SACConfig:
-    return SACConfig(ratio=cfg.ratio, lora_rank=cfg.lora_rank, lora_alpha=cfg.lora_alpha)
+def _check_init_config(cfg: TrainConfig) -> None:
+    """Refuse compressor settings that contradict the init checkpoint's (at their defaults they are not asked for)."""
+    if cfg.sac == fresh_compressor():
+        return
+    own = SACConfig.load(cfg.init_checkpoint)
+    differ = [n for n in TRAINED_SAC_FIELDS if getattr(cfg.sac, n) != getattr(own, n)]
+    if differ:
+        raise ValueError(
+            f"the run sets {', '.join(f'{n}={getattr(cfg.sac, n)!r}' for n in differ)}, but the init checkpoint "
+            f"{cfg.init_checkpoint} has {', '.join(f'{n}={getattr(own, n)!r}' for n in differ)}"
+        )
 
 
 def build_task(cfg: TrainConfig, device: torch.device) -> Task:
@@ -39,13 +50,17 @@ def build_task(cfg: TrainConfig, device: torch.device) -> Task:
     base = cfg.base_model or DEFAULT_BASE_MODEL
     if cfg.task == "fullft":
         path = resolve_model_path(base)
-        config = _sac_config(cfg)
-        config.base_model = base
+        config = replace(cfg.sac, base_model=base)
         return FullFTTask(_load_base(base, device), AutoTokenizer.from_pretrained(path), config)
     if cfg.init_checkpoint:
+        _check_init_config(cfg)
         model = SACModel.from_pretrained(cfg.init_checkpoint, base=cfg.base_model, dtype=torch.float32, device=device)
     else:
-        model = SACModel.from_base(base, _sac_config(cfg), dtype=torch.float32, device=device)
+        model = SACModel.from_base(base, cfg.sac, dtype=torch.float32, device=device)
+    if cfg.reader:
+        model.add_reader(cfg.reader)
+    if cfg.attention_sink is not None:
+        model.config.attention_sink = cfg.attention_sink
     teacher = None
     if cfg.distill_teacher:
         student_base = model.config.base_model
@@ -57,6 +72,7 @@ def build_task(cfg: TrainConfig, device: torch.device) -> Task:
         distill_weight=cfg.distill_weight,
         distill_temperature=cfg.distill_temperature,
         teacher=teacher,
+        train_reader=cfg.reader_lr > 0,
     )
 
 

@@ -64,6 +64,7 @@ class SACTask:
         distill_weight: float = 0.0,
         distill_temperature: float = 1.0,
         teacher: PreTrainedModel | None = None,
+        train_reader: bool = False,
     ) -> None:
         self.model = model
         self.tok = model.tokenizer
@@ -71,10 +72,15 @@ class SACTask:
         self.lm_max_tokens = lm_max_tokens
         self.distill_weight = distill_weight
         self.distill_temperature = distill_temperature
-        self.teacher = teacher  # a frozen causal LM on the same vocabulary (None: the base, adapter off)
+        self.teacher = teacher  # a frozen causal LM on the same vocabulary (None: the model's own decoder)
+        if train_reader and not model.config.has_reader:
+            raise ValueError("train_reader needs a model with a reader adapter")
+        self.train_reader = train_reader
 
     def parameters(self) -> dict[str, nn.Parameter]:
-        return self.model.sac_parameters()
+        """The compressor's parameters, and the reader's when it is trained too."""
+        reader = self.model.reader_parameters() if self.train_reader else {}
+        return {**self.model.sac_parameters(), **reader}
 
     def _memories(self, sequences: list[list[int]]) -> list[MemoryChunk]:
         kvs = self.model.encode_sequences(sequences, batch_size=1)  # with grad: the compressor learns
@@ -107,7 +113,7 @@ class SACTask:
         seqs, prompt, target, teacher_prefix = self._layout(sample)
         memories = self._memories(seqs)
         inputs, labels = shifted(prompt, target)
-        _, hidden, _ = m._decoder().run([*memories, LM, inputs[1:]])
+        _, hidden, _ = m.decoder().run(m.memory_prompt(memories, [LM, inputs[1:]]))
         logits, targets = target_logits(hidden, labels, m.base_model.get_output_embeddings())
         ce = cross_entropy(logits, targets)
         parts = {"ce": ce.item()}
@@ -120,7 +126,7 @@ class SACTask:
 
     @torch.no_grad()
     def _teacher_logits(self, prefix: list[int], target: list[int]) -> torch.Tensor:
-        """The teacher (or the base model, adapter off) reading the raw text, at the same target tokens."""
+        """The teacher (or the model's own decoder) reading the raw text, at the same target tokens."""
         m = self.model
         inputs, labels = shifted(prefix, target)
         ids = torch.tensor([inputs], device=m.device)

@@ -4,6 +4,7 @@ held-out evaluation, checkpoints that resume the exact same trajectory, a JSONL 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from sac_rag.compression.lora import READER_NAME
 from sac_rag.io import atomic_write_dir
 from sac_rag.training.config import TrainConfig
 from sac_rag.training.data import QAPool, QASample, TextPool
@@ -45,14 +47,18 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 
 
 def make_optimizer(params: dict[str, torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW with two groups: LoRA at ``lr``, the SAC embeddings at ``embedding_lr`` (both decayed the same)."""
+    """AdamW with up to three groups: the compressor's LoRA at ``lr``, the SAC embeddings at
+    ``embedding_lr``, the reader's LoRA at ``reader_lr`` (all on the same schedule)."""
     for p in params.values():
         p.requires_grad_(True)
-    lora = [p for n, p in params.items() if n not in EMBEDDING_NAMES]
+    reader = [p for n, p in params.items() if f".{READER_NAME}." in n]
     emb = [p for n, p in params.items() if n in EMBEDDING_NAMES]
+    lora = [p for n, p in params.items() if n not in EMBEDDING_NAMES and f".{READER_NAME}." not in n]
     groups = [{"params": lora, "lr": cfg.lr, "base_lr": cfg.lr}]
     if emb:
         groups.append({"params": emb, "lr": cfg.embedding_lr, "base_lr": cfg.embedding_lr})
+    if reader:
+        groups.append({"params": reader, "lr": cfg.reader_lr, "base_lr": cfg.reader_lr})
     return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay, betas=(0.9, 0.999), eps=1e-8)
 
 
@@ -60,6 +66,18 @@ def _autocast(cfg: TrainConfig, device: torch.device):
     if cfg.precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def unrelated_samples(samples: list) -> list[QASample]:
+    """Each QA sample with the passages of the next one (no passage holds its answer), for the memory check."""
+    qa = [s for s in samples if isinstance(s, QASample)]
+    if len(qa) < 2:
+        return []
+    return [
+        dataclasses.replace(s, passages=other.passages, gold=-1)
+        for s, other in zip(qa, qa[1:] + qa[:1])
+        if not set(other.passages) & set(s.passages)
+    ]
 
 
 class Trainer:
@@ -92,12 +110,23 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Mean held-out cross-entropy (and greedy EM/F1 on the first ``eval_generate`` QA samples)."""
+        """Mean held-out cross-entropy (and greedy EM/F1 on the first ``eval_generate`` QA samples).
+
+        For a SAC compressor on QA, also the cross-entropy with each question's passages swapped for
+        the next held-out question's (``eval_loss_unrelated``): how much the memories actually inform
+        the answer is the gap between the two (``memory_information``, nats per answer token).
+        """
         out: dict[str, float] = {}
         if self.eval_samples:
             with _autocast(self.cfg, self.device):
                 ces = [self.task.loss(s)[1]["ce"] for s in self.eval_samples]
             out["eval_loss"] = sum(ces) / len(ces)
+        unrelated = unrelated_samples(self.eval_samples) if self.cfg.task == "sac" else []
+        if unrelated:
+            with _autocast(self.cfg, self.device):
+                ces = [self.task.loss(s)[1]["ce"] for s in unrelated]
+            out["eval_loss_unrelated"] = sum(ces) / len(ces)
+            out["memory_information"] = out["eval_loss_unrelated"] - out["eval_loss"]
         qa = [s for s in self.eval_samples if isinstance(s, QASample)][: self.cfg.eval_generate]
         if qa:
             scores = [em_f1(self.task.answer(s), s.answers) for s in qa]

@@ -25,13 +25,14 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sac_rag.cli.stores import open_store
-    from sac_rag.pipeline import SACRAG, load_model
+    from sac_rag.model import SACModel
+    from sac_rag.pipeline import SACRAG
     from sac_rag.pipeline.report import format_figures, format_sources
     from sac_rag.store.validate import check_query
 
     check_query(args.question)
     open_store(args.store).close()  # a bad store path fails before the model loads
-    model = load_model(args.model)
+    model = SACModel.load(args.model)
     with open_store(args.store, model, args.embedder) as store:
         rag = SACRAG(store, max_new_tokens=args.max_new_tokens)
         if args.stream and not args.json:

@@ -36,11 +36,10 @@ def build_store(model, path, n_passages: int, memory_dtype: str):
     """Open the demo store, indexing the first ``n_passages`` Wikipedia passages that are not in it yet."""
     from sac_rag.corpus import to_passages
     from sac_rag.corpus.demo_corpus import wikipedia_articles
-    from sac_rag.pipeline import token_counter
     from sac_rag.store import MemoryStore
 
     store = MemoryStore.open_or_create(path, model, memory_dtype=memory_dtype)
-    passages = to_passages(wikipedia_articles(), 160, token_counter(model)).head(n_passages)
+    passages = to_passages(wikipedia_articles(), 160, model.count_tokens).head(n_passages)
     missing = len(set(passages.ids) - set(store.ids()))
     if missing:
         print(f"indexing {missing} of {len(passages)} Wikipedia passages (gensim test data) into {path} ...")
@@ -61,11 +60,12 @@ def build_store(model, path, n_passages: int, memory_dtype: str):
 
 def run(args: argparse.Namespace) -> int:
     from sac_rag.home import sac_home
-    from sac_rag.pipeline import SACRAG, load_model
+    from sac_rag.model import SACModel
+    from sac_rag.pipeline import SACRAG
     from sac_rag.pipeline.report import format_figures, format_sources
 
     t0 = time.perf_counter()
-    model = load_model(args.model)
+    model = SACModel.load(args.model)
     print(
         f"model: {model.config.base_model} (compressor {model.fingerprint}, ratio {model.config.ratio}), "
         f"loaded in {time.perf_counter() - t0:.1f}s"

@@ -43,12 +43,12 @@ def run(args: argparse.Namespace) -> int:
 
         return index_on_ray(args)
     from sac_rag.corpus import read_documents
-    from sac_rag.pipeline import load_model
+    from sac_rag.model import SACModel
     from sac_rag.store import MemoryStore
     from sac_rag.store.layout import MANIFEST
 
     documents = read_documents(args.paths)  # every file read and checked before the store is touched
-    model = load_model(args.model)
+    model = SACModel.load(args.model)
     path = Path(args.store)
     created = not (path / MANIFEST).is_file()
     limit = max(args.passage_tokens, MemoryStore.default_max_passage_tokens(model)) if created else None
@@ -77,14 +77,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _index(store, documents, model, args: argparse.Namespace) -> dict:
     from sac_rag.corpus import index_documents
-    from sac_rag.pipeline import token_counter
 
     if args.passage_tokens > store.max_passage_tokens:
         raise ValueError(f"--passage-tokens {args.passage_tokens}: {store.path} takes up to {store.max_passage_tokens}")
     before = set(store.ids())
     t0 = time.perf_counter()
     result = index_documents(
-        store, documents, args.passage_tokens, token_counter(model), batch_size=args.batch_size,
+        store, documents, args.passage_tokens, model.count_tokens, batch_size=args.batch_size,
         commit_every=args.commit_every, progress=args.progress,
     )  # fmt: skip
     seconds = time.perf_counter() - t0

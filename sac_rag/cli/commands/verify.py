@@ -37,10 +37,10 @@ def run(args: argparse.Namespace) -> int:
     except StoreCorrupted as e:  # damage that stops the store from opening is a finding, not a failure
         return _print({"ok": False, "problems": [str(e)], "warnings": [], "checked": {}}, None, args.json)
     if args.repair and (args.model is not None or _needs_model(store)):
-        from sac_rag.pipeline import load_model
+        from sac_rag.model import SACModel
 
         store.close()  # reopened with the compressor, which must be the one the store was built with
-        store = open_store(args.store, load_model(args.model), args.embedder)
+        store = open_store(args.store, SACModel.load(args.model), args.embedder)
     with store:
         if not args.repair:
             return _print(store.verify(progress=sys.stderr.isatty()).to_dict(), None, args.json)

@@ -7,7 +7,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Literal
 
-from integrations.core.references import ForgedReferenceError, ReferenceSigner, UnresolvableReferenceError
+from sac_rag.bridge.references import ForgedReferenceError, ReferenceSigner, UnresolvableReferenceError
 from sac_rag.memory.chunk import MemoryChunk
 
 PromptSegment = str | MemoryChunk

@@ -10,6 +10,8 @@ from sac_rag.memory.chunk import MemoryChunk
 #: Metadata keys the adapters add to each passage (prefix ``sac_``).
 REF_KEY = "sac_ref"
 TEXT_KEY = "sac_text"
+#: Metadata key of a passage's memory-store id (trusted only when the stored text is the passage's own).
+STORE_ID_KEY = "sac_id"
 
 
 def passage_figures(chunk: MemoryChunk, text: str | None, cached: bool) -> dict:

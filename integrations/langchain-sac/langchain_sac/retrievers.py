@@ -11,9 +11,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.vectorstores import VectorStore
 from pydantic import ConfigDict, Field, model_validator
 
-from integrations.core.figures import TEXT_KEY
-from integrations.core.session import PassageMemory, SACSession
-from integrations.core.util import json_safe
+from sac_rag.bridge import STORE_ID_KEY, TEXT_KEY, PassageMemory, SACSession, json_safe
 
 Found = tuple[Document, float | None, Any]  # document, score, memory-store id
 
@@ -53,9 +51,12 @@ class SACRetriever(BaseRetriever):
 
     ``base`` may be a ``BaseRetriever`` (``k`` is passed on when it takes extra arguments, and the
     results are cut to ``k``), a ``VectorStore`` (searched with relevance scores where it defines
-    them, else with its raw similarity scores), or None to
-    search ``session.store``. Documents whose metadata has ``store_id_key`` take their memory from
-    the session's store.
+    them, else with its raw similarity scores), or None to search ``session.store``.
+
+    A Document whose metadata has ``store_id_key`` takes its memory from the session's store only
+    when the store holds exactly the Document's text under that id (as for the hits of
+    ``session.store`` itself); any other id is ignored and the Document is compressed from its own
+    text. Documents with no text are returned unchanged.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -64,7 +65,7 @@ class SACRetriever(BaseRetriever):
     base: Any = Field(default=None, exclude=True)
     k: int = Field(default=4, gt=0)
     keep_text: bool = True
-    store_id_key: str = "sac_id"
+    store_id_key: str = STORE_ID_KEY
 
     @model_validator(mode="after")
     def _check_base(self) -> SACRetriever:
@@ -76,7 +77,7 @@ class SACRetriever(BaseRetriever):
 
     # ----------------------------------------------------------------- search
     def _store_id(self, doc: Document) -> Any:
-        return doc.metadata.get(self.store_id_key) if self.session.store is not None else None
+        return doc.metadata.get(self.store_id_key)
 
     def _scored(self, pairs: list[tuple[Document, float | None]]) -> list[Found]:
         return [(d, s, self._store_id(d)) for d, s in pairs]
@@ -96,8 +97,8 @@ class SACRetriever(BaseRetriever):
             return self._from_hits(self.session.store.search(query, k))
         if isinstance(self.base, VectorStore):
             return self._scored(_scored_search(self.base, query, k))
-        extra = {"k": k} if self.base._expects_other_args else {}
-        docs = self.base.invoke(query, config={"callbacks": run_manager.get_child()}, **extra)
+        # ``k`` reaches the base retriever only when it takes extra arguments (LangChain drops it otherwise).
+        docs = self.base.invoke(query, config={"callbacks": run_manager.get_child()}, k=k)
         return self._from_base(docs, k)
 
     async def _asearch(self, query: str, k: int, run_manager: AsyncCallbackManagerForRetrieverRun) -> list[Found]:
@@ -105,8 +106,7 @@ class SACRetriever(BaseRetriever):
             return self._from_hits(await asyncio.to_thread(self.session.store.search, query, k))
         if isinstance(self.base, VectorStore):
             return self._scored(await _ascored_search(self.base, query, k))
-        extra = {"k": k} if self.base._expects_other_args else {}
-        docs = await self.base.ainvoke(query, config={"callbacks": run_manager.get_child()}, **extra)
+        docs = await self.base.ainvoke(query, config={"callbacks": run_manager.get_child()}, k=k)
         return self._from_base(docs, k)
 
     # ----------------------------------------------------------------- documents
@@ -120,19 +120,26 @@ class SACRetriever(BaseRetriever):
             meta[TEXT_KEY] = doc.page_content
         return Document(page_content=memory.reference, metadata=meta, id=doc.id)
 
-    def _inputs(self, found: list[Found]) -> tuple[list[str | None], list[Any]]:
-        return [d.page_content or None for d, _, _ in found], [sid for _, _, sid in found]
+    @staticmethod
+    def _inputs(found: list[Found]) -> tuple[list[str], list[Any]]:
+        """Texts and store ids of the found Documents that have text."""
+        with_text = [(d.page_content, sid) for d, _, sid in found if d.page_content]
+        return [t for t, _ in with_text], [sid for _, sid in with_text]
+
+    def _documents(self, found: list[Found], memories: list[PassageMemory]) -> list[Document]:
+        """The found Documents in order, those with text carrying their memory reference."""
+        given = iter(memories)
+        return [self._document(f, next(given)) if f[0].page_content else f[0] for f in found]
 
     def _get_relevant_documents(
         self, query: str, *, run_manager: CallbackManagerForRetrieverRun, k: int | None = None
     ) -> list[Document]:
         found = self._search(query, k or self.k, run_manager)
-        memories = self.session.attach(*self._inputs(found))
-        return [self._document(f, m) for f, m in zip(found, memories, strict=True)]
+        return self._documents(found, self.session.attach(*self._inputs(found)))
 
     async def _aget_relevant_documents(
         self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun, k: int | None = None
     ) -> list[Document]:
         found = await self._asearch(query, k or self.k, run_manager)
         memories, _ = await self.session.aattach_with_report(*self._inputs(found))
-        return [self._document(f, m) for f, m in zip(found, memories, strict=True)]
+        return self._documents(found, memories)

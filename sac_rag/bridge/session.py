@@ -11,21 +11,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from integrations.core.cache import ChunkCache, text_key
-from integrations.core.figures import REF_KEY, CompressionReport, passage_figures
-from integrations.core.registry import MemoryRegistry, OnInvalid, PromptSegment
-from integrations.core.util import iterate_in_thread
+from sac_rag.bridge.cache import ChunkCache, text_key
+from sac_rag.bridge.figures import REF_KEY, CompressionReport, passage_figures
+from sac_rag.bridge.provenance import MemoryStoreLike, verified_store_ids
+from sac_rag.bridge.registry import MemoryRegistry, OnInvalid, PromptSegment
+from sac_rag.bridge.util import iterate_in_thread
 from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.model import SACModel
-
-
-@runtime_checkable
-class MemoryStoreLike(Protocol):
-    """What a session needs from a memory store (``sac_rag.store.MemoryStore`` fits)."""
-
-    def memories(self, ids: Sequence[int]) -> list[MemoryChunk]: ...
 
 
 @dataclass
@@ -42,7 +36,8 @@ class SACSession:
 
     Args:
         model: the :class:`SACModel` that compresses and decodes.
-        store: optional memory store; passages given with a store id take their memory from it.
+        store: optional memory store; a passage given with the id of a stored passage whose text is
+            exactly its own takes its memory from the store (any other id is ignored).
         cache_size: how many compressed passages (by text hash + model fingerprint) are kept.
         registry_size: how many memories the registry holds for references handed out.
         on_invalid: how prompts with reference-shaped text never signed here are treated
@@ -70,24 +65,25 @@ class SACSession:
         self.batch_size = batch_size
 
     # ----------------------------------------------------------------- retrieval side
-    def attach(self, texts: Sequence[str | None], store_ids: Sequence[Any] | None = None) -> list[PassageMemory]:
+    def attach(self, texts: Sequence[str], store_ids: Sequence[Any] | None = None) -> list[PassageMemory]:
         """Memories for passages, registered; returns one :class:`PassageMemory` each, in order.
 
-        A passage with a store id (and a session store) takes its memory from the store; the others
-        come from the cache or are compressed together in one batch. ``texts[i]`` may be None only
-        for store passages.
+        Every passage needs its text. A passage whose store id names a passage of the session's store
+        with exactly that text takes its memory from the store; any other store id (foreign, unknown,
+        malformed) is ignored, and the passage comes from the cache or is compressed, with the others,
+        in one batch.
         """
         return self.attach_with_report(texts, store_ids)[0]
 
     def attach_with_report(
-        self, texts: Sequence[str | None], store_ids: Sequence[Any] | None = None
+        self, texts: Sequence[str], store_ids: Sequence[Any] | None = None
     ) -> tuple[list[PassageMemory], CompressionReport]:
         """:meth:`attach`, also returning the batch's :class:`CompressionReport`."""
         report = CompressionReport()
         ids = list(store_ids) if store_ids is not None else [None] * len(texts)
         if len(ids) != len(texts):
             raise ValueError(f"{len(texts)} texts but {len(ids)} store ids")
-        found = self._from_store(ids)
+        found = self._from_store(texts, ids)
         found.update(self._from_cache_or_model(texts, skip=found))
         out = []
         for i, text in enumerate(texts):
@@ -98,17 +94,18 @@ class SACSession:
             out.append(PassageMemory(figures[REF_KEY], chunk, figures))
         return out, report.finish()
 
-    def _from_store(self, ids: list[Any]) -> dict[int, tuple[MemoryChunk, str, str]]:
-        """``{index: (chunk, "from_store", key)}`` for the passages with a store id."""
-        wanted = [i for i, sid in enumerate(ids) if sid is not None] if self.store is not None else []
-        if not wanted:
+    def _from_store(self, texts: Sequence[str], ids: list[Any]) -> dict[int, tuple[MemoryChunk, str, str]]:
+        """``{index: (chunk, "from_store", key)}`` for the passages whose store id is verified against their text."""
+        if self.store is None or all(sid is None for sid in ids):
             return {}
-        chunks = self.store.memories([ids[i] for i in wanted])
+        verified = verified_store_ids(self.store, texts, ids)
+        unique = sorted(set(verified.values()))
+        by_id = dict(zip(unique, self.store.memories(unique), strict=True)) if unique else {}
         fp = self.model.fingerprint
-        return {i: (c, "from_store", f"store:{ids[i]}:{fp}") for i, c in zip(wanted, chunks, strict=True)}
+        return {i: (by_id[sid], "from_store", f"store:{sid}:{fp}") for i, sid in verified.items()}
 
     def _from_cache_or_model(
-        self, texts: Sequence[str | None], skip: Collection[int]
+        self, texts: Sequence[str], skip: Collection[int]
     ) -> dict[int, tuple[MemoryChunk, str, str]]:
         """``{index: (chunk, "cached" | "compressed", key)}``; texts not cached are compressed in one batch."""
         fp = self.model.fingerprint
@@ -118,7 +115,7 @@ class SACSession:
             if i in skip:
                 continue
             if not isinstance(text, str) or not text:
-                raise ValueError(f"passage {i} has no text to compress and no store memory")
+                raise ValueError(f"passage {i} has no text to compress")
             key = text_key(text, fp)
             cached = self.cache.get(key)
             if cached is not None:
@@ -134,7 +131,7 @@ class SACSession:
         return found
 
     async def aattach_with_report(
-        self, texts: Sequence[str | None], store_ids: Sequence[Any] | None = None
+        self, texts: Sequence[str], store_ids: Sequence[Any] | None = None
     ) -> tuple[list[PassageMemory], CompressionReport]:
         """:meth:`attach_with_report` in a worker thread (the event loop keeps running)."""
         return await asyncio.to_thread(self.attach_with_report, texts, store_ids)

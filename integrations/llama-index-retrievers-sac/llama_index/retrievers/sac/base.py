@@ -8,14 +8,14 @@ from typing import Any
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
-STORE_ID_KEY = "sac_id"
+from sac_rag.bridge import STORE_ID_KEY
 
 
 class SACStoreRetriever(BaseRetriever):
     """Searches a memory store; each node carries its store id in ``metadata["sac_id"]``.
 
-    With :class:`SACCompressor` on a session that has the same store, the nodes' memories are read
-    from the store instead of being compressed again.
+    With :class:`~llama_index.postprocessor.sac.SACCompressor` on a session that has the same store,
+    the nodes' memories are read from the store instead of being compressed again.
     """
 
     def __init__(self, store: Any, similarity_top_k: int = 4, **kwargs: Any) -> None:

@@ -1,4 +1,4 @@
-"""Small helpers shared by the adapters: JSON-safe metadata, async iteration of a sync generator."""
+"""Small helpers shared by the framework adapters: JSON-safe metadata, async iteration of a sync generator."""
 
 from __future__ import annotations
 

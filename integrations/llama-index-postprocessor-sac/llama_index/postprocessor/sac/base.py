@@ -8,9 +8,7 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
-from integrations.core.figures import TEXT_KEY, CompressionReport
-from integrations.core.session import PassageMemory, SACSession
-from integrations.llama_index.retriever import STORE_ID_KEY
+from sac_rag.bridge import STORE_ID_KEY, TEXT_KEY, CompressionReport, PassageMemory, SACSession
 
 
 class SACCompressor(BaseNodePostprocessor):
@@ -19,9 +17,11 @@ class SACCompressor(BaseNodePostprocessor):
     Each returned node is a copy of the input node (same id, score, relationships and metadata)
     whose text is a reference ``⟦sac:…⟧`` signed by the session; ``sac_*`` figures are added to its
     metadata and hidden from the LLM and the embedder. The session's LLM (:class:`SACLLM`) resolves
-    the references back into memory. Nodes whose metadata has ``store_id_key`` take their memory
-    from the session's store instead of being compressed; nodes with no text pass through unchanged.
-    The last batch's totals are in :attr:`last_report`.
+    the references back into memory. A node whose metadata has ``store_id_key`` takes its memory from
+    the session's store only when the store holds exactly the node's text under that id (as for the
+    nodes of :class:`~llama_index.retrievers.sac.SACStoreRetriever`); any other id is ignored and the
+    node is compressed from its own text. Nodes with no text pass through unchanged. The last batch's
+    totals are in :attr:`last_report`.
     """
 
     keep_text: bool = Field(default=True, description="Keep the original text in metadata (hidden from the LLM).")
@@ -47,21 +47,20 @@ class SACCompressor(BaseNodePostprocessor):
         """Totals of the most recent batch (passages, bytes, tokens, seconds)."""
         return self._last_report
 
-    def _inputs(self, nodes: list[NodeWithScore]) -> tuple[list[int], list[str | None], list[Any]]:
+    def _inputs(self, nodes: list[NodeWithScore]) -> tuple[list[int], list[str], list[Any]]:
         picked, texts, ids = [], [], []
         for i, n in enumerate(nodes):
             text = n.node.get_content(metadata_mode=MetadataMode.NONE)
-            sid = n.node.metadata.get(self.store_id_key) if self._session.store is not None else None
-            if text or sid is not None:
+            if text:
                 picked.append(i)
-                texts.append(text or None)
-                ids.append(sid)
+                texts.append(text)
+                ids.append(n.node.metadata.get(self.store_id_key))
         return picked, texts, ids
 
-    def _replace(self, nws: NodeWithScore, memory: PassageMemory, text: str | None) -> NodeWithScore:
+    def _replace(self, nws: NodeWithScore, memory: PassageMemory, text: str) -> NodeWithScore:
         node = nws.node
         extra = dict(memory.figures)
-        if self.keep_text and text is not None:
+        if self.keep_text:
             extra[TEXT_KEY] = text
         hidden = [k for k in extra if k not in node.excluded_llm_metadata_keys]
         new = node.model_copy(

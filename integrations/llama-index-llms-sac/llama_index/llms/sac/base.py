@@ -23,7 +23,7 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 
-from integrations.core.session import SACSession
+from sac_rag.bridge import SACSession
 
 
 class SACGenerationError(RuntimeError):
@@ -42,9 +42,10 @@ def _surfaced() -> Iterator[None]:
 class SACLLM(CustomLLM):
     """A SAC model as a LlamaIndex LLM: memory references in the prompt are decoded from memory.
 
-    Use it with :class:`SACCompressor` on the same :class:`SACSession`; prompts without references
-    are answered as plain text. Forged references raise :class:`ForgedReferenceError`. ``acomplete``,
-    ``astream_complete``, ``achat`` and ``astream_chat`` run the model in a worker thread.
+    Use it with :class:`~llama_index.postprocessor.sac.SACCompressor` on the same :class:`SACSession`;
+    prompts without references are answered as plain text. Forged references raise
+    :class:`ForgedReferenceError`. ``acomplete``, ``astream_complete``, ``achat`` and ``astream_chat``
+    run the model in a worker thread.
     """
 
     max_new_tokens: int = Field(default=64, gt=0, description="Most tokens generated per answer.")

@@ -1,4 +1,4 @@
-"""LangChain integration: :class:`SACRetriever`, :class:`ChatSAC`, :class:`SACEmbeddings`.
+"""LangChain integration for sac_rag: :class:`SACRetriever`, :class:`ChatSAC`, :class:`SACEmbeddings`.
 
 Typical use::
 
@@ -12,9 +12,9 @@ Typical use::
     )
 """
 
-from integrations.core.session import SACSession
-from integrations.langchain.chat_model import ChatSAC, messages_to_prompt
-from integrations.langchain.embeddings import SACEmbeddings
-from integrations.langchain.retriever import SACRetriever, format_documents
+from langchain_sac.chat_models import ChatSAC, messages_to_prompt
+from langchain_sac.embeddings import SACEmbeddings
+from langchain_sac.retrievers import SACRetriever, format_documents
+from sac_rag.bridge import SACSession
 
 __all__ = ["ChatSAC", "SACEmbeddings", "SACRetriever", "SACSession", "format_documents", "messages_to_prompt"]

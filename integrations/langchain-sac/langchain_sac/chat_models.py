@@ -12,7 +12,7 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, Huma
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import AliasChoices, ConfigDict, Field, model_validator
 
-from integrations.core.session import SACSession
+from sac_rag.bridge import SACSession
 
 
 def messages_to_prompt(messages: list[BaseMessage]) -> str:
