@@ -31,7 +31,7 @@ from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.store.codec import SUFFIXES, dtype_name, pack_memory, unpack_memory
 from sac_rag.store.digest import content_hash
 from sac_rag.store.errors import ShardMissing, StoreCorrupted, StoreError, StoreMismatch
-from sac_rag.store.index import VectorIndex
+from sac_rag.store.index_cache import IndexCache
 from sac_rag.store.inspect import VerifyReport, store_stats, verify_store
 from sac_rag.store.layout import INDEX, LOCK, MANIFEST, SHARDS
 from sac_rag.store.lock import WriterLock
@@ -79,11 +79,10 @@ class MemoryStore:
         self._embedder: Embedder | None = None
         self._lock = WriterLock(path / LOCK, timeout=lock_timeout)
         self._mutex = threading.RLock()
-        self._index: VectorIndex | None = None
-        self._index_generation = -1
         self._shards: OrderedDict[str, ShardReader] = OrderedDict()
         self.memory_dtype: str = manifest.meta("memory_dtype")
         self.dim: int = manifest.meta("dim")
+        self._cache = IndexCache(path / INDEX, manifest, self.dim)
         self.max_passage_tokens: int = manifest.meta("max_passage_tokens")
         self.flush_every = 64
 
@@ -281,7 +280,7 @@ class MemoryStore:
         first brings the in-memory index up to the manifest's generation."""
         with self._mutex, self._lock:
             if sync:
-                self._sync_index()
+                self._cache.current()
             yield
 
     def add(
@@ -383,9 +382,7 @@ class MemoryStore:
             Manifest.drop_unreferenced_memories(db)
             generation = Manifest.bump_generation(db)
         ids = np.array([r.id for r in group], dtype=np.int64)
-        self._index.remove(ids)
-        self._index.add(ids, vectors)
-        self._save_index(generation)
+        self._cache.update(generation, remove=ids, ids=ids, vectors=vectors)
 
     def _compress(
         self, todo: dict[str, str], batch_size: int, bar: tqdm
@@ -412,12 +409,6 @@ class MemoryStore:
             raise StoreError("compressing passages needs the compressor: open the store with model=SACModel")
         with tqdm(total=len(todo), desc="compressing", unit="passage", disable=not progress) as bar:
             return self._compress(todo, 8, bar)
-
-    def rebuild_index(self, generation: int) -> None:
-        """Rebuild the vector index from the manifest's (checked) embeddings and save it for ``generation``."""
-        with self._mutex:
-            self._index = VectorIndex.build(self.dim, *self._manifest.embeddings(self.dim))
-            self._save_index(generation)
 
     def write_shard(self, tensors: dict[str, torch.Tensor]) -> tuple[str, str, int] | None:
         """Write a new shard file; its name, sha256 and size (None when there is nothing to write)."""
@@ -458,8 +449,7 @@ class MemoryStore:
                 Manifest.remove(db, passages=wanted)
                 Manifest.drop_unreferenced_memories(db)
                 generation = Manifest.bump_generation(db)
-            self._index.remove(np.array(wanted, dtype=np.int64))
-            self._save_index(generation)
+            self._cache.update(generation, remove=wanted)
         return len(wanted)
 
     def compact(self, *, progress: bool = False) -> dict:
@@ -521,44 +511,17 @@ class MemoryStore:
         Manifest.set_meta(db, "embedder", embedder.name)
         Manifest.set_meta(db, "embedder_loadable", isinstance(self._embedder_spec, (str, Path)))
         Manifest.set_meta(db, "dim", int(vectors.shape[1]))
-        self.dim = int(vectors.shape[1])
+        self.dim = self._cache.dim = int(vectors.shape[1])
         self._embedder = embedder
 
     # ================================================================== the index cache
-    def _index_path(self, generation: int) -> Path:
-        return self.path / INDEX / f"index-{generation:010d}.faiss"
-
     def index_path(self) -> Path:
         """The index file of the manifest's current generation (it may not be written yet)."""
-        return self._index_path(self._manifest.generation())
+        return self._cache.path()
 
-    def _sync_index(self) -> VectorIndex:
-        """The index at the manifest's current generation: loaded from its file, or rebuilt from the manifest."""
-        with self._mutex:
-            generation = self._manifest.generation()
-            if self._index is None or generation != self._index_generation:
-                path = self._index_path(generation)
-                index = None
-                record = self._manifest.index_record()
-                if path.is_file() and record and record["generation"] == generation:
-                    try:
-                        index = VectorIndex.load(path, self.dim, record["sha256"])
-                    except (StoreCorrupted, FileNotFoundError):
-                        index = None  # a damaged or vanished cache is rebuilt, never trusted
-                if index is None:
-                    with self._manifest.snapshot():
-                        generation = self._manifest.generation()
-                        index = VectorIndex.build(self.dim, *self._manifest.embeddings(self.dim))
-                self._index, self._index_generation = index, generation
-            return self._index
-
-    def _save_index(self, generation: int) -> None:
-        path = self._index_path(generation)
-        self._manifest.record_index(generation, *self._index.save(path))
-        self._index_generation = generation
-        for old in self.path.joinpath(INDEX).iterdir():  # older generations, leftovers of killed writes
-            if old != path:
-                old.unlink(missing_ok=True)
+    def rebuild_index(self, generation: int) -> None:
+        """Rebuild the vector index from the manifest's (checked) embeddings and save it for ``generation``."""
+        self._cache.rebuild(generation)
 
     # ================================================================== reading
     def search(self, query: str, k: int = 5) -> list[Hit]:
@@ -571,7 +534,7 @@ class MemoryStore:
 
     def search_vector(self, vector: np.ndarray, k: int) -> list[tuple[int, float]]:
         """``(id, score)`` of the ``k`` passages nearest to an embedding, from the index at the current generation."""
-        return self._sync_index().search(vector, check_k(k))
+        return self._cache.current().search(vector, check_k(k))
 
     def get(self, ids: Sequence[int]) -> list[PassageRow]:
         """Passage records (id, content hash, text, metadata) in the order asked."""

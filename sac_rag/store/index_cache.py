@@ -1,0 +1,78 @@
+"""The store's vector index at the manifest's current generation: loaded from its file when that file's
+recorded sha256 matches, else rebuilt from the manifest's (checked) embeddings; saved after each write."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from sac_rag.store.errors import StoreCorrupted
+from sac_rag.store.index import VectorIndex
+from sac_rag.store.manifest import Manifest
+
+
+class IndexCache:
+    """``index-<generation>.faiss`` files in ``directory``, and the index of the latest one in memory."""
+
+    def __init__(self, directory: Path, manifest: Manifest, dim: int) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self.dim = dim
+        self._lock = threading.RLock()
+        self._index: VectorIndex | None = None
+        self._generation = -1
+
+    def path(self, generation: int | None = None) -> Path:
+        """The index file of ``generation`` (default: the manifest's current one; it may not be written yet)."""
+        generation = self.manifest.generation() if generation is None else generation
+        return self.directory / f"index-{generation:010d}.faiss"
+
+    def current(self) -> VectorIndex:
+        """The index at the manifest's current generation: its file if it passes its checksum, else rebuilt."""
+        with self._lock:
+            generation = self.manifest.generation()
+            if self._index is None or generation != self._generation:
+                index = self._load(generation)
+                if index is None:
+                    with self.manifest.snapshot():
+                        generation = self.manifest.generation()
+                        index = VectorIndex.build(self.dim, *self.manifest.embeddings(self.dim))
+                self._index, self._generation = index, generation
+            return self._index
+
+    def _load(self, generation: int) -> VectorIndex | None:
+        path, record = self.path(generation), self.manifest.index_record()
+        if not (path.is_file() and record and record["generation"] == generation):
+            return None
+        try:
+            return VectorIndex.load(path, self.dim, record["sha256"])
+        except (StoreCorrupted, FileNotFoundError):
+            return None  # a damaged or vanished file is rebuilt, never trusted
+
+    def update(
+        self, generation: int, remove: Sequence[int] = (), ids: Sequence[int] = (), vectors: np.ndarray | None = None
+    ) -> None:
+        """Apply a committed write (ids removed, ids added with their vectors) and save it for ``generation``."""
+        with self._lock:
+            index = self.current() if self._index is None else self._index
+            index.remove(np.asarray(remove, dtype=np.int64))
+            if len(ids):
+                index.add(np.asarray(ids, dtype=np.int64), vectors)
+            self._save(index, generation)
+
+    def rebuild(self, generation: int) -> None:
+        """Rebuild the index from the manifest's embeddings and save it for ``generation``."""
+        with self._lock:
+            self._save(VectorIndex.build(self.dim, *self.manifest.embeddings(self.dim)), generation)
+
+    def _save(self, index: VectorIndex, generation: int) -> None:
+        """Write the file atomically, record its sha256, drop older generations' files and killed writes' leftovers."""
+        path = self.path(generation)
+        self.manifest.record_index(generation, *index.save(path))
+        self._index, self._generation = index, generation
+        for old in self.directory.iterdir():
+            if old != path:
+                old.unlink(missing_ok=True)
