@@ -72,7 +72,7 @@ def load_sac_weights(model: SACParts, directory: str | Path) -> None:
 
 
 def _load_adapter(model: SACParts, weights: dict[str, torch.Tensor], path: Path, adapter: str) -> None:
-    current = get_peft_model_state_dict(model.peft, adapter_name=adapter)
+    current = get_peft_model_state_dict(model.peft, adapter_name=adapter, save_embedding_layers=False)
     if set(weights) != set(current):
         missing, unknown = sorted(set(current) - set(weights)), sorted(set(weights) - set(current))
         raise ValueError(f"{path} does not match this model: missing {missing[:3]}, unknown {unknown[:3]}")

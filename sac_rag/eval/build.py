@@ -114,7 +114,7 @@ def build_methods(
     tag = reader_tag(base)
     for m in methods:
         if m.reader and not isinstance(m, (SAC, FullFT)):  # baselines decoded by the base model's reader
-            m.key, m.label = m.key + tag, f"{m.label} [reader]"
+            m.key, m.label = m.key + tag, f"{m.label.removesuffix(' (base)')} [reader]"
     keys = [m.key for m in methods]
     if len(set(keys)) != len(keys):
         raise ValueError(f"two methods share a key: {keys}")
