@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from sac_rag.data.qa import MalformedRecord, open_text
+from sac_rag.data.qa import MalformedRecord, json_lines, open_text
 
 
 def is_corpus(path: str | Path) -> bool:
@@ -32,19 +32,12 @@ def read_corpus(path: str | Path, limit: int | None = None) -> Iterator[str]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such corpus file")
     count = 0
-    with open_text(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if limit is not None and count >= limit:
-                return
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise MalformedRecord(f"{path}:{lineno}: not valid JSON ({e.msg})") from e
-            text = record.get("text") if isinstance(record, dict) else None
-            if not isinstance(text, str):
-                raise MalformedRecord(f"{path}:{lineno}: a corpus record needs a 'text' string")
-            if text.strip():
-                count += 1
-                yield text.strip()
+    for where, record in json_lines(path):
+        if limit is not None and count >= limit:
+            return
+        text = record.get("text") if isinstance(record, dict) else None
+        if not isinstance(text, str):
+            raise MalformedRecord(f"{where}: a corpus record needs a 'text' string")
+        if text.strip():
+            count += 1
+            yield text.strip()

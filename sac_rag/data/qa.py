@@ -52,26 +52,31 @@ def open_text(path: Path):
     return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
 
 
-def _read_mrqa(path: Path) -> Iterator[QAExample]:
-    dataset = path.name
+def json_lines(path: Path) -> Iterator[tuple[str, object]]:
+    """``(where, record)`` for each non-blank line of a JSON-lines file (``where`` is ``path:line``)."""
     with open_text(path) as f:
         for lineno, line in enumerate(f, 1):
-            where = f"{path}:{lineno}"
             if not line.strip():
                 continue
+            where = f"{path}:{lineno}"
             try:
-                record = json.loads(line)
+                yield where, json.loads(line)
             except json.JSONDecodeError as e:
                 raise MalformedRecord(f"{where}: not valid JSON ({e.msg})") from e
-            _check(isinstance(record, dict), where, "a record must be a JSON object")
-            if "header" in record:
-                dataset = record["header"].get("dataset", dataset)
-                continue
-            context = record.get("context")
-            _check(isinstance(context, str) and context.strip() != "", where, "missing 'context' text")
-            _check(isinstance(record.get("qas"), list), where, "missing 'qas' list")
-            for qa in record["qas"]:
-                yield _example(qa, context, dataset, where, "answers")
+
+
+def _read_mrqa(path: Path) -> Iterator[QAExample]:
+    dataset = path.name
+    for where, record in json_lines(path):
+        _check(isinstance(record, dict), where, "a record must be a JSON object")
+        if "header" in record:
+            dataset = record["header"].get("dataset", dataset)
+            continue
+        context = record.get("context")
+        _check(isinstance(context, str) and context.strip() != "", where, "missing 'context' text")
+        _check(isinstance(record.get("qas"), list), where, "missing 'qas' list")
+        for qa in record["qas"]:
+            yield _example(qa, context, dataset, where, "answers")
 
 
 def _read_squad(path: Path) -> Iterator[QAExample]:
