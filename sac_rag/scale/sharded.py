@@ -159,9 +159,6 @@ class ShardedStore:
     def ids(self) -> list[int]:
         return sorted(i for p in self.parts for i in p.ids())
 
-    def part_for(self, passage_id: int) -> MemoryStore:
-        return self.parts[part_of(passage_id, len(self.parts))]
-
     def _by_part(self, ids: list[int]) -> dict[int, list[int]]:
         groups: dict[int, list[int]] = {}
         for i in ids:
