@@ -72,8 +72,6 @@ class SACModel(nn.Module):
             self.peft = attach_lora(base, config, base_name=base_name)
             if config.has_reader:
                 add_reader(self.peft, config, base_name=base_name)
-        for p in self.reader_parameters().values():
-            p.requires_grad_(False)  # trained only when a training task asks for it
         self._adapter_switch = AdapterSwitch(self.peft)
         hidden = base.config.hidden_size
         param = next(base.parameters())
@@ -225,8 +223,6 @@ class SACModel(nn.Module):
         self._adapter_switch = AdapterSwitch(self.peft)
         if weights is not None:
             load_reader_weights(self, weights, Path(source))
-        for p in self.reader_parameters().values():
-            p.requires_grad_(False)
 
     @contextmanager
     def adapter(self, enabled: bool, *, reader: bool = True):

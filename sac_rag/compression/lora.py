@@ -63,10 +63,12 @@ def attach_lora(base: PreTrainedModel, config: SACConfig, base_name: str | None 
 
 
 def add_reader(peft_model: PeftModel, config: SACConfig, base_name: str | None = None) -> None:
-    """Add a fresh reader adapter (B = 0: an untrained reader decodes exactly as the plain base)."""
+    """Add a fresh, frozen reader adapter (B = 0: an untrained reader decodes exactly as the plain base)."""
     _check_targets(peft_model.get_base_model(), config.reader_targets)
     with _quiet_peft():
         peft_model.add_adapter(READER_NAME, reader_config(config, base_name))
+    for p in lora_parameters(peft_model, READER_NAME).values():
+        p.requires_grad_(False)  # trained only when a training task asks for it
 
 
 def lora_parameters(peft_model: PeftModel, adapter: str = ADAPTER_NAME) -> dict:
