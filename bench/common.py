@@ -33,13 +33,14 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def setup(args: argparse.Namespace):
-    """Set threads and load the default SAC model (SmolLM2-135M-Instruct + the packaged compressor)."""
+def setup(args: argparse.Namespace, **load):
+    """Set threads and load the default SAC model (SmolLM2-135M-Instruct + the packaged compressor;
+    ``load``: :meth:`SACModel.default`'s keyword arguments, e.g. ``dtype``)."""
     from sac_rag import SACModel
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    return SACModel.default()
+    return SACModel.default(**load)
 
 
 def distinct_contexts(path: str | Path) -> Iterator[str]:

@@ -240,17 +240,24 @@ class SACModel(nn.Module):
         config_text = json.dumps(self.config.identity(), sort_keys=True)
         version = (*(p._version for p in params.values()), id(self.role_tokens), config_text)
         if self._fingerprint is None or self._fingerprint[0] != version:
-            h = hashlib.sha256()
-            h.update(config_text.encode())
-            base_config = self.base_model.config.to_dict()
-            base_config.pop("_name_or_path", None)  # where the base was loaded from is not what it is
-            h.update(json.dumps(base_config, sort_keys=True, default=str).encode())
-            h.update(self.base_model.get_input_embeddings().weight[:8].detach().float().cpu().numpy().tobytes())
-            for name in sorted(params):
-                h.update(name.encode())
-                h.update(params[name].detach().float().cpu().numpy().tobytes())
-            self._fingerprint = (version, h.hexdigest()[:16])
+            self._fingerprint = (version, self._weights_digest(config_text, params))
         return self._fingerprint[1]
+
+    def decoder_fingerprint(self) -> str:
+        """Identifies what decodes, whatever the compressor: the base model and the reader adapter, if any."""
+        return self._weights_digest("", self.reader_parameters())
+
+    def _weights_digest(self, config_text: str, params: dict[str, nn.Parameter]) -> str:
+        h = hashlib.sha256()
+        h.update(config_text.encode())
+        base_config = self.base_model.config.to_dict()
+        base_config.pop("_name_or_path", None)  # where the base was loaded from is not what it is
+        h.update(json.dumps(base_config, sort_keys=True, default=str).encode())
+        h.update(self.base_model.get_input_embeddings().weight[:8].detach().float().cpu().numpy().tobytes())
+        for name in sorted(params):
+            h.update(name.encode())
+            h.update(params[name].detach().float().cpu().numpy().tobytes())
+        return h.hexdigest()[:16]
 
     # ----------------------------------------------------------------- compression
     def encode_sequences(

@@ -91,3 +91,16 @@ def test_reader_cost():
     row = reader_cost.measure(model, texts, k=2, new_tokens=3, repeats=1)
     assert row["ttft_ms_sac_reader"] > 0 and row["decode_tok_s_raw_base"] > 0
     assert row["ttft_sac_reader_over_base"] == row["ttft_ms_sac_reader"] / row["ttft_ms_sac_base"]
+
+
+def test_distill_cache(tmp_path):
+    from bench import distill_cache
+
+    model = sac_model(rank=4)
+    texts = [text_of_tokens(n, seed=n) for n in (30, 44)]
+    for stage in ("qa", "lm"):
+        row = distill_cache.measure(
+            model, distill_cache.samples(texts, stage), k=8, repeats=1, cache_dir=tmp_path / stage
+        )
+        assert row["s_per_example_teacher"] > 0 and row["cache_kib_per_example"] > 0
+        assert row["teacher_over_cached"] == row["s_per_example_teacher"] / row["s_per_example_cached"]

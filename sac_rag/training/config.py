@@ -63,6 +63,8 @@ class TrainConfig:
     distill_weight: float = 0.0  # >0: add KL(teacher || student) on the target tokens, teacher reads the raw context
     distill_teacher: str | None = None  # a Full-FT adapter dir (the teacher: base + it); None: the base as is
     distill_temperature: float = 1.0
+    distill_top_k: int = 0  # >0: distil from the teacher's top k only, computed once per example and cached
+    distill_cache: str | None = None  # that cache's SQLite file; None: teacher_topk.sqlite in output_dir
     eval_size: int = 32  # held-out questions (whole contexts held out of the train files)
     eval_every: int = 25
     eval_generate: int = 0  # also greedy EM/F1 on this many held-out questions at each eval
@@ -92,6 +94,14 @@ class TrainConfig:
             raise ValueError("reader, reader_lr and attention_sink apply to task 'sac' only")
         if self.distill_teacher and (self.task != "sac" or self.distill_weight <= 0):
             raise ValueError("distill_teacher needs task 'sac' and distill_weight > 0")
+        if self.distill_top_k < 0:
+            raise ValueError(f"distill_top_k must be >= 0, got {self.distill_top_k}")
+        if (self.distill_top_k or self.distill_cache) and self.distill_weight <= 0:
+            raise ValueError("distill_top_k and distill_cache need distill_weight > 0")
+        if self.distill_cache and not self.distill_top_k:
+            raise ValueError("distill_cache needs distill_top_k > 0 (only top-k targets are cached)")
+        if self.distill_top_k and self.reader_lr > 0 and not self.distill_teacher:
+            raise ValueError("a cached teacher must stay frozen: with reader_lr > 0 the reader teaches and changes")
         if not isinstance(self.sac, SACConfig):
             raise TypeError(f"sac must be a SACConfig, got {type(self.sac).__name__}")
         default = SACConfig()
@@ -129,7 +139,7 @@ class TrainConfig:
 
     def same_run(self, other: TrainConfig) -> list[str]:
         """Fields that differ from ``other`` and would change the trajectory (run-control fields excluded)."""
-        control = {"max_minutes", "checkpoint_minutes", "threads", "device", "output_dir"}
+        control = {"max_minutes", "checkpoint_minutes", "threads", "device", "output_dir", "distill_cache"}
         a, b = self._flat(), other._flat()
         return sorted(k for k in a if k not in control and a[k] != b[k])
 

@@ -1,4 +1,5 @@
-"""Loss pieces shared by the training tasks: shifted targets, masked cross-entropy, distillation KL."""
+"""Loss pieces shared by the training tasks: shifted targets, masked cross-entropy, distillation KL
+(against full teacher logits or a teacher's cached top-k log-probabilities)."""
 
 from __future__ import annotations
 
@@ -46,5 +47,21 @@ def distill_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float 
     t = temperature
     log_p_student = F.log_softmax(student / t, dim=-1)
     log_p_teacher = F.log_softmax(teacher.detach() / t, dim=-1)
+    kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1)
+    return kl.mean() * t * t
+
+
+def topk_distill_kl(
+    student: torch.Tensor, indices: torch.Tensor, teacher_logprobs: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    """:func:`distill_kl` against a teacher known by its top k only (``indices``, ``teacher_logprobs`` [t, k]).
+
+    The teacher's distribution is its top k renormalised at ``temperature``; the student keeps its whole
+    vocabulary, so the loss is zero only when the student puts all its mass on the teacher's top k, in
+    the teacher's proportions (and is never negative).
+    """
+    t = temperature
+    log_p_teacher = F.log_softmax(teacher_logprobs.detach().float() / t, dim=-1)
+    log_p_student = F.log_softmax(student / t, dim=-1).gather(-1, indices.to(student.device))
     kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1)
     return kl.mean() * t * t

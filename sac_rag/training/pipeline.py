@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
@@ -13,6 +15,7 @@ from sac_rag.model import SACModel
 from sac_rag.training.config import TRAINED_SAC_FIELDS, TrainConfig, fresh_compressor
 from sac_rag.training.data import QAPool, TextPool, load_examples, load_texts
 from sac_rag.training.tasks import FullFTTask, SACTask, Task, load_fullft_teacher
+from sac_rag.training.teacher_cache import CACHE_NAME, TeacherCache
 from sac_rag.training.trainer import Trainer, TrainResult
 
 
@@ -67,6 +70,7 @@ def build_task(cfg: TrainConfig, device: torch.device) -> Task:
         teacher = load_fullft_teacher(cfg.distill_teacher, _load_base(student_base, device), student_base)
     return SACTask(
         model,
+        teacher_cache=_teacher_cache(cfg, model),
         max_distractor_tokens=cfg.max_passage_tokens,
         lm_max_tokens=cfg.lm_max_tokens,
         distill_weight=cfg.distill_weight,
@@ -74,6 +78,18 @@ def build_task(cfg: TrainConfig, device: torch.device) -> Task:
         teacher=teacher,
         train_reader=cfg.reader_lr > 0,
     )
+
+
+def _teacher_cache(cfg: TrainConfig, model: SACModel) -> TeacherCache | None:
+    """The run's cache of top-k teacher targets, for the teacher it distils from (None: no top-k distillation)."""
+    if not cfg.distill_top_k:
+        return None
+    teacher = f"decoder-{model.decoder_fingerprint()}"
+    if cfg.distill_teacher:
+        adapter = hashlib.sha256((Path(cfg.distill_teacher) / "adapter_model.safetensors").read_bytes()).hexdigest()
+        teacher = f"fullft-{adapter[:16]}+{teacher}"
+    path = cfg.distill_cache or Path(cfg.output_dir) / CACHE_NAME
+    return TeacherCache(path, teacher=teacher, k=cfg.distill_top_k)
 
 
 def _load_base(name: str, device: torch.device) -> PreTrainedModel:

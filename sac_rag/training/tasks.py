@@ -7,6 +7,7 @@ reloads its weights, and answers a held-out question for the quick EM/F1.
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -24,7 +25,8 @@ from sac_rag.memory.compose import LM
 from sac_rag.model import SACModel
 from sac_rag.text.prompt import bos_ids, context_ids, encode, question_ids
 from sac_rag.training.data import LMSample, QASample
-from sac_rag.training.objectives import cross_entropy, distill_kl, shifted, target_logits
+from sac_rag.training.objectives import cross_entropy, distill_kl, shifted, target_logits, topk_distill_kl
+from sac_rag.training.teacher_cache import TeacherCache
 
 Sample = QASample | LMSample
 PASSAGE_SEPARATOR = "\n\n"
@@ -64,6 +66,7 @@ class SACTask:
         distill_weight: float = 0.0,
         distill_temperature: float = 1.0,
         teacher: PreTrainedModel | None = None,
+        teacher_cache: TeacherCache | None = None,
         train_reader: bool = False,
     ) -> None:
         self.model = model
@@ -76,6 +79,9 @@ class SACTask:
         if train_reader and not model.config.has_reader:
             raise ValueError("train_reader needs a model with a reader adapter")
         self.train_reader = train_reader
+        if teacher_cache is not None and train_reader and teacher is None:
+            raise ValueError("a cached teacher must stay frozen: the reader teaches here, so it cannot be trained")
+        self.teacher_cache = teacher_cache  # the teacher's top-k targets, computed once per example
 
     def parameters(self) -> dict[str, nn.Parameter]:
         """The compressor's parameters, and the reader's when it is trained too."""
@@ -119,8 +125,14 @@ class SACTask:
         parts = {"ce": ce.item()}
         if self.distill_weight <= 0:
             return ce, parts
-        teacher = self._teacher_logits(teacher_prefix, target)
-        kl = distill_kl(logits, teacher, self.distill_temperature)
+        if self.teacher_cache is None:
+            kl = distill_kl(logits, self._teacher_logits(teacher_prefix, target), self.distill_temperature)
+        else:
+            hits = self.teacher_cache.hits
+            teach = partial(self._teacher_logits, teacher_prefix, target)  # run on a cache miss only
+            top = self.teacher_cache.lookup(teacher_prefix, target, teach)
+            parts["teacher_cached"] = float(self.teacher_cache.hits > hits)
+            kl = topk_distill_kl(logits, top.indices, top.logprobs, self.distill_temperature)
         parts["kl"] = kl.item()
         return ce + self.distill_weight * kl, parts
 

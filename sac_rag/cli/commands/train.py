@@ -22,6 +22,10 @@ HELP = {
     "reader_lr": "train the reader jointly at this learning rate (default 0: frozen)",
     "distill_teacher": "distil from the base with this Full-FT adapter (a --task fullft run's final/) "
     "reading the raw context; default: the base model as is",
+    "distill_top_k": "distil from the teacher's top k tokens only, computed once per example and cached "
+    "(default 0: its whole distribution, recomputed at every step)",
+    "distill_cache": "the SQLite file of those cached targets (default: teacher_topk.sqlite in --output); "
+    "runs with the same teacher can share one",
     "lora_targets": "projections the compressor's LoRA adapts",
 }
 
