@@ -11,7 +11,7 @@ from sac_rag.io import atomic_write_text
 CONFIG_NAME = "sac_config.json"
 FORMAT_VERSION = 1
 # sac_rag's extensions of the official design; off (at their defaults) they leave a model's identity unchanged
-EXTENSION_FIELDS = ("attention_sink", "reader_rank", "reader_alpha", "reader_targets")
+EXTENSION_FIELDS = ("attention_sink", "reader_rank", "reader_alpha", "reader_targets", "causal_compressor")
 # Configs once had a free-form ``extra`` dict, always empty: saved configs still carry ``"extra": {}``, and the
 # identity text keeps it so that the fingerprints of existing compressors (and their stores) do not change.
 LEGACY_IDENTITY = {"extra": {}}
@@ -36,6 +36,8 @@ class SACConfig:
             same base weights, active whenever the decoder runs (memories, raw text, full per-passage KV).
             ``reader_rank = 0``: no reader, the decoder is the plain base (the official design).
             ``reader_alpha / reader_rank`` scales it; ``reader_targets`` names the projections it adapts.
+        causal_compressor: sac_rag extension; inside a chunk each token attends to earlier tokens only
+            (the base model's own attention pattern) instead of to the whole chunk (the official design).
     """
 
     ratio: int = 5
@@ -51,6 +53,7 @@ class SACConfig:
     reader_rank: int = 0
     reader_alpha: float = 64.0
     reader_targets: tuple[str, ...] = ("q_proj", "v_proj")
+    causal_compressor: bool = False
 
     def __post_init__(self) -> None:
         self.lora_targets = tuple(self.lora_targets)
@@ -65,8 +68,9 @@ class SACConfig:
             raise ValueError(f"lora_rank must be >= 1, got {self.lora_rank!r}")
         if not self.lora_targets:
             raise ValueError("lora_targets must name at least one projection")
-        if not isinstance(self.attention_sink, bool):
-            raise ValueError(f"attention_sink must be true or false, got {self.attention_sink!r}")
+        for name in ("attention_sink", "causal_compressor"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.reader_rank, int) or self.reader_rank < 0:
             raise ValueError(f"reader_rank must be an integer >= 0 (0: no reader), got {self.reader_rank!r}")
         if self.reader_rank and not self.reader_targets:

@@ -269,7 +269,8 @@ class SACModel(nn.Module):
         batch_size: int = 8,
         progress: bool = False,
     ) -> list[AnchorKV]:
-        """Anchor K/V of token sequences (differentiable: training calls this with grad enabled).
+        """Anchor K/V of token sequences (differentiable: training calls this with grad enabled); chunks are
+        encoded bidirectionally unless the config says ``causal_compressor``.
 
         ``full_kv=True`` keeps every token's K/V from the decoder instead (causal; the plain base, or the
         base with the reader adapter when the model has one).
@@ -285,7 +286,7 @@ class SACModel(nn.Module):
                 offset=offset,
                 batch_size=batch_size,
                 pad_id=self.tokenizer.pad_token_id or 0,
-                causal=full_kv,
+                causal=full_kv or self.config.causal_compressor,
                 progress=progress,
             )
 

@@ -217,3 +217,24 @@ def test_eval_baselines_decoded_by_a_reader_are_named_apart():
         assert not torch.allclose(got, model.decoder().prefill(segments)[1])
     with pytest.raises(ValueError, match="unknown method"):
         build_methods(["full_kv@base"], [("r", model)])
+
+
+# ---------------------------------------------------------------- causal compressor
+def test_causal_compressor_anchors_see_only_earlier_tokens():
+    from sac_rag.training.config import TrainConfig
+
+    bidirectional, causal = sac_model(), sac_model(causal_compressor=True)
+    causal.load_state_dict(bidirectional.state_dict())  # the same weights: only the attention pattern differs
+    ids = bidirectional.tokenizer(text_of_tokens(40, seed=3), add_special_tokens=False)["input_ids"]
+    changed = ids[:-1] + [(ids[-1] + 1) % 100 + 5]  # only the last token differs
+    for model, same_early in ((causal, True), (bidirectional, False)):
+        with torch.no_grad():
+            a, b = model.encode_sequences([ids, changed])
+        early = a.keys[-1][:, :-1]  # last layer; every anchor but the last sits before the changed token
+        assert torch.allclose(early, b.keys[-1][:, :-1], atol=1e-6) == same_early
+    assert causal.fingerprint != bidirectional.fingerprint
+    assert "causal_compressor" not in SACConfig().identity()  # models without it keep their fingerprints
+    assert SACConfig.from_dict(causal.config.to_dict()).causal_compressor
+    with pytest.raises(ValueError, match="causal_compressor must be true or false"):
+        SACConfig(causal_compressor="yes")
+    assert TrainConfig(output_dir="r", train_files=["x"], sac=SACConfig(causal_compressor=True)).sac.causal_compressor
