@@ -78,7 +78,7 @@ def test_extensions_left_off_keep_the_official_identity():
     config = SACConfig(ratio=5, base_model="x")
     legacy = {**config.to_dict(), "extra": {}}  # configs once had an (always empty) ``extra``
     legacy.pop("base_model")
-    for name in ("attention_sink", "reader_rank", "reader_alpha", "reader_targets"):
+    for name in ("attention_sink", "reader_rank", "reader_alpha", "reader_targets", "causal_compressor"):
         legacy.pop(name)
     assert config.identity() == legacy  # fingerprints of existing stores stay valid
     assert "attention_sink" in SACConfig(attention_sink=True).identity()
