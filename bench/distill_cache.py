@@ -44,7 +44,7 @@ def train_pass(task: SACTask, batch: Sequence[Sample]) -> Callable[[], None]:
 def measure(model: SACModel, batch: Sequence[Sample], k: int, repeats: int, cache_dir: Path) -> dict:
     plain = SACTask(model, max_distractor_tokens=200)
     every_step = SACTask(model, max_distractor_tokens=200, distill_weight=1.0)
-    cache = TeacherCache(cache_dir / "teacher_topk.sqlite", teacher=f"decoder-{model.decoder_fingerprint()}", k=k)
+    cache = TeacherCache(cache_dir / "teacher_topk", teacher=f"decoder-{model.decoder_fingerprint()}", k=k)
     cached = SACTask(model, max_distractor_tokens=200, distill_weight=1.0, teacher_cache=cache)
     for p in plain.parameters().values():
         p.requires_grad_(True)
@@ -58,8 +58,8 @@ def measure(model: SACModel, batch: Sequence[Sample], k: int, repeats: int, cach
     row = {f"s_per_example_{n}": t / len(batch) for n, t in times.items()}
     row["teacher_over_cached"] = times["teacher"] / times["cached"]
     row["cached_over_ce"] = times["cached"] / times["ce"]
-    row["cache_kib_per_example"] = (cache.path.stat().st_size / 1024) / len(cache)
-    cache.close()
+    files = list(cache.path.glob("*/*.safetensors"))
+    row["cache_kib_per_example"] = sum(f.stat().st_size for f in files) / 1024 / len(files)
     return row
 
 

@@ -64,7 +64,7 @@ class TrainConfig:
     distill_teacher: str | None = None  # a Full-FT adapter dir (the teacher: base + it); None: the base as is
     distill_temperature: float = 1.0
     distill_top_k: int = 0  # >0: distil from the teacher's top k only, computed once per example and cached
-    distill_cache: str | None = None  # that cache's SQLite file; None: teacher_topk.sqlite in output_dir
+    distill_cache: str | None = None  # that cache's directory; None: teacher_topk/ in output_dir
     eval_size: int = 32  # held-out questions (whole contexts held out of the train files)
     eval_every: int = 25
     eval_generate: int = 0  # also greedy EM/F1 on this many held-out questions at each eval

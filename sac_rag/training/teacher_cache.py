@@ -1,32 +1,34 @@
 """Distillation targets computed once: a frozen teacher's top-k log-probabilities per example, cached on disk.
 
-The cache is one SQLite file. Each row holds one example's targets, keyed by a digest of the teacher's
-input ids and target ids, stored as safetensors bytes (``indices`` [t, k] int32, ``logprobs`` [t, k]
-float32: the teacher's log-softmax at temperature 1, so any distillation temperature can be applied
-later). The file records which teacher wrote it and its k; opening it for another teacher or another k,
-or opening a file that is not such a cache, is an error naming the file. Every write is its own SQLite
-transaction, so a killed run loses at most the example it was computing.
+The cache is a directory: ``cache.json`` records which teacher filled it and its k, and each example's
+targets are one safetensors file (``indices`` [t, k] int32, ``logprobs`` [t, k] float32: the teacher's
+log-softmax at temperature 1, so any distillation temperature can be applied later), named by a digest
+of the teacher's input ids and target ids and written atomically: a killed run loses at most the example
+it was computing, and runs sharing the cache never see half a file. Opening it for another teacher or
+another k, or opening a directory that is not such a cache, is an error naming it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load as load_tensors
-from safetensors.torch import save as save_tensors
+from safetensors.torch import load_file, save_file
+
+from sac_rag.io import atomic_write, atomic_write_text
 
 FORMAT = "sac_rag.teacher_topk/1"
-CACHE_NAME = "teacher_topk.sqlite"  # a run's own cache, in its output directory
+CACHE_NAME = "teacher_topk"  # a run's own cache, in its output directory
+INFO_NAME = "cache.json"
 
 
 class TeacherCacheError(ValueError):
-    """A teacher cache file that is corrupt, foreign, or written for another teacher or k."""
+    """A teacher cache that is corrupt, foreign, or written for another teacher or k."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ def example_key(inputs: Sequence[int], target: Sequence[int]) -> str:
 
 
 class TeacherCache:
-    """Top-k teacher targets in the SQLite file ``path`` (created when missing), for ``teacher`` at ``k``.
+    """Top-k teacher targets in the directory ``path`` (created when missing), for ``teacher`` at ``k``.
 
     ``teacher`` is a string identifying the frozen teacher (its weights' digest): a cache only ever
     serves the teacher that filled it.
@@ -67,58 +69,53 @@ class TeacherCache:
         self.path = Path(path)
         self.teacher, self.k = teacher, k
         self.hits = self.misses = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = sqlite3.connect(self.path, timeout=60)
-            self._check_or_init()
-        except sqlite3.DatabaseError as e:
-            raise TeacherCacheError(f"{self.path}: not a readable teacher cache ({e})") from e
-
-    def _check_or_init(self) -> None:
-        db = self._db
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not tables:
-            with db:
-                db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-                db.execute("CREATE TABLE targets (key TEXT PRIMARY KEY, data BLOB NOT NULL)")
-                meta = {"format": FORMAT, "teacher": self.teacher, "k": str(self.k)}
-                db.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+        info_path = self.path / INFO_NAME
+        if self.path.exists() and not self.path.is_dir():
+            raise TeacherCacheError(f"{self.path}: not a teacher cache (a file, not a directory)")
+        if not info_path.is_file():
+            if self.path.is_dir() and any(self.path.iterdir()):
+                raise TeacherCacheError(f"{self.path}: not a teacher cache (no {INFO_NAME}, and not empty)")
+            info = {"format": FORMAT, "teacher": teacher, "k": k}
+            atomic_write_text(info_path, json.dumps(info, indent=2) + "\n")
             return
-        if tables != {"meta", "targets"}:
-            raise TeacherCacheError(f"{self.path}: not a teacher cache (tables {sorted(tables)})")
-        meta = dict(db.execute("SELECT key, value FROM meta"))
-        if meta.get("format") != FORMAT:
-            raise TeacherCacheError(f"{self.path}: format {meta.get('format')!r}, expected {FORMAT!r}")
-        if meta.get("teacher") != self.teacher or meta.get("k") != str(self.k):
+        try:
+            info = json.loads(info_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise TeacherCacheError(f"{info_path}: not a teacher cache record ({e})") from e
+        if not isinstance(info, dict) or info.get("format") != FORMAT:
+            raise TeacherCacheError(f"{info_path}: not a teacher cache record (format {FORMAT!r} expected)")
+        if info.get("teacher") != teacher or info.get("k") != k:
             raise TeacherCacheError(
-                f"{self.path} holds the targets of teacher {meta.get('teacher')} at k={meta.get('k')}, "
-                f"not of teacher {self.teacher} at k={self.k}; use another cache file"
+                f"{self.path} holds the targets of teacher {info.get('teacher')} at k={info.get('k')}, "
+                f"not of teacher {teacher} at k={k}; use another cache directory"
             )
 
+    def _file(self, key: str) -> Path:
+        return self.path / key[:2] / f"{key}.safetensors"
+
     def __len__(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM targets").fetchone()[0]
+        return sum(1 for _ in self.path.glob("*/*.safetensors"))
 
     def get(self, key: str, length: int) -> TopK | None:
         """The targets stored under ``key`` (``length`` target positions), or None."""
-        row = self._db.execute("SELECT data FROM targets WHERE key = ?", (key,)).fetchone()
-        if row is None:
+        file = self._file(key)
+        if not file.is_file():
             return None
         try:
-            tensors = load_tensors(row[0])
+            tensors = load_file(file)
             top = TopK(tensors["indices"].long(), tensors["logprobs"].float())
-        except (SafetensorError, KeyError, RuntimeError) as e:
-            raise TeacherCacheError(f"{self.path}: entry {key[:16]} is corrupt ({e})") from e
+        except (SafetensorError, KeyError, OSError, RuntimeError) as e:
+            raise TeacherCacheError(f"{file}: corrupt teacher targets ({e})") from e
         if top.indices.shape != (length, self.k) or top.logprobs.shape != top.indices.shape:
-            raise TeacherCacheError(
-                f"{self.path}: entry {key[:16]} has shape {tuple(top.indices.shape)}, expected ({length}, {self.k})"
-            )
+            raise TeacherCacheError(f"{file}: shape {tuple(top.indices.shape)}, expected ({length}, {self.k})")
         return top
 
     def put(self, key: str, top: TopK) -> None:
-        indices = top.indices.to(torch.int32).contiguous().cpu()
-        data = save_tensors({"indices": indices, "logprobs": top.logprobs.float().contiguous().cpu()})
-        with self._db:
-            self._db.execute("INSERT OR REPLACE INTO targets VALUES (?, ?)", (key, data))
+        tensors = {
+            "indices": top.indices.to(torch.int32).contiguous().cpu(),
+            "logprobs": top.logprobs.float().contiguous().cpu(),
+        }
+        atomic_write(self._file(key), lambda tmp: save_file(tensors, tmp))
 
     def lookup(self, inputs: Sequence[int], target: Sequence[int], teacher_logits: Callable[[], torch.Tensor]) -> TopK:
         """The cached targets of this example, or ``teacher_logits()`` [len(target), vocab] reduced to its
@@ -132,6 +129,3 @@ class TeacherCache:
         top = TopK.of(teacher_logits(), self.k)
         self.put(key, top)
         return top
-
-    def close(self) -> None:
-        self._db.close()

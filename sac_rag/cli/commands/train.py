@@ -24,7 +24,7 @@ HELP = {
     "reading the raw context; default: the base model as is",
     "distill_top_k": "distil from the teacher's top k tokens only, computed once per example and cached "
     "(default 0: its whole distribution, recomputed at every step)",
-    "distill_cache": "the SQLite file of those cached targets (default: teacher_topk.sqlite in --output); "
+    "distill_cache": "the directory of those cached targets (default: teacher_topk/ in --output); "
     "runs with the same teacher can share one",
     "lora_targets": "projections the compressor's LoRA adapts",
 }
