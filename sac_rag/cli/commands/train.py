@@ -26,8 +26,8 @@ HELP = {
     "(default 0: its whole distribution, recomputed at every step)",
     "distill_cache": "the directory of those cached targets (default: teacher_topk/ in --output); "
     "runs with the same teacher can share one",
-    "causal_compressor": "true/false: inside a chunk each token attends to earlier tokens only "
-    "(default false: the whole chunk, the official design)",
+    "causal_compressor": "true/false: inside a chunk each token attends to earlier tokens only, "
+    "not to the whole chunk as in the official design",
     "lora_targets": "projections the compressor's LoRA adapts",
 }
 
