@@ -58,7 +58,7 @@ def measure(model: SACModel, batch: Sequence[Sample], k: int, repeats: int, cach
     row = {f"s_per_example_{n}": t / len(batch) for n, t in times.items()}
     row["teacher_over_cached"] = times["teacher"] / times["cached"]
     row["cached_over_ce"] = times["cached"] / times["ce"]
-    files = list(cache.path.glob("*/*.safetensors"))
+    files = cache.files()
     row["cache_kib_per_example"] = sum(f.stat().st_size for f in files) / 1024 / len(files)
     return row
 

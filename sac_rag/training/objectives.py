@@ -45,10 +45,7 @@ def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def distill_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Mean over tokens of KL(teacher || student) at ``temperature``, scaled by T^2 (Hinton et al.)."""
     t = temperature
-    log_p_student = F.log_softmax(student / t, dim=-1)
-    log_p_teacher = F.log_softmax(teacher.detach() / t, dim=-1)
-    kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1)
-    return kl.mean() * t * t
+    return _mean_kl(F.log_softmax(teacher.detach() / t, dim=-1), F.log_softmax(student / t, dim=-1), t)
 
 
 def topk_distill_kl(
@@ -63,5 +60,10 @@ def topk_distill_kl(
     t = temperature
     log_p_teacher = F.log_softmax(teacher_logprobs.detach().float() / t, dim=-1)
     log_p_student = F.log_softmax(student / t, dim=-1).gather(-1, indices.to(student.device))
+    return _mean_kl(log_p_teacher, log_p_student, t)
+
+
+def _mean_kl(log_p_teacher: torch.Tensor, log_p_student: torch.Tensor, t: float) -> torch.Tensor:
+    """Mean over positions of sum_i p_teacher(i) (log p_teacher(i) - log p_student(i)), scaled by T^2."""
     kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(-1)
     return kl.mean() * t * t

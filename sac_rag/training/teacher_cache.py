@@ -93,8 +93,12 @@ class TeacherCache:
     def _file(self, key: str) -> Path:
         return self.path / key[:2] / f"{key}.safetensors"
 
+    def files(self) -> list[Path]:
+        """The files of the cached examples."""
+        return list(self.path.glob("*/*.safetensors"))
+
     def __len__(self) -> int:
-        return sum(1 for _ in self.path.glob("*/*.safetensors"))
+        return len(self.files())
 
     def get(self, key: str, length: int) -> TopK | None:
         """The targets stored under ``key`` (``length`` target positions), or None."""
