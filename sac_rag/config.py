@@ -11,7 +11,18 @@ from sac_rag.io import atomic_write_text
 CONFIG_NAME = "sac_config.json"
 FORMAT_VERSION = 1
 # sac_rag's extensions of the official design; off (at their defaults) they leave a model's identity unchanged
-EXTENSION_FIELDS = ("attention_sink", "reader_rank", "reader_alpha", "reader_targets", "causal_compressor")
+EXTENSION_FIELDS = (
+    "attention_sink",
+    "reader_rank",
+    "reader_alpha",
+    "reader_targets",
+    "causal_compressor",
+    "memory_kind",
+    "compact_keep",
+    "compact_refit",
+)
+MEMORY_KINDS = ("sac", "compact")
+COMPACT_FIELDS = ("compact_keep", "compact_refit")
 # Configs once had a free-form ``extra`` dict, always empty: saved configs still carry ``"extra": {}``, and the
 # identity text keeps it so that the fingerprints of existing compressors (and their stores) do not change.
 LEGACY_IDENTITY = {"extra": {}}
@@ -38,6 +49,14 @@ class SACConfig:
             ``reader_alpha / reader_rank`` scales it; ``reader_targets`` names the projections it adapts.
         causal_compressor: sac_rag extension; inside a chunk each token attends to earlier tokens only
             (the base model's own attention pattern) instead of to the whole chunk (the official design).
+        memory_kind: sac_rag extension; what :meth:`SACModel.compress` builds. ``"sac"``: the compressor's
+            anchor K/V (the official design). ``"compact"``: the decoder's own K/V, cut per head to
+            ``compact_keep`` of the full K/V's bytes and refitted (:mod:`sac_rag.compaction`); it needs no
+            trained compressor.
+        compact_keep: the fraction of a passage's full K/V bytes (bfloat16) a compact memory may take,
+            biases, positions and counts included (0.2: 5x smaller).
+        compact_refit: refit the kept entries' logit bias and values to the whole passage (attention
+            matching); ``False`` keeps the selected entries as they are (KVzip).
     """
 
     ratio: int = 5
@@ -54,6 +73,9 @@ class SACConfig:
     reader_alpha: float = 64.0
     reader_targets: tuple[str, ...] = ("q_proj", "v_proj")
     causal_compressor: bool = False
+    memory_kind: str = "sac"
+    compact_keep: float = 0.2
+    compact_refit: bool = True
 
     def __post_init__(self) -> None:
         self.lora_targets = tuple(self.lora_targets)
@@ -68,7 +90,14 @@ class SACConfig:
             raise ValueError(f"lora_rank must be >= 1, got {self.lora_rank!r}")
         if not self.lora_targets:
             raise ValueError("lora_targets must name at least one projection")
-        for name in ("attention_sink", "causal_compressor"):
+        if self.memory_kind not in MEMORY_KINDS:
+            raise ValueError(f"memory_kind must be one of {', '.join(MEMORY_KINDS)}, got {self.memory_kind!r}")
+        if isinstance(self.compact_keep, bool) or not isinstance(self.compact_keep, (int, float)):
+            raise ValueError(f"compact_keep must be a number in (0, 1], got {self.compact_keep!r}")
+        self.compact_keep = float(self.compact_keep)
+        if not 0 < self.compact_keep <= 1:
+            raise ValueError(f"compact_keep must be in (0, 1], got {self.compact_keep!r}")
+        for name in ("attention_sink", "causal_compressor", "compact_refit"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.reader_rank, int) or self.reader_rank < 0:
@@ -108,9 +137,13 @@ class SACConfig:
         d.pop("base_model", None)
         defaults = SACConfig().to_dict()
         for name in EXTENSION_FIELDS:
-            if d[name] == defaults[name]:
+            if d[name] == defaults[name] or (name in COMPACT_FIELDS and self.memory_kind == "sac"):
                 del d[name]
         return d
+
+    def compaction_identity(self) -> dict:
+        """What identifies compact memories besides the decoder: the kind and its settings."""
+        return {"memory_kind": "compact", **{name: getattr(self, name) for name in COMPACT_FIELDS}}
 
     @classmethod
     def from_dict(cls, d: dict) -> SACConfig:

@@ -8,14 +8,19 @@ import json
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from sac_rag.checkpoint.native import load_reader_weights, load_sac_weights, read_reader_adapter, save_sac_weights
 from sac_rag.checkpoint.official import load_official_adapter
+from sac_rag.compaction.compactor import KIND as COMPACT_KIND
+from sac_rag.compaction.compactor import Compactor
+from sac_rag.compaction.score import REPEAT_PROMPT
 from sac_rag.compression.encoder import AnchorKV, encode_anchor_kv
 from sac_rag.compression.lora import (
     ADAPTER_NAME,
@@ -235,9 +240,14 @@ class SACModel(nn.Module):
 
     @property
     def fingerprint(self) -> str:
-        """Identifies base model + adapter + config; recomputed only when a SAC parameter changed."""
-        params = {**self.sac_parameters(), **self.reader_parameters()}
-        config_text = json.dumps(self.config.identity(), sort_keys=True)
+        """Identifies what makes this model's memories: base model + SAC adapter + config for SAC memories,
+        base model + reader + compaction settings for compact ones; recomputed only when a parameter changed."""
+        if self.config.memory_kind == COMPACT_KIND:
+            params = self.reader_parameters()
+            config_text = json.dumps(self.config.compaction_identity(), sort_keys=True)
+        else:
+            params = {**self.sac_parameters(), **self.reader_parameters()}
+            config_text = json.dumps(self.config.identity(), sort_keys=True)
         version = (*(p._version for p in params.values()), id(self.role_tokens), config_text)
         if self._fingerprint is None or self._fingerprint[0] != version:
             self._fingerprint = (version, self._weights_digest(config_text, params))
@@ -300,12 +310,31 @@ class SACModel(nn.Module):
         position_offset: int = 1,
         progress: bool = False,
     ) -> list[MemoryChunk]:
-        """Compress each text into one :class:`MemoryChunk` (split into ``chunk_size`` chunks as the spec says).
+        """Compress each text into one :class:`MemoryChunk` of the configured ``memory_kind``: SAC anchors
+        (split into ``chunk_size`` chunks as the spec says), or a compaction of the decoder's own K/V.
 
         With ``add_context_prefix`` (the default) a text is encoded as the official context,
         ``[BOS] + "### Context:\\n" + text``. ``position_offset`` is the position id of its first token.
         """
+        if self.config.memory_kind == COMPACT_KIND:
+            sequences = self._context_sequences(texts, add_context_prefix)
+            compactor = self.compactor()
+            fingerprint = self.fingerprint
+            bar = tqdm(sequences, desc="compacting passages", unit="passage", disable=not progress)
+            return [replace(compactor.compact(ids, position_offset), fingerprint=fingerprint) for ids in bar]
         return self._memories(texts, False, batch_size, add_context_prefix, position_offset, progress)
+
+    def compactor(self, *, keep: float | None = None, refit: bool | None = None) -> Compactor:
+        """Builds compact memories with this model's decoder (the reader on, as it will answer) at ``keep``
+        of the full K/V's bytes, refitted or not (defaults: the config's ``compact_keep``, ``compact_refit``).
+        Its memories carry no fingerprint; :meth:`compress` stamps them when the config asks for this kind."""
+        return Compactor(
+            self.transformer,
+            lambda: self.adapter(False),
+            encode(self.tokenizer, REPEAT_PROMPT),
+            keep=self.config.compact_keep if keep is None else keep,
+            refit_values=self.config.compact_refit if refit is None else refit,
+        )
 
     @torch.inference_mode()
     def encode_full_kv(

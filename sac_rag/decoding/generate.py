@@ -9,8 +9,16 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
-from sac_rag.memory.compose import ComposedPrompt, Feed, PlacedMemory, Segment, compose
+from sac_rag.decoding.attention import biased_attention
+from sac_rag.memory.compose import ComposedPrompt, Feed, PlacedMemory, Segment, compose, memory_bias
 from sac_rag.memory.rope import RotaryShifter
+
+
+class MemoryCache(DynamicCache):
+    """The decoder's cache. ``memory_bias [layers, kv_heads, n]``: a logit bias on its first ``n`` entries
+    (the memories placed before the text), or None when no memory carries one."""
+
+    memory_bias: torch.Tensor | None = None
 
 
 class MemoryDecoder:
@@ -45,13 +53,23 @@ class MemoryDecoder:
             embeds = torch.where(is_lm[:, None], self.lm_embedding.to(embeds.dtype), embeds)
         return embeds
 
-    def _hidden(self, embeds: torch.Tensor, positions: list[int], cache: DynamicCache) -> torch.Tensor:
+    def _hidden(self, embeds: torch.Tensor, positions: list[int], cache: MemoryCache) -> torch.Tensor:
         pos = torch.tensor([positions], device=embeds.device)
         with self.decoder_mode():
-            out = self.transformer(inputs_embeds=embeds[None], position_ids=pos, cache=cache, use_cache=True)
+            if cache.memory_bias is None:
+                out = self.transformer(inputs_embeds=embeds[None], position_ids=pos, cache=cache, use_cache=True)
+                return out.last_hidden_state[0]
+            with biased_attention(self.transformer.config):
+                out = self.transformer(
+                    inputs_embeds=embeds[None],
+                    position_ids=pos,
+                    cache=cache,
+                    use_cache=True,
+                    memory_bias=cache.memory_bias,
+                )
             return out.last_hidden_state[0]
 
-    def _forward(self, embeds: torch.Tensor, positions: list[int], cache: DynamicCache) -> torch.Tensor:
+    def _forward(self, embeds: torch.Tensor, positions: list[int], cache: MemoryCache) -> torch.Tensor:
         return self.lm_head(self._hidden(embeds, positions, cache)[-1]).float()
 
     def compose(self, segments: list[Segment]) -> ComposedPrompt:
@@ -59,7 +77,7 @@ class MemoryDecoder:
         :func:`~sac_rag.memory.compose.compose`), in this decoder's dtype and device."""
         return compose(segments, self.shifter, self.lm_embedding.dtype, self.lm_embedding.device)
 
-    def run(self, prompt: list[Segment] | ComposedPrompt) -> tuple[DynamicCache, torch.Tensor, Feed]:
+    def run(self, prompt: list[Segment] | ComposedPrompt) -> tuple[MemoryCache, torch.Tensor, Feed]:
         """Run the decoder over a prompt, as segments or composed (differentiable unless the caller disables grad).
 
         Returns the filled cache, the final hidden states of the last text/[LM] feed
@@ -67,7 +85,8 @@ class MemoryDecoder:
         """
         composed = prompt if isinstance(prompt, ComposedPrompt) else self.compose(prompt)
         device = self.lm_embedding.device
-        cache = DynamicCache()
+        cache = MemoryCache()
+        cache.memory_bias = _prompt_bias(composed)
         hidden = None
         for step in composed.steps:
             if isinstance(step, PlacedMemory):
@@ -77,7 +96,7 @@ class MemoryDecoder:
                 hidden = self._hidden(self._embed_feed(step, device), step.positions, cache)
         return cache, hidden, composed.steps[-1]
 
-    def prefill(self, prompt: list[Segment] | ComposedPrompt) -> tuple[DynamicCache, torch.Tensor, int]:
+    def prefill(self, prompt: list[Segment] | ComposedPrompt) -> tuple[MemoryCache, torch.Tensor, int]:
         """Build the cache for a prompt; return it, the last position's logits, and the next position id."""
         cache, hidden, last_feed = self.run(prompt)
         return cache, self.lm_head(hidden[-1]).float(), last_feed.positions[-1] + 1
@@ -97,3 +116,19 @@ class MemoryDecoder:
             embeds = self.embed(torch.tensor([token], device=self.lm_embedding.device))
             logits = self._forward(embeds, [position], cache)
             position += 1
+
+
+def _prompt_bias(composed: ComposedPrompt) -> torch.Tensor | None:
+    """The logit bias over every cache entry up to the prompt's last memory (zeros for unbiased memories and
+    for text between them), or None when no memory carries a bias."""
+    steps = composed.steps
+    if not any(isinstance(s, PlacedMemory) and s.bias is not None for s in steps):
+        return None
+    last = max(i for i, s in enumerate(steps) if isinstance(s, PlacedMemory))
+    shape = next(s.keys.shape[:2] for s in steps if isinstance(s, PlacedMemory))
+    device = next(s.keys.device for s in steps if isinstance(s, PlacedMemory))
+    pieces = [
+        memory_bias(s) if isinstance(s, PlacedMemory) else torch.zeros(*shape, len(s.items), device=device)
+        for s in steps[: last + 1]
+    ]
+    return torch.cat(pieces, dim=2)

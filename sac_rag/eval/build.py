@@ -13,12 +13,14 @@ from sac_rag.eval.methods import (
     PLAIN_DECODER,
     SAC,
     TEXT_METHODS,
+    Compacted,
     FullFT,
     FullKV,
     Method,
     NoContext,
     RawContext,
     Truncate,
+    PassageAnalyses,
     UniformDrop,
 )
 from sac_rag.eval.plugins import installed_methods, load_installed
@@ -74,7 +76,8 @@ def build_methods(
     are decoded by it (their keys and labels say so), except text methods named with the ``@base``
     suffix (``raw@base``: the untuned base reading the raw text).
 
-    ``truncate`` and ``drop`` run at each of ``ratios`` (default: the SAC models' ratios);
+    ``truncate``, ``drop``, ``compact`` (selection + refit) and ``select`` (selection alone) run at each of
+    ``ratios`` (default: the SAC models' ratios; compaction keeps ``1/ratio`` of the full K/V's bytes);
     ``full_ft`` once per adapter directory; ``sac`` once per SAC model.
     """
     plain = {f"{n}{PLAIN_DECODER}" for n in TEXT_METHODS}
@@ -93,6 +96,7 @@ def build_methods(
         raise ValueError("method full_ft needs --full-ft ADAPTER_DIR")
     ratios = sorted(set(ratios or [m.config.ratio for _, m in sac_models]))
     methods: list[Method] = []
+    analyses = PassageAnalyses()
     for spec in names:
         name, reader = spec.removesuffix(PLAIN_DECODER), not spec.endswith(PLAIN_DECODER)
         if name == "raw":
@@ -105,6 +109,8 @@ def build_methods(
             methods += [Truncate(base, r, reader=reader) for r in ratios]
         elif name == "drop":
             methods += [UniformDrop(base, r, reader=reader) for r in ratios]
+        elif name in ("compact", "select"):
+            methods += [Compacted(base, r, analyses, refit=name == "compact") for r in ratios]
         elif name == "sac":
             methods += [SAC(model, label) for label, model in sac_models]
         elif name == "full_ft":

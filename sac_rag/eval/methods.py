@@ -19,6 +19,8 @@ from pathlib import Path
 
 from transformers import PreTrainedModel
 
+from sac_rag.compaction.compactor import compact_analysis
+from sac_rag.compaction.score import PassageAnalysis
 from sac_rag.data.qa import QAExample
 from sac_rag.decoding.generate import MemoryDecoder
 from sac_rag.memory.chunk import MemoryChunk
@@ -29,7 +31,8 @@ from sac_rag.text.anchors import anchor_indices
 from sac_rag.text.prompt import bos_ids, context_ids, question_ids
 
 BASE_METHODS = ("raw", "no_context", "truncate", "drop", "full_kv")
-ALL_METHODS = (*BASE_METHODS, "sac", "full_ft")
+COMPACT_METHODS = ("compact", "select")
+ALL_METHODS = (*BASE_METHODS, *COMPACT_METHODS, "sac", "full_ft")
 TEXT_METHODS = ("raw", "no_context", "truncate", "drop")
 # a text method named with this suffix is decoded by the plain base even when the SAC model has a reader
 PLAIN_DECODER = "@base"
@@ -157,8 +160,15 @@ class _Memorised(Method):
         memory, encode_s = self._memory(example.context)
         segments = self.model.build_prompt(example.question, memories=[memory])
         entries = sum(len(s) for s in segments if isinstance(s, list))
-        entries += sum(s.n_anchors if isinstance(s, MemoryChunk) else 1 for s in segments if not isinstance(s, list))
+        entries += sum(_entries_per_head(s) for s in segments if not isinstance(s, list))
         return Prompt(segments, entries, encode_s)
+
+
+def _entries_per_head(segment: Segment) -> int:
+    """Cache entries a segment adds per (layer, kv head): a memory's held entries on average, else 1."""
+    if not isinstance(segment, MemoryChunk):
+        return 1
+    return round(segment.entries / (segment.keys.shape[0] * segment.keys.shape[1]))
 
 
 class FullKV(_Memorised):
@@ -168,6 +178,43 @@ class FullKV(_Memorised):
 
     def _encode(self, context: str) -> MemoryChunk:
         return self.model.encode_full_kv([context])[0]
+
+
+class PassageAnalyses:
+    """The decoder's analysis of recent passages (full K/V, entry scores, reference queries), shared by every
+    compaction method of a run: each passage is analysed once, whatever the budgets and variants compared."""
+
+    def __init__(self, size: int = 4) -> None:
+        self._items: OrderedDict[str, PassageAnalysis] = OrderedDict()
+        self._size = size
+
+    def get(self, context: str, analyse: Callable[[], PassageAnalysis]) -> PassageAnalysis:
+        if context not in self._items:
+            self._items[context] = analyse()
+            if len(self._items) > self._size:
+                self._items.popitem(last=False)
+        self._items.move_to_end(context)
+        return self._items[context]
+
+
+class Compacted(_Memorised):
+    """A compaction memory of the passage at ``1/ratio`` of its full K/V's bytes (bias, positions and counts
+    included), built by the decoder: per-head selection, with the attention-matching refit (``refit``) or
+    without it (KVzip selection alone). No [LM] follows it."""
+
+    def __init__(self, model: SACModel, ratio: int, analyses: PassageAnalyses, *, refit: bool = True) -> None:
+        super().__init__(model)
+        self.ratio = ratio
+        self.refit = refit
+        self.analyses = analyses
+        self.compactor = model.compactor(keep=1 / ratio, refit=refit)
+        self.key = f"{'compact' if refit else 'select'}_r{ratio}"
+        self.label = f"{'Selection + refit' if refit else 'Selection only (KVzip)'} (1/{ratio} bytes)"
+
+    def _encode(self, context: str) -> MemoryChunk:
+        ids = context_ids(self.tokenizer, context, self.model.config)
+        analysis = self.analyses.get(context, lambda: self.compactor.analyse(ids))
+        return compact_analysis(analysis, 1 / self.ratio, refit_values=self.refit)
 
 
 class SAC(_Memorised):

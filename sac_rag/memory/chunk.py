@@ -6,23 +6,27 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from sac_rag.memory.geometry import full_kv_nbytes
+from sac_rag.memory.geometry import entry_nbytes, full_kv_nbytes
 
 
 @dataclass
 class MemoryChunk:
-    """The anchor K/V a SAC compressor kept for one passage.
+    """The K/V entries a memory keeps of one passage: a SAC compressor's anchors, every token (full K/V),
+    or a compaction's per-head entries (:mod:`sac_rag.compaction`).
 
     Attributes:
         keys: ``[num_layers, num_kv_heads, n_anchors, head_dim]``, after RoPE, rotated at
             position ids ``offset + positions``.
         values: same shape as ``keys``.
         positions: ``[n_anchors]`` int64, the anchors' position ids relative to the passage's
-            first token (0-based token indices).
+            first token (0-based token indices); ``[num_layers, num_kv_heads, n_anchors]`` when each
+            head keeps its own entries (``-1`` on padding).
         length: number of tokens of the passage as compressed (BOS and prefix included).
         offset: the position id the passage's first token had when its keys were rotated.
         fingerprint: identifies the compressor (base model + adapter + config) that made it.
-        meta: free JSON-safe information (e.g. the compressor's ratio).
+        meta: free JSON-safe information (e.g. the compressor's ratio; ``kind``: "sac", "full_kv", "compact").
+        bias: ``[num_layers, num_kv_heads, n_anchors]`` float32 logit bias the decoder adds to each entry's
+            attention score, ``-inf`` on padding (heads keep different numbers of entries); ``None``: no bias.
     """
 
     keys: torch.Tensor
@@ -32,6 +36,7 @@ class MemoryChunk:
     offset: int = 1
     fingerprint: str = ""
     meta: dict = field(default_factory=dict)
+    bias: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.keys.ndim != 4 or self.keys.shape != self.values.shape:
@@ -39,8 +44,13 @@ class MemoryChunk:
                 "keys and values must both be [num_layers, num_kv_heads, n_anchors, head_dim], "
                 f"got {tuple(self.keys.shape)} and {tuple(self.values.shape)}"
             )
-        if self.positions.ndim != 1 or self.positions.shape[0] != self.keys.shape[2]:
-            raise ValueError(f"positions must be [n_anchors={self.keys.shape[2]}], got {tuple(self.positions.shape)}")
+        per_head = (*self.keys.shape[:3],)
+        if tuple(self.positions.shape) not in ((self.keys.shape[2],), per_head):
+            raise ValueError(
+                f"positions must be [n_anchors={self.keys.shape[2]}] or {list(per_head)}, got {tuple(self.positions.shape)}"
+            )
+        if self.bias is not None and tuple(self.bias.shape) != per_head:
+            raise ValueError(f"bias must be {list(per_head)}, got {tuple(self.bias.shape)}")
         if self.length < 1:
             raise ValueError(f"length must be >= 1, got {self.length}")
 
@@ -49,13 +59,23 @@ class MemoryChunk:
         return self.keys.shape[2]
 
     @property
+    def entries(self) -> int:
+        """K/V entries held over all (layer, kv head) pairs (padding left out)."""
+        if self.bias is None:
+            return self.keys.shape[0] * self.keys.shape[1] * self.keys.shape[2]
+        return int(torch.isfinite(self.bias).sum())
+
+    @property
     def dtype(self) -> torch.dtype:
         return self.keys.dtype
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the anchor K/V tensors."""
-        return self.keys.numel() * self.keys.element_size() + self.values.numel() * self.values.element_size()
+        """Bytes of the K/V entries held (padding left out) and, for a biased memory, their biases and positions
+        as stored (:func:`~sac_rag.memory.geometry.entry_nbytes`)."""
+        if self.bias is None:
+            return self.keys.numel() * self.keys.element_size() + self.values.numel() * self.values.element_size()
+        return entry_nbytes(self.keys.shape[-1], self.dtype, biased=True) * self.entries
 
     def full_kv_nbytes(self, dtype: torch.dtype | None = None) -> int:
         """Bytes a full KV cache of the same passage would take (every token, not just anchors)."""
@@ -70,4 +90,5 @@ class MemoryChunk:
             values=self.values.to(device=device, dtype=dtype),
             positions=self.positions.to(device=device),
             meta=dict(self.meta),
+            bias=None if self.bias is None else self.bias.to(device=device),
         )

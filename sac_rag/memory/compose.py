@@ -47,6 +47,7 @@ Segment = MemoryChunk | list | LMMarker | Sink
 class PlacedMemory:
     keys: torch.Tensor  # [layers, kv, n, d], rotated to their place
     values: torch.Tensor
+    bias: torch.Tensor | None = None  # [layers, kv, n] logit bias (float32), None: no bias
 
 
 @dataclass
@@ -60,7 +61,8 @@ class Feed:
 def place(chunk: MemoryChunk, position: int, shifter: RotaryShifter, dtype: torch.dtype, device) -> PlacedMemory:
     """The chunk's K/V with keys rotated so that its first token sits at ``position``."""
     keys = shifter.shift(chunk.keys.to(device), position - chunk.offset)
-    return PlacedMemory(keys.to(dtype), chunk.values.to(device=device, dtype=dtype))
+    bias = None if chunk.bias is None else chunk.bias.to(device=device, dtype=torch.float32)
+    return PlacedMemory(keys.to(dtype), chunk.values.to(device=device, dtype=dtype), bias)
 
 
 def layout(segments: list[Segment]) -> list[tuple[Segment, int]]:
@@ -128,7 +130,19 @@ def _concat(memories: list[PlacedMemory]) -> PlacedMemory:
     """Consecutive placed memories as one (one ``cat`` per run, not one per memory)."""
     if len(memories) == 1:
         return memories[0]
-    return PlacedMemory(torch.cat([m.keys for m in memories], dim=2), torch.cat([m.values for m in memories], dim=2))
+    bias = None
+    if any(m.bias is not None for m in memories):
+        bias = torch.cat([memory_bias(m) for m in memories], dim=2)
+    return PlacedMemory(
+        torch.cat([m.keys for m in memories], dim=2), torch.cat([m.values for m in memories], dim=2), bias
+    )
+
+
+def memory_bias(memory: PlacedMemory) -> torch.Tensor:
+    """``memory``'s logit bias ``[layers, kv, n]`` (zeros for a memory without one)."""
+    if memory.bias is not None:
+        return memory.bias
+    return torch.zeros(memory.keys.shape[:3], dtype=torch.float32, device=memory.keys.device)
 
 
 def composed_length(segments: list[Segment]) -> int:

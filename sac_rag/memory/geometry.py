@@ -20,3 +20,17 @@ def full_kv_nbytes(shape: Sequence[int], tokens: int, dtype: torch.dtype = torch
     ``(layers, kv_heads, head_dim)``, stored as ``dtype``."""
     layers, heads, head_dim = shape
     return 2 * layers * heads * head_dim * tokens * torch.empty((), dtype=dtype).element_size()
+
+
+# A biased memory stores, beside each entry's K/V, its logit bias (float16) and token position (int16).
+BIAS_DTYPE = torch.float16
+ENTRY_POSITION_DTYPE = torch.int16
+
+
+def entry_nbytes(head_dim: int, dtype: torch.dtype = torch.bfloat16, *, biased: bool = False) -> int:
+    """Bytes one (layer, kv head) entry of a memory takes: its key and value in ``dtype``, plus its bias and
+    position when ``biased``."""
+    kv = 2 * head_dim * torch.empty((), dtype=dtype).element_size()
+    if not biased:
+        return kv
+    return kv + torch.empty((), dtype=BIAS_DTYPE).element_size() + torch.empty((), dtype=ENTRY_POSITION_DTYPE).element_size()

@@ -6,7 +6,7 @@ import argparse
 
 from sac_rag.cli.args import positive_int
 
-DEFAULT_METHODS = ("raw", "no_context", "sac", "truncate", "drop", "full_kv", "full_ft")
+DEFAULT_METHODS = ("raw", "no_context", "sac", "compact", "select", "truncate", "drop", "full_kv", "full_ft")
 
 
 def register(sub) -> None:
@@ -36,7 +36,7 @@ def register(sub) -> None:
         "sac_rag.eval_methods); default: all, installed extras included (full_ft only with --full-ft)",
     )
     p.add_argument(
-        "--ratios", type=positive_int, nargs="+", default=None, help="budgets of truncate/drop (default: SAC's)"
+        "--ratios", type=positive_int, nargs="+", default=None, help="budgets of truncate/drop/compact/select: 1/R of the passage (default: SAC's)"
     )
     p.add_argument("--max-new-tokens", type=positive_int, default=24)
     p.add_argument("--out", required=True, help="output directory (predictions are appended here)")

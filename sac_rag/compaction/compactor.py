@@ -1,0 +1,118 @@
+"""Compaction memories: a passage's own K/V, cut per head to a byte budget and refitted.
+
+The decoder reads the passage once (its full K/V), scores every entry by a repeat pass
+(:mod:`~sac_rag.compaction.score`), keeps the best entries over all heads under one threshold
+(:mod:`~sac_rag.compaction.select`) and refits their bias and values so that the kept entries answer
+like the whole passage (:mod:`~sac_rag.compaction.refit`). Nothing is trained and the question is never
+seen: the memory is built once, stored, and composed with any others.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+
+import torch
+from torch import nn
+
+from sac_rag.compaction.refit import refit
+from sac_rag.compaction.score import PassageAnalysis, analyse_passage
+from sac_rag.compaction.select import entry_budget, gather_kept, select_entries
+from sac_rag.memory.chunk import MemoryChunk
+
+KIND = "compact"
+REFIT_BATCH_BYTES = 256 << 20  # float64 work per refit batch of heads
+
+
+def compact_analysis(analysis: PassageAnalysis, keep: float, *, refit_values: bool = True) -> MemoryChunk:
+    """The compact memory of an analysed passage: the best entries for ``keep`` of the full K/V's bytes,
+    with their bias and values refitted (``refit_values``) or as they are (selection alone, bias 0)."""
+    layers, heads, length, dim = analysis.keys.shape
+    kept = select_entries(analysis.scores, entry_budget((layers, heads, dim), length, keep))
+    mask, index, (keys, values) = gather_kept(kept, analysis.keys, analysis.values)
+    if refit_values:
+        bias, values = _refit_heads(analysis, keys, values, mask)
+    else:
+        bias = torch.zeros(mask.shape).masked_fill(~mask, -math.inf)
+    meta = {"kind": KIND, "keep": keep, "refit": refit_values}
+    return MemoryChunk(keys, values, index, length, analysis.offset, "", meta, bias.to(torch.float32))
+
+
+def _refit_heads(
+    analysis: PassageAnalysis, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Bias and values of every head, refitted in batches of heads with similar entry counts (each batch
+    padded to its own largest head, most heads keep few entries) whose work fits the byte budget."""
+    layers, heads, length, dim = analysis.keys.shape
+    queries, full_keys, full_values = (t.flatten(0, 1) for t in (analysis.queries, analysis.keys, analysis.values))
+    kept_keys, kept_values, flat_mask = keys.flatten(0, 1), values.flatten(0, 1), mask.flatten(0, 1)
+    counts = flat_mask.sum(-1)
+    order = torch.argsort(counts)
+    bias = torch.full(flat_mask.shape, -math.inf)
+    new_values = kept_values.clone()
+    per_entry = 8 * queries.shape[1]  # float64 bytes per (query, entry) of one head's work
+    for batch in _batches(order, counts, lambda width: per_entry * (length + 2 * width)):
+        width = int(counts[batch[-1]])
+        fit = refit(
+            queries[batch],
+            full_keys[batch],
+            full_values[batch],
+            kept_keys[batch, :width],
+            kept_values[batch, :width],
+            flat_mask[batch, :width],
+        )
+        bias[batch, :width] = fit.bias
+        new_values[batch, :width] = fit.values
+    shape = (layers, heads, keys.shape[2])
+    return bias.view(shape), new_values.view(*shape, dim)
+
+
+def _batches(order: torch.Tensor, counts: torch.Tensor, cost: Callable[[int], int]) -> list[torch.Tensor]:
+    """Consecutive runs of ``order`` (heads by ascending entry count): a run's widest head keeps at most
+    twice (plus 8) the entries of its narrowest, so padding wastes little, and its work, each head costing
+    ``cost(widest count of the run)``, stays within :data:`REFIT_BATCH_BYTES` (one head at least)."""
+    batches, start = [], 0
+    for end in range(1, len(order) + 1):
+        if end == len(order):
+            batches.append(order[start:end])
+            break
+        widest = int(counts[order[end]])
+        too_wide = widest > 2 * int(counts[order[start]]) + 8
+        if too_wide or (end - start + 1) * cost(widest) > REFIT_BATCH_BYTES:
+            batches.append(order[start:end])
+            start = end
+    return batches
+
+
+class Compactor:
+    """Builds compact memories with a decoder (``decoder_mode`` makes ``transformer`` the decoder).
+
+    ``repeat_ids``: the repeat prompt's token ids; ``keep``: the fraction of the full K/V's bytes a memory
+    may take; ``refit_values``: refit bias and values (else selection alone).
+    """
+
+    def __init__(
+        self,
+        transformer: nn.Module,
+        decoder_mode: Callable[[], AbstractContextManager],
+        repeat_ids: Sequence[int],
+        *,
+        keep: float,
+        refit_values: bool = True,
+    ) -> None:
+        if not 0 < keep <= 1:
+            raise ValueError(f"keep must be in (0, 1], got {keep!r}")
+        self.transformer = transformer
+        self.decoder_mode = decoder_mode
+        self.repeat_ids = list(repeat_ids)
+        self.keep = keep
+        self.refit_values = refit_values
+
+    def analyse(self, ids: Sequence[int], offset: int = 1) -> PassageAnalysis:
+        """The passage's full K/V, entry scores and reference queries (see :func:`analyse_passage`)."""
+        return analyse_passage(self.transformer, ids, self.repeat_ids, offset=offset, decoder_mode=self.decoder_mode)
+
+    def compact(self, ids: Sequence[int], offset: int = 1) -> MemoryChunk:
+        """The compact memory of one token sequence (BOS first) whose first token sits at ``offset``."""
+        return compact_analysis(self.analyse(ids, offset), self.keep, refit_values=self.refit_values)
