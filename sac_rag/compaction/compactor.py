@@ -30,13 +30,20 @@ def compact_analysis(analysis: PassageAnalysis, keep: float, *, refit_values: bo
     with their bias and values refitted (``refit_values``) or as they are (selection alone, bias 0)."""
     layers, heads, length, dim = analysis.keys.shape
     kept = select_entries(analysis.scores, entry_budget((layers, heads, dim), length, keep))
+    memory = compact_entries(analysis, kept, refit_values=refit_values)
+    memory.meta["keep"] = keep
+    return memory
+
+
+def compact_entries(analysis: PassageAnalysis, kept: torch.Tensor, *, refit_values: bool = True) -> MemoryChunk:
+    """The memory holding the ``kept [layers, kv_heads, T]`` entries of an analysed passage, refitted or not."""
     mask, index, (keys, values) = gather_kept(kept, analysis.keys, analysis.values)
     if refit_values:
         bias, values = _refit_heads(analysis, keys, values, mask)
     else:
         bias = torch.zeros(mask.shape).masked_fill(~mask, -math.inf)
-    meta = {"kind": KIND, "keep": keep, "refit": refit_values}
-    return MemoryChunk(keys, values, index, length, analysis.offset, "", meta, bias.to(torch.float32))
+    meta = {"kind": KIND, "refit": refit_values}
+    return MemoryChunk(keys, values, index, analysis.length, analysis.offset, "", meta, bias.to(torch.float32))
 
 
 def _refit_heads(

@@ -34,9 +34,7 @@ def select_entries(scores: torch.Tensor, budget: int) -> torch.Tensor:
     return kept.view(scores.shape)
 
 
-def gather_kept(
-    kept: torch.Tensor, *tensors: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+def gather_kept(kept: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
     """Kept entries of each ``[layers, kv_heads, T, ...]`` tensor, per head, in token order, padded to the
     largest head: returns the padding mask ``[layers, kv_heads, n]``, the token indices (``-1`` on
     padding) and the gathered tensors (zeros on padding)."""

@@ -18,9 +18,9 @@ from sac_rag.eval.methods import (
     FullKV,
     Method,
     NoContext,
+    PassageAnalyses,
     RawContext,
     Truncate,
-    PassageAnalyses,
     UniformDrop,
 )
 from sac_rag.eval.plugins import installed_methods, load_installed

@@ -47,7 +47,8 @@ class MemoryChunk:
         per_head = (*self.keys.shape[:3],)
         if tuple(self.positions.shape) not in ((self.keys.shape[2],), per_head):
             raise ValueError(
-                f"positions must be [n_anchors={self.keys.shape[2]}] or {list(per_head)}, got {tuple(self.positions.shape)}"
+                f"positions must be [n_anchors={self.keys.shape[2]}] or {list(per_head)}, "
+                f"got {tuple(self.positions.shape)}"
             )
         if self.bias is not None and tuple(self.bias.shape) != per_head:
             raise ValueError(f"bias must be {list(per_head)}, got {tuple(self.bias.shape)}")

@@ -33,4 +33,8 @@ def entry_nbytes(head_dim: int, dtype: torch.dtype = torch.bfloat16, *, biased: 
     kv = 2 * head_dim * torch.empty((), dtype=dtype).element_size()
     if not biased:
         return kv
-    return kv + torch.empty((), dtype=BIAS_DTYPE).element_size() + torch.empty((), dtype=ENTRY_POSITION_DTYPE).element_size()
+    return (
+        kv
+        + torch.empty((), dtype=BIAS_DTYPE).element_size()
+        + torch.empty((), dtype=ENTRY_POSITION_DTYPE).element_size()
+    )

@@ -7,15 +7,24 @@ scale per head suffices. That keeps the overhead at 2 x layers x kv heads scales
 bytes on SmolLM2-135M), so int8 memory is 1/(2r) of a bf16 full KV cache. Per-channel scales, the
 usual remedy, would cost 22.5 KiB per passage there (6% of the int8 memory). Memories written by
 the earlier per-channel format (scales ``[layers, kv heads, 1, head_dim]``) still decode.
+
+A biased memory (compaction: each (layer, kv head) keeps its own number of entries) is stored ragged:
+its real entries only, head after head, as ``[entries, head_dim]`` K/V (int8 scales still one per head),
+``b`` their logit biases, ``pos`` their token positions and ``cnt`` the ``[layers, kv heads]`` entry
+counts that lay them back out (padding gets a ``-inf`` bias). The bias is float16 (float32 in float32
+stores): it is a log-weight of a few units whose error multiplies an entry's attention mass by
+``exp(error)``; float16 keeps that within 0.2% (|beta| < 16), bfloat16 would allow 3%.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 
 from sac_rag.memory.chunk import MemoryChunk
+from sac_rag.memory.geometry import BIAS_DTYPE
 
 MEMORY_DTYPES: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16,
@@ -24,7 +33,7 @@ MEMORY_DTYPES: dict[str, torch.dtype] = {
     "int8": torch.int8,
 }
 SCALE_DTYPE = torch.float16
-SUFFIXES = ("k", "v", "ks", "vs", "pos")  # a memory's tensors in a shard, in CRC order
+SUFFIXES = ("k", "v", "ks", "vs", "pos", "b", "cnt")  # a memory's tensors in a shard, in CRC order
 
 
 def dtype_name(dtype: torch.dtype | str) -> str:
@@ -85,12 +94,42 @@ def decode_kv(tensors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Ten
 
 
 def pack_memory(chunk: MemoryChunk, dtype: str) -> dict[str, torch.Tensor]:
-    """A chunk's tensors as stored, by suffix: K/V in ``dtype`` (with scales for int8) and positions."""
-    tensors = {**encode_kv(chunk.keys, chunk.values, dtype), "pos": chunk.positions.to(torch.int64)}
+    """A chunk's tensors as stored, by suffix: K/V in ``dtype`` (with scales for int8) and positions; a
+    biased chunk's real entries only, with their biases and per-head counts."""
+    if chunk.bias is None:
+        tensors = {**encode_kv(chunk.keys, chunk.values, dtype), "pos": chunk.positions.to(torch.int64)}
+    else:
+        real = torch.isfinite(chunk.bias)
+        tensors = encode_kv(chunk.keys, chunk.values, dtype)
+        tensors["k"], tensors["v"] = tensors["k"][real], tensors["v"][real]
+        positions = chunk.positions[real]
+        wide = positions.numel() and int(positions.max()) > torch.iinfo(torch.int16).max
+        tensors["pos"] = positions.to(torch.int32 if wide else torch.int16)
+        tensors["b"] = chunk.bias[real].to(torch.float32 if dtype == "float32" else BIAS_DTYPE)
+        tensors["cnt"] = real.sum(-1).to(torch.int32)
     return {s: tensors[s].cpu().contiguous() for s in SUFFIXES if s in tensors}
 
 
-def unpack_memory(tensors: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Keys, values and positions from :func:`pack_memory`'s tensors."""
-    keys, values = decode_kv(tensors)
-    return keys, values, tensors["pos"]
+def unpack_memory(
+    tensors: dict[str, torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Keys, values, positions and bias (None for an unbiased memory) from :func:`pack_memory`'s tensors."""
+    if "cnt" not in tensors:
+        keys, values = decode_kv(tensors)
+        return keys, values, tensors["pos"], None
+    counts = tensors["cnt"].long()
+    if counts.ndim != 2 or int(counts.sum()) != tensors["b"].shape[0] or bool((counts < 0).any()):
+        raise ValueError(f"entry counts {tuple(counts.shape)} do not match {tensors['b'].shape[0]} stored entries")
+    width = int(counts.max())
+    real = torch.arange(width)[None, None, :] < counts[..., None]  # [layers, heads, width]
+
+    def spread(flat: torch.Tensor, fill: float) -> torch.Tensor:
+        out = torch.full((*real.shape, *flat.shape[1:]), fill, dtype=flat.dtype)
+        out[real] = flat
+        return out
+
+    padded = {name: spread(tensors[name], 0) for name in ("k", "v")}
+    padded.update({name: tensors[name] for name in ("ks", "vs") if name in tensors})
+    keys, values = decode_kv(padded)
+    bias = spread(tensors["b"].float(), -math.inf)
+    return keys, values, spread(tensors["pos"].long(), -1), bias

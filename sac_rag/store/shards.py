@@ -26,6 +26,8 @@ _DTYPES = {
     "F16": torch.float16,
     "F32": torch.float32,
     "I8": torch.int8,
+    "I16": torch.int16,
+    "I32": torch.int32,
     "I64": torch.int64,
 }
 

@@ -566,9 +566,14 @@ class MemoryStore:
             if row is None:
                 raise StoreCorrupted(f"{self.path / MANIFEST}: passage {p.id} has no memory row")
             stored = self.memory_tensors(row)
-            keys, values, positions = unpack_memory({n.rsplit(".", 1)[1]: t for n, t in stored.items()})
+            try:
+                keys, values, positions, bias = unpack_memory({n.rsplit(".", 1)[1]: t for n, t in stored.items()})
+            except (KeyError, ValueError, RuntimeError) as e:
+                raise StoreCorrupted(f"{self.path / SHARDS / row.shard}: memory {row.hash} is malformed ({e})") from e
             meta = {**row.meta, "stored_nbytes": row.nbytes}
-            chunks.append(MemoryChunk(keys, values, positions, row.length, row.pos_offset, self.fingerprint, meta))
+            chunks.append(
+                MemoryChunk(keys, values, positions, row.length, row.pos_offset, self.fingerprint, meta, bias)
+            )
         return chunks
 
     def memory_tensors(self, row: MemoryRow) -> dict[str, torch.Tensor]:

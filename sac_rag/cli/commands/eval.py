@@ -36,7 +36,11 @@ def register(sub) -> None:
         "sac_rag.eval_methods); default: all, installed extras included (full_ft only with --full-ft)",
     )
     p.add_argument(
-        "--ratios", type=positive_int, nargs="+", default=None, help="budgets of truncate/drop/compact/select: 1/R of the passage (default: SAC's)"
+        "--ratios",
+        type=positive_int,
+        nargs="+",
+        default=None,
+        help="budgets of truncate/drop/compact/select: 1/R of the passage (default: SAC's)",
     )
     p.add_argument("--max-new-tokens", type=positive_int, default=24)
     p.add_argument("--out", required=True, help="output directory (predictions are appended here)")
