@@ -17,12 +17,10 @@ EXTENSION_FIELDS = (
     "reader_alpha",
     "reader_targets",
     "causal_compressor",
-    "memory_kind",
-    "compact_keep",
-    "compact_refit",
 )
 MEMORY_KINDS = ("sac", "compact")
-COMPACT_FIELDS = ("compact_keep", "compact_refit")
+# what memories a model makes, not how its SAC compressor behaves: never part of the compressor's identity
+MEMORY_FIELDS = ("memory_kind", "compact_keep", "compact_refit")
 # Configs once had a free-form ``extra`` dict, always empty: saved configs still carry ``"extra": {}``, and the
 # identity text keeps it so that the fingerprints of existing compressors (and their stores) do not change.
 LEGACY_IDENTITY = {"extra": {}}
@@ -131,19 +129,22 @@ class SACConfig:
 
     def identity(self) -> dict:
         """What identifies the compressor's behaviour: :meth:`to_dict` without the base model's name (its
-        config and weights identify it) and without extension fields left at their defaults, with the
+        config and weights identify it), without the memory kind's settings (:data:`MEMORY_FIELDS`) and
+        without extension fields left at their defaults, with the
         legacy empty ``extra`` (:data:`LEGACY_IDENTITY`) so that existing fingerprints stay as they were."""
         d = {**self.to_dict(), **LEGACY_IDENTITY}
         d.pop("base_model", None)
         defaults = SACConfig().to_dict()
         for name in EXTENSION_FIELDS:
-            if d[name] == defaults[name] or (name in COMPACT_FIELDS and self.memory_kind == "sac"):
+            if d[name] == defaults[name]:
                 del d[name]
+        for name in MEMORY_FIELDS:
+            del d[name]
         return d
 
     def compaction_identity(self) -> dict:
         """What identifies compact memories besides the decoder: the kind and its settings."""
-        return {"memory_kind": "compact", **{name: getattr(self, name) for name in COMPACT_FIELDS}}
+        return {"memory_kind": "compact", "compact_keep": self.compact_keep, "compact_refit": self.compact_refit}
 
     @classmethod
     def from_dict(cls, d: dict) -> SACConfig:

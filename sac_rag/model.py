@@ -30,7 +30,7 @@ from sac_rag.compression.lora import (
     attach_lora,
     lora_parameters,
 )
-from sac_rag.config import CONFIG_NAME, SACConfig
+from sac_rag.config import CONFIG_NAME, MEMORY_KINDS, SACConfig
 from sac_rag.decoding.generate import MemoryDecoder
 from sac_rag.decoding.text import TextStream
 from sac_rag.home import DEFAULT_BASE_MODEL, resolve_model_path
@@ -89,7 +89,7 @@ class SACModel(nn.Module):
         self.role_tokens = nn.Parameter(role.to(device=param.device, dtype=param.dtype))
         self.special_tokens = nn.Parameter(special.to(device=param.device, dtype=param.dtype))
         self._lock = threading.RLock()
-        self._fingerprint: tuple[tuple, str] | None = None
+        self._fingerprints: dict[str, tuple[tuple, str]] = {}
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -240,18 +240,25 @@ class SACModel(nn.Module):
 
     @property
     def fingerprint(self) -> str:
-        """Identifies what makes this model's memories: base model + SAC adapter + config for SAC memories,
-        base model + reader + compaction settings for compact ones; recomputed only when a parameter changed."""
-        if self.config.memory_kind == COMPACT_KIND:
+        """Identifies what makes the memories of the configured ``memory_kind`` (see :meth:`memory_fingerprint`)."""
+        return self.memory_fingerprint(self.config.memory_kind)
+
+    def memory_fingerprint(self, kind: str) -> str:
+        """Identifies what makes memories of ``kind``: base model + SAC adapter + SAC config for ``"sac"``,
+        base model + reader + compaction settings for ``"compact"``; recomputed only when a parameter changed."""
+        if kind == COMPACT_KIND:
             params = self.reader_parameters()
             config_text = json.dumps(self.config.compaction_identity(), sort_keys=True)
-        else:
+        elif kind == "sac":
             params = {**self.sac_parameters(), **self.reader_parameters()}
             config_text = json.dumps(self.config.identity(), sort_keys=True)
+        else:
+            raise ValueError(f"no fingerprint for memories of kind {kind!r}")
         version = (*(p._version for p in params.values()), id(self.role_tokens), config_text)
-        if self._fingerprint is None or self._fingerprint[0] != version:
-            self._fingerprint = (version, self._weights_digest(config_text, params))
-        return self._fingerprint[1]
+        cached = self._fingerprints.get(kind)
+        if cached is None or cached[0] != version:
+            cached = self._fingerprints[kind] = (version, self._weights_digest(config_text, params))
+        return cached[1]
 
     def decoder_fingerprint(self) -> str:
         """Identifies what decodes, whatever the compressor: the base model and the reader adapter, if any."""
@@ -309,17 +316,22 @@ class SACModel(nn.Module):
         add_context_prefix: bool = True,
         position_offset: int = 1,
         progress: bool = False,
+        kind: str | None = None,
     ) -> list[MemoryChunk]:
-        """Compress each text into one :class:`MemoryChunk` of the configured ``memory_kind``: SAC anchors
-        (split into ``chunk_size`` chunks as the spec says), or a compaction of the decoder's own K/V.
+        """Compress each text into one :class:`MemoryChunk` of ``kind`` (default: the configured
+        ``memory_kind``): ``"sac"``, SAC anchors (split into ``chunk_size`` chunks as the spec says), or
+        ``"compact"``, a compaction of the decoder's own K/V.
 
         With ``add_context_prefix`` (the default) a text is encoded as the official context,
         ``[BOS] + "### Context:\\n" + text``. ``position_offset`` is the position id of its first token.
         """
-        if self.config.memory_kind == COMPACT_KIND:
+        kind = kind or self.config.memory_kind
+        if kind not in MEMORY_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(MEMORY_KINDS)}, got {kind!r}")
+        if kind == COMPACT_KIND:
             sequences = self._context_sequences(texts, add_context_prefix)
             compactor = self.compactor()
-            fingerprint = self.fingerprint
+            fingerprint = self.memory_fingerprint(kind)
             bar = tqdm(sequences, desc="compacting passages", unit="passage", disable=not progress)
             return [replace(compactor.compact(ids, position_offset), fingerprint=fingerprint) for ids in bar]
         return self._memories(texts, False, batch_size, add_context_prefix, position_offset, progress)
@@ -368,7 +380,7 @@ class SACModel(nn.Module):
         if full_kv:
             fingerprint, meta = "", {"kind": "full_kv"}
         else:
-            fingerprint = self.fingerprint
+            fingerprint = self.memory_fingerprint("sac")
             meta = {"kind": "sac", "ratio": self.config.ratio, "chunk_size": self.config.chunk_size}
         return [
             MemoryChunk(
@@ -412,9 +424,13 @@ class SACModel(nn.Module):
             raise ValueError(
                 f"memory shaped {tuple(k)} does not fit this model ({layers} layers, {heads} kv heads, head_dim {dim})"
             )
-        if chunk.fingerprint and chunk.fingerprint != self.fingerprint:
+        if not chunk.fingerprint:
+            return
+        kind = chunk.meta.get("kind", "sac")
+        expected = self.memory_fingerprint(kind) if kind in MEMORY_KINDS else None
+        if chunk.fingerprint != expected:
             raise ValueError(
-                f"memory was made by compressor {chunk.fingerprint}, this model is {self.fingerprint}: "
+                f"{kind} memory was made by {chunk.fingerprint}, this model makes {expected}: "
                 "re-compress the passage with this model"
             )
 

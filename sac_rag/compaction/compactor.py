@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 
 import torch
 from torch import nn
@@ -46,14 +47,34 @@ def compact_entries(analysis: PassageAnalysis, kept: torch.Tensor, *, refit_valu
     return MemoryChunk(keys, values, index, analysis.length, analysis.offset, "", meta, bias.to(torch.float32))
 
 
+def refit_anchors(memory: MemoryChunk, analysis: PassageAnalysis) -> MemoryChunk:
+    """A SAC memory whose anchors' bias and values are refitted to stand for the whole passage but its first
+    token (BOS, which the attention sink supplies): the refit applied to a trained compressor's anchors."""
+    if memory.length != analysis.length:
+        raise ValueError(f"the memory covers {memory.length} tokens, the analysis {analysis.length}")
+    layers, heads, n, _ = memory.keys.shape
+    mask = torch.ones(layers, heads, n, dtype=torch.bool)
+    without_bos = torch.ones(layers, heads, analysis.length, dtype=torch.bool)
+    without_bos[..., 0] = False
+    keys = memory.keys.float().cpu()
+    bias, values = _refit_heads(analysis, keys, memory.values.float().cpu(), mask, without_bos)
+    meta = {**memory.meta, "refit": True}
+    return replace(memory, values=values.to(memory.values), meta=meta, bias=bias)
+
+
 def _refit_heads(
-    analysis: PassageAnalysis, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
+    analysis: PassageAnalysis,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    full_mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Bias and values of every head, refitted in batches of heads with similar entry counts (each batch
     padded to its own largest head, most heads keep few entries) whose work fits the byte budget."""
     layers, heads, length, dim = analysis.keys.shape
     queries, full_keys, full_values = (t.flatten(0, 1) for t in (analysis.queries, analysis.keys, analysis.values))
     kept_keys, kept_values, flat_mask = keys.flatten(0, 1), values.flatten(0, 1), mask.flatten(0, 1)
+    flat_full = None if full_mask is None else full_mask.flatten(0, 1)
     counts = flat_mask.sum(-1)
     order = torch.argsort(counts)
     bias = torch.full(flat_mask.shape, -math.inf)
@@ -68,6 +89,7 @@ def _refit_heads(
             kept_keys[batch, :width],
             kept_values[batch, :width],
             flat_mask[batch, :width],
+            full_mask=None if flat_full is None else flat_full[batch],
         )
         bias[batch, :width] = fit.bias
         new_values[batch, :width] = fit.values

@@ -62,7 +62,7 @@ def refit(
     mask: torch.Tensor,
     *,
     full_mask: torch.Tensor | None = None,
-    ridge: float = RIDGE,
+    ridge: float | None = None,
     iterations: int = NNLS_ITERATIONS,
 ) -> Refit:
     """Fit the bias and values of ``kept_keys`` so the block answers ``queries`` like ``keys``/``values``.
@@ -76,6 +76,7 @@ def refit(
     Scores and exponentials are computed in float32 (shifted by each query's largest score), the Gram
     matrices and solves in float64, where they are badly conditioned.
     """
+    ridge = RIDGE if ridge is None else ridge
     dtype = torch.float64
     q, k, v = queries.float(), keys.float(), values.float()
     kk, kv = kept_keys.float(), kept_values.to(dtype)

@@ -37,22 +37,24 @@ def _biased_sdpa(
     attention_probe: AttentionProbe | None = None,
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
-    """SDPA attention plus ``memory_bias [layers, kv_heads, n]`` on the first ``n`` cache columns."""
+    """SDPA attention plus ``memory_bias[layer] [kv_heads, n]`` on this layer's first ``n`` cache columns."""
     if attention_probe is not None:
         attention_probe(module.layer_idx, query, key)
     if memory_bias is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    # One unpadded sequence whose layers may hold different numbers of memory entries: the mask transformers
+    # made for the first layer's length does not fit every layer, so causality is laid out here, per layer.
     q_len, kv_len = query.shape[2], key.shape[2]
     groups = query.shape[1] // key.shape[1]
     bias = memory_bias[module.layer_idx].to(device=query.device, dtype=query.dtype)  # [Hkv, n]
-    bias = bias.repeat_interleave(groups, dim=0)  # [Hq, n]
-    full = torch.zeros(1, query.shape[1], 1, kv_len, dtype=query.dtype, device=query.device)
-    full[0, :, 0, : bias.shape[1]] = bias
-    full = full.expand(1, query.shape[1], q_len, kv_len)
-    if attention_mask is None and q_len > 1:  # causal, aligned to the end of the cache
+    full = torch.zeros(1, query.shape[1], q_len, kv_len, dtype=query.dtype, device=query.device)
+    full[0, :, :, : bias.shape[1]] = bias.repeat_interleave(groups, dim=0)[:, None, :]
+    if q_len > 1:
         rows = torch.arange(q_len, device=query.device)[:, None] + (kv_len - q_len)
-        attention_mask = (rows >= torch.arange(kv_len, device=query.device)[None, :])[None, None]
-    return sdpa_attention_forward(module, query, key, value, attention_mask, position_bias=full, **kwargs)
+        future = rows < torch.arange(kv_len, device=query.device)[None, :]
+        full = full.masked_fill(future, torch.finfo(query.dtype).min)
+    kwargs.pop("is_causal", None)
+    return sdpa_attention_forward(module, query, key, value, None, is_causal=False, position_bias=full, **kwargs)
 
 
 AttentionInterface.register(IMPLEMENTATION, _biased_sdpa)

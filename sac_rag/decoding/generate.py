@@ -15,10 +15,11 @@ from sac_rag.memory.rope import RotaryShifter
 
 
 class MemoryCache(DynamicCache):
-    """The decoder's cache. ``memory_bias [layers, kv_heads, n]``: a logit bias on its first ``n`` entries
-    (the memories placed before the text), or None when no memory carries one."""
+    """The decoder's cache. ``memory_bias``: per layer, a ``[kv_heads, n_layer]`` logit bias on that layer's
+    first ``n_layer`` entries (memories and any text between them), or None when no memory carries one.
+    With a bias, layers may hold different numbers of entries (unused padding is left out)."""
 
-    memory_bias: torch.Tensor | None = None
+    memory_bias: list[torch.Tensor] | None = None
 
 
 class MemoryDecoder:
@@ -56,7 +57,7 @@ class MemoryDecoder:
     def _hidden(self, embeds: torch.Tensor, positions: list[int], cache: MemoryCache) -> torch.Tensor:
         pos = torch.tensor([positions], device=embeds.device)
         with self.decoder_mode():
-            if cache.memory_bias is None:
+            if not cache.memory_bias or not cache.memory_bias[0].shape[1]:  # no biased memory before this text
                 out = self.transformer(inputs_embeds=embeds[None], position_ids=pos, cache=cache, use_cache=True)
                 return out.last_hidden_state[0]
             with biased_attention(self.transformer.config):
@@ -86,14 +87,22 @@ class MemoryDecoder:
         composed = prompt if isinstance(prompt, ComposedPrompt) else self.compose(prompt)
         device = self.lm_embedding.device
         cache = MemoryCache()
-        cache.memory_bias = _prompt_bias(composed)
+        biased = any(isinstance(s, PlacedMemory) and s.bias is not None for s in composed.steps)
+        if biased:
+            layers, heads = next(s.keys.shape[:2] for s in composed.steps if isinstance(s, PlacedMemory))
+            cache.memory_bias = [torch.zeros(heads, 0, device=device) for _ in range(layers)]
         hidden = None
         for step in composed.steps:
             if isinstance(step, PlacedMemory):
-                for layer in range(step.keys.shape[0]):
-                    cache.update(step.keys[layer][None], step.values[layer][None], layer)
+                if biased:
+                    _add_biased(cache, step)
+                else:
+                    for layer in range(step.keys.shape[0]):
+                        cache.update(step.keys[layer][None], step.values[layer][None], layer)
             else:
                 hidden = self._hidden(self._embed_feed(step, device), step.positions, cache)
+                if biased:
+                    _extend_bias(cache, len(step.items))
         return cache, hidden, composed.steps[-1]
 
     def prefill(self, prompt: list[Segment] | ComposedPrompt) -> tuple[MemoryCache, torch.Tensor, int]:
@@ -118,17 +127,21 @@ class MemoryDecoder:
             position += 1
 
 
-def _prompt_bias(composed: ComposedPrompt) -> torch.Tensor | None:
-    """The logit bias over every cache entry up to the prompt's last memory (zeros for unbiased memories and
-    for text between them), or None when no memory carries a bias."""
-    steps = composed.steps
-    if not any(isinstance(s, PlacedMemory) and s.bias is not None for s in steps):
-        return None
-    last = max(i for i, s in enumerate(steps) if isinstance(s, PlacedMemory))
-    shape = next(s.keys.shape[:2] for s in steps if isinstance(s, PlacedMemory))
-    device = next(s.keys.device for s in steps if isinstance(s, PlacedMemory))
-    pieces = [
-        memory_bias(s) if isinstance(s, PlacedMemory) else torch.zeros(*shape, len(s.items), device=device)
-        for s in steps[: last + 1]
-    ]
-    return torch.cat(pieces, dim=2)
+def _add_biased(cache: MemoryCache, memory: PlacedMemory) -> None:
+    """Put a memory into a cache whose entries carry a bias, layer by layer, leaving out the padding columns
+    that no head of that layer uses (so a layer whose heads keep few entries gets a short cache)."""
+    bias = memory_bias(memory)
+    layers = []
+    for layer in range(memory.keys.shape[0]):
+        used = torch.isfinite(bias[layer]).any(dim=0)
+        keys, values, layer_bias = memory.keys[layer], memory.values[layer], bias[layer]
+        if not bool(used.all()):
+            keys, values, layer_bias = keys[:, used], values[:, used], layer_bias[:, used]
+        cache.update(keys[None], values[None], layer)
+        layers.append(layer_bias)
+    cache.memory_bias = [torch.cat(pair, dim=1) for pair in zip(cache.memory_bias, layers)]
+
+
+def _extend_bias(cache: MemoryCache, tokens: int) -> None:
+    """Text fed into a cache with biased memories: zero bias on its entries (they count when memories follow)."""
+    cache.memory_bias = [torch.nn.functional.pad(b, (0, tokens)) for b in cache.memory_bias]

@@ -20,6 +20,7 @@ from sac_rag.eval.methods import (
     NoContext,
     PassageAnalyses,
     RawContext,
+    SACRefit,
     Truncate,
     UniformDrop,
 )
@@ -111,6 +112,8 @@ def build_methods(
             methods += [UniformDrop(base, r, reader=reader) for r in ratios]
         elif name in ("compact", "select"):
             methods += [Compacted(base, r, analyses, refit=name == "compact") for r in ratios]
+        elif name == "sac_refit":
+            methods += [SACRefit(model, label, analyses) for label, model in sac_models]
         elif name == "sac":
             methods += [SAC(model, label) for label, model in sac_models]
         elif name == "full_ft":

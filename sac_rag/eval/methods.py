@@ -19,7 +19,7 @@ from pathlib import Path
 
 from transformers import PreTrainedModel
 
-from sac_rag.compaction.compactor import compact_analysis
+from sac_rag.compaction.compactor import compact_analysis, refit_anchors
 from sac_rag.compaction.score import PassageAnalysis
 from sac_rag.data.qa import QAExample
 from sac_rag.decoding.generate import MemoryDecoder
@@ -31,7 +31,7 @@ from sac_rag.text.anchors import anchor_indices
 from sac_rag.text.prompt import bos_ids, context_ids, question_ids
 
 BASE_METHODS = ("raw", "no_context", "truncate", "drop", "full_kv")
-COMPACT_METHODS = ("compact", "select")
+COMPACT_METHODS = ("compact", "select", "sac_refit")
 ALL_METHODS = (*BASE_METHODS, *COMPACT_METHODS, "sac", "full_ft")
 TEXT_METHODS = ("raw", "no_context", "truncate", "drop")
 # a text method named with this suffix is decoded by the plain base even when the SAC model has a reader
@@ -223,11 +223,28 @@ class SAC(_Memorised):
     def __init__(self, model: SACModel, name: str) -> None:
         super().__init__(model)
         self.ratio = model.config.ratio
-        self.key = f"sac_r{self.ratio}_{name}_{model.fingerprint[:8]}"
+        self.key = f"sac_r{self.ratio}_{name}_{model.memory_fingerprint('sac')[:8]}"
         self.label = f"SAC r={self.ratio} ({name})"
 
     def _encode(self, context: str) -> MemoryChunk:
-        return self.model.compress([context])[0]
+        return self.model.compress([context], kind="sac")[0]
+
+
+class SACRefit(SAC):
+    """The SAC memory with its anchors' bias and values refitted to the whole passage (attention matching,
+    with the decoder's own analysis of the passage, shared with the compaction methods)."""
+
+    def __init__(self, model: SACModel, name: str, analyses: PassageAnalyses) -> None:
+        super().__init__(model, name)
+        self.analyses = analyses
+        self.compactor = model.compactor()
+        self.key = f"sac_refit_r{self.ratio}_{name}_{model.memory_fingerprint('sac')[:8]}"
+        self.label = f"SAC r={self.ratio} + refit ({name})"
+
+    def _encode(self, context: str) -> MemoryChunk:
+        ids = context_ids(self.tokenizer, context, self.model.config)
+        analysis = self.analyses.get(context, lambda: self.compactor.analyse(ids))
+        return refit_anchors(super()._encode(context), analysis)
 
 
 def _file_digest(directory: Path) -> str:
