@@ -139,19 +139,39 @@ class SACModel(nn.Module):
         return model
 
     @classmethod
-    def default(cls, **kwargs) -> SACModel:
-        """The offline default: SmolLM2-135M-Instruct with the compressor shipped in the package, if any."""
+    def default(cls, *, memory_kind: str | None = None, **kwargs) -> SACModel:
+        """The offline default: SmolLM2-135M-Instruct with the reader and SAC compressor shipped in the package,
+        if any. Its memories are compact (the decoder's own K/V at 1/5 of the bytes, refitted: they answer
+        like the full text); ``memory_kind="sac"`` selects the shipped SAC compressor's anchors instead."""
         from sac_rag.pretrained import default_checkpoint
 
         ckpt = default_checkpoint()
-        return cls.from_pretrained(ckpt, **kwargs) if ckpt else cls.from_base(DEFAULT_BASE_MODEL, **kwargs)
+        model = cls.from_pretrained(ckpt, **kwargs) if ckpt else cls.from_base(DEFAULT_BASE_MODEL, **kwargs)
+        if memory_kind is not None:
+            model.set_memory_kind(memory_kind)
+        return model
+
+    def set_memory_kind(self, kind: str) -> None:
+        """Make :meth:`compress` build memories of ``kind`` (``"sac"`` or ``"compact"``) from now on; the model's
+        :attr:`fingerprint` (what a store records) follows."""
+        if kind not in MEMORY_KINDS:
+            raise ValueError(f"memory kind must be one of {', '.join(MEMORY_KINDS)}, got {kind!r}")
+        self.config.memory_kind = kind
 
     @classmethod
-    def load(cls, spec: str | Path | None = None, **kwargs) -> SACModel:
+    def load(cls, spec: str | Path | None = None, *, memory_kind: str | None = None, **kwargs) -> SACModel:
         """A model from a command-line style spec: ``None`` or ``"default"``, the offline default
         (:meth:`default`); a directory holding ``sac_config.json``, that checkpoint (:meth:`from_pretrained`);
         anything else, fresh SAC parts over that base model, a library alias, Hugging Face id or local
-        directory (:meth:`from_base`). ``kwargs`` (``dtype``, ``device``) go to the loader."""
+        directory (:meth:`from_base`). ``memory_kind`` overrides the kind of memories it makes; ``kwargs``
+        (``dtype``, ``device``) go to the loader."""
+        model = cls._load(spec, **kwargs)
+        if memory_kind is not None:
+            model.set_memory_kind(memory_kind)
+        return model
+
+    @classmethod
+    def _load(cls, spec: str | Path | None, **kwargs) -> SACModel:
         if spec is None or spec == "default":
             return cls.default(**kwargs)
         if not isinstance(spec, (str, Path)) or not str(spec).strip():

@@ -224,7 +224,7 @@ def test_config_json_round_trip(tmp_path):
 def test_configs_with_the_old_empty_extra_load_and_keep_their_identity(tmp_path):
     import json
 
-    from sac_rag.config import EXTENSION_FIELDS
+    from sac_rag.config import EXTENSION_FIELDS, MEMORY_FIELDS
     from sac_rag.pretrained import default_checkpoint
 
     shipped = default_checkpoint()
@@ -234,7 +234,11 @@ def test_configs_with_the_old_empty_extra_load_and_keep_their_identity(tmp_path)
     # the identity (which feeds the fingerprint) is what it was: the saved dict without the base model's
     # name and without extension fields left at their defaults
     defaults = SACConfig().to_dict()
-    legacy = {k: v for k, v in saved.items() if k != "base_model" and not (k in EXTENSION_FIELDS and v == defaults[k])}
+    legacy = {
+        k: v
+        for k, v in saved.items()
+        if k != "base_model" and k not in MEMORY_FIELDS and not (k in EXTENSION_FIELDS and v == defaults[k])
+    }
     config = SACConfig.load(shipped)
     assert json.dumps(config.identity(), sort_keys=True) == json.dumps(legacy, sort_keys=True)
     assert "extra" not in config.to_dict()

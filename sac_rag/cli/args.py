@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from sac_rag.config import MEMORY_KINDS
+
 MEMORY_DTYPES = ("bfloat16", "float16", "float32", "int8")
 
 
@@ -29,3 +31,15 @@ positive_int = at_least(1)
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+
+def add_model_flags(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--model`` (a checkpoint dir or base model; ``help`` says what for) and ``--memory-kind``."""
+    parser.add_argument("--model", default=None, help=help)
+    parser.add_argument(
+        "--memory-kind",
+        choices=MEMORY_KINDS,
+        default=None,
+        help="memories to make or read: compact (the decoder's own K/V, cut and refitted) or sac (the SAC "
+        "compressor's anchors); default: the model's own (compact for the offline default)",
+    )

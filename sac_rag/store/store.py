@@ -212,9 +212,13 @@ class MemoryStore:
         found = []
         stored_fp = self._manifest.meta("fingerprint")
         if self.model is not None and self.model.fingerprint != stored_fp:
+            other = "sac" if self.model.config.memory_kind == "compact" else "compact"
+            hint = ""
+            if self.model.memory_fingerprint(other) == stored_fp:
+                hint = f": the store holds {other} memories, load the model with memory_kind={other!r} (--memory-kind)"
             found.append(
-                f"its memories were made by compressor {stored_fp} ({self._manifest.meta('model')}), "
-                f"the model given is {self.model.fingerprint}"
+                f"its memories were made by {stored_fp} ({self._manifest.meta('model')}), "
+                f"the model given makes {self.model.config.memory_kind} memories {self.model.fingerprint}{hint}"
             )
         if self._embedder_spec is not None:
             name = resolve_embedder(self._embedder_spec).name

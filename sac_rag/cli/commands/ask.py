@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from sac_rag.cli.args import add_json_flag, positive_int
+from sac_rag.cli.args import add_json_flag, add_model_flags, positive_int
 
 
 def register(sub) -> None:
@@ -14,7 +14,7 @@ def register(sub) -> None:
     p.add_argument("question")
     p.add_argument("--store", required=True, help="store directory")
     p.add_argument("-k", type=positive_int, default=5, help="passages to retrieve (default 5)")
-    p.add_argument("--model", default=None, help="the SAC checkpoint/base model the store was built with")
+    add_model_flags(p, "the SAC checkpoint/base model the store was built with")
     p.add_argument("--embedder", default=None, help="embedder (default: the one the store was built with)")
     p.add_argument("--max-new-tokens", type=positive_int, default=64, help="answer length limit (default 64)")
     p.add_argument("--stream", action="store_true", help="print the answer while it is generated")
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     check_query(args.question)
     open_store(args.store).close()  # a bad store path fails before the model loads
-    model = SACModel.load(args.model)
+    model = SACModel.load(args.model, memory_kind=args.memory_kind)
     with open_store(args.store, model, args.embedder) as store:
         rag = SACRAG(store, max_new_tokens=args.max_new_tokens)
         if args.stream and not args.json:

@@ -1,14 +1,17 @@
 """``sac-rag demo``: a store over Wikipedia articles (from gensim's test data), questions answered from it.
 
-The store lives under ``$SAC_RAG_HOME/stores`` and is built once per compressor; later runs reuse it
-(an interrupted build resumes where it stopped). Each question is answered from the stored SAC
-memories, then from the same passages as raw text, to show the time saved.
+The store lives under ``$SAC_RAG_HOME/stores`` and is built once per model and memory kind; later runs
+reuse it (an interrupted build resumes where it stopped). Each question is answered from the stored
+memories (compact by default, SAC anchors with ``--memory-kind sac``), then from the same passages as raw
+text, to show the time saved.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+
+from sac_rag.cli.args import add_model_flags
 
 QUESTIONS = (
     "What is the capital of Algeria?",
@@ -25,7 +28,7 @@ def register(sub) -> None:
     p.add_argument("--passages", type=int, default=240, help="passages to index (default 240)")
     p.add_argument("-k", type=int, default=3, help="passages retrieved per question (default 3)")
     p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--model", default=None, help="SAC checkpoint dir or base model (default: the offline default)")
+    add_model_flags(p, "SAC checkpoint dir or base model (default: the offline default)")
     p.add_argument("--store", default=None, help="store directory (default: under $SAC_RAG_HOME/stores)")
     p.add_argument("--memory-dtype", default="bfloat16", choices=["bfloat16", "float16", "float32", "int8"])
     p.add_argument("--question", action="append", help="ask this instead of the built-in questions (repeatable)")
@@ -65,11 +68,14 @@ def run(args: argparse.Namespace) -> int:
     from sac_rag.pipeline.report import format_figures, format_sources
 
     t0 = time.perf_counter()
-    model = SACModel.load(args.model)
-    print(
-        f"model: {model.config.base_model} (compressor {model.fingerprint}, ratio {model.config.ratio}), "
-        f"loaded in {time.perf_counter() - t0:.1f}s"
+    model = SACModel.load(args.model, memory_kind=args.memory_kind)
+    cfg = model.config
+    kind = (
+        f"compact, 1/{1 / cfg.compact_keep:.0f} of the full K/V"
+        if cfg.memory_kind == "compact"
+        else f"SAC r={cfg.ratio}"
     )
+    print(f"model: {cfg.base_model} ({kind} memories, {model.fingerprint}), loaded in {time.perf_counter() - t0:.1f}s")
     path = args.store or sac_home() / "stores" / f"demo-wikipedia-{model.fingerprint}-{args.memory_dtype}"
     with build_store(model, path, args.passages, args.memory_dtype) as store:
         rag = SACRAG(store, model, max_new_tokens=args.max_new_tokens)
@@ -78,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         for question in args.question or QUESTIONS:
             sac = rag.query(question, args.k)
             raw = rag.query(question, args.k, raw_text=True)
-            print(f"\nQ: {question}\nA (SAC memories): {sac.answer.strip()!r}")
+            print(f"\nQ: {question}\nA (memories):     {sac.answer.strip()!r}")
             print(format_sources(sac))
             print(format_figures(sac.figures))
             print(f"A (raw text):     {raw.answer.strip()!r}")
@@ -92,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
             )
     total_raw, total_sac = sum(b for b, _ in saved), sum(a for _, a in saved)
     print(
-        f"\n{len(saved)} questions: reading the passages took {total_sac:.2f}s from SAC memories vs "
+        f"\n{len(saved)} questions: reading the passages took {total_sac:.2f}s from memories vs "
         f"{total_raw:.2f}s as raw text ({total_raw / max(total_sac, 1e-9):.1f}x faster)"
     )
     return 0

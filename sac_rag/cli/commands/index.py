@@ -8,7 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
-from sac_rag.cli.args import MEMORY_DTYPES, add_json_flag, at_least, positive_int
+from sac_rag.cli.args import MEMORY_DTYPES, add_json_flag, add_model_flags, at_least, positive_int
 from sac_rag.corpus.passages import DEFAULT_PASSAGE_TOKENS
 
 
@@ -21,7 +21,7 @@ def register(sub) -> None:
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or directories (.txt, .md, .jsonl with 'text')")
     p.add_argument("--store", required=True, help="store directory (created if missing)")
-    p.add_argument("--model", default=None, help="SAC checkpoint dir or base model (default: the offline default)")
+    add_model_flags(p, "SAC checkpoint dir or base model (default: the offline default)")
     p.add_argument("--embedder", default=None, help="sentence-transformers model name/path (default: offline MiniLM)")
     p.add_argument(
         "--passage-tokens", type=at_least(8), default=DEFAULT_PASSAGE_TOKENS, help="max tokens per passage (>= 8)"
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from sac_rag.store.layout import MANIFEST
 
     documents = read_documents(args.paths)  # every file read and checked before the store is touched
-    model = SACModel.load(args.model)
+    model = SACModel.load(args.model, memory_kind=args.memory_kind)
     path = Path(args.store)
     created = not (path / MANIFEST).is_file()
     limit = max(args.passage_tokens, MemoryStore.default_max_passage_tokens(model)) if created else None

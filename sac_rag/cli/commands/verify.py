@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from sac_rag.cli.args import add_json_flag
+from sac_rag.cli.args import add_json_flag, add_model_flags
 
 
 def register(sub) -> None:
@@ -22,7 +22,7 @@ def register(sub) -> None:
         help="re-compress, re-embed and rebuild what is damaged from what is intact (passages whose text is "
         "damaged are removed and named: index their files again)",
     )
-    p.add_argument("--model", default=None, help="the compressor, to re-compress damaged memories (with --repair)")
+    add_model_flags(p, "the compressor, to re-compress damaged memories (with --repair)")
     p.add_argument("--embedder", default=None, help="embedder, to re-embed damaged embeddings (with --repair)")
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         from sac_rag.model import SACModel
 
         store.close()  # reopened with the compressor, which must be the one the store was built with
-        store = open_store(args.store, SACModel.load(args.model), args.embedder)
+        store = open_store(args.store, SACModel.load(args.model, memory_kind=args.memory_kind), args.embedder)
     with store:
         if not args.repair:
             return _print(store.verify(progress=sys.stderr.isatty()).to_dict(), None, args.json)
