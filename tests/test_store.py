@@ -117,7 +117,7 @@ def test_other_compressor_or_embedder_is_refused_unless_rebuilt(tmp_path, sac):
     with MemoryStore.create(tmp_path / "s", sac, bow_embedder) as store:
         store.add(PASSAGES, progress=False)
     other = model(ratio=4)
-    with pytest.raises(StoreMismatch, match=f"compressor {sac.fingerprint}"):
+    with pytest.raises(StoreMismatch, match=f"made by {sac.fingerprint}"):
         MemoryStore.open(tmp_path / "s", other, bow_embedder)
 
     def other_embedder(texts):
