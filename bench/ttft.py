@@ -93,7 +93,12 @@ def main(argv: list[str] | None = None) -> None:
     cols += ["ttft_fullkv_over_sac", "total_ms_raw", "total_ms_full_kv", "total_ms_sac", "total_raw_over_sac"]
     cols += ["decode_tok_s_raw", "decode_tok_s_full_kv", "decode_tok_s_sac", "decode_sac_over_raw"]
     avg_tokens = sum(len(encode(model.tokenizer, t)) for t in texts) / len(texts)
-    info = {"ratio": model.config.ratio, "compact_keep": model.config.compact_keep, "new_tokens": args.new_tokens, "repeats": args.repeats}
+    info = {
+        "ratio": model.config.ratio,
+        "compact_keep": model.config.compact_keep,
+        "new_tokens": args.new_tokens,
+        "repeats": args.repeats,
+    }
     info["passage_tokens"] = args.passage_tokens
     info["mean_passage_tokens"] = round(avg_tokens, 1)
     report("ttft", {**info, "rows": rows}, f"{info}\n\n" + table(rows, cols), args.out)
