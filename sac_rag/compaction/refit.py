@@ -62,7 +62,7 @@ def refit(
     mask: torch.Tensor,
     *,
     full_mask: torch.Tensor | None = None,
-    ridge: float | None = None,
+    ridge: float = RIDGE,
     iterations: int = NNLS_ITERATIONS,
 ) -> Refit:
     """Fit the bias and values of ``kept_keys`` so the block answers ``queries`` like ``keys``/``values``.
@@ -76,7 +76,6 @@ def refit(
     Scores and exponentials are computed in float32 (shifted by each query's largest score), the Gram
     matrices and solves in float64, where they are badly conditioned.
     """
-    ridge = RIDGE if ridge is None else ridge
     dtype = torch.float64
     q, k, v = queries.float(), keys.float(), values.float()
     kk, kv = kept_keys.float(), kept_values.to(dtype)
@@ -102,7 +101,7 @@ def refit(
     eye = torch.eye(ptp.shape[-1], dtype=dtype)
     lhs = ptp + lam[:, None, None] * eye
     rhs = torch.bmm(p.transpose(1, 2), target) + lam[:, None, None] * kv
-    new_values = torch.linalg.solve(lhs, rhs)
+    new_values = torch.cholesky_solve(rhs, torch.linalg.cholesky(lhs))  # lhs is symmetric positive definite
     new_values = torch.where(mask[..., None], new_values, kv)
     return Refit(bias.to(torch.float32), new_values.to(values.dtype))
 

@@ -97,7 +97,7 @@ def build_methods(
         raise ValueError("method full_ft needs --full-ft ADAPTER_DIR")
     ratios = sorted(set(ratios or [m.config.ratio for _, m in sac_models]))
     methods: list[Method] = []
-    analyses = PassageAnalyses()
+    analyses = PassageAnalyses(base)
     for spec in names:
         name, reader = spec.removesuffix(PLAIN_DECODER), not spec.endswith(PLAIN_DECODER)
         if name == "raw":

@@ -184,13 +184,15 @@ class PassageAnalyses:
     """The decoder's analysis of recent passages (full K/V, entry scores, reference queries), shared by every
     compaction method of a run: each passage is analysed once, whatever the budgets and variants compared."""
 
-    def __init__(self, size: int = 4) -> None:
+    def __init__(self, model: SACModel, size: int = 4) -> None:
+        self.model = model
+        self.compactor = model.compactor()
         self._items: OrderedDict[str, PassageAnalysis] = OrderedDict()
         self._size = size
 
-    def get(self, context: str, analyse: Callable[[], PassageAnalysis]) -> PassageAnalysis:
+    def get(self, context: str) -> PassageAnalysis:
         if context not in self._items:
-            self._items[context] = analyse()
+            self._items[context] = self.compactor.analyse(context_ids(self.model.tokenizer, context, self.model.config))
             if len(self._items) > self._size:
                 self._items.popitem(last=False)
         self._items.move_to_end(context)
@@ -207,14 +209,11 @@ class Compacted(_Memorised):
         self.ratio = ratio
         self.refit = refit
         self.analyses = analyses
-        self.compactor = model.compactor(keep=1 / ratio, refit=refit)
         self.key = f"{'compact' if refit else 'select'}_r{ratio}"
         self.label = f"{'Selection + refit' if refit else 'Selection only (KVzip)'} (1/{ratio} bytes)"
 
     def _encode(self, context: str) -> MemoryChunk:
-        ids = context_ids(self.tokenizer, context, self.model.config)
-        analysis = self.analyses.get(context, lambda: self.compactor.analyse(ids))
-        return compact_analysis(analysis, 1 / self.ratio, refit_values=self.refit)
+        return compact_analysis(self.analyses.get(context), 1 / self.ratio, refit_values=self.refit)
 
 
 class SAC(_Memorised):
@@ -237,14 +236,11 @@ class SACRefit(SAC):
     def __init__(self, model: SACModel, name: str, analyses: PassageAnalyses) -> None:
         super().__init__(model, name)
         self.analyses = analyses
-        self.compactor = model.compactor()
         self.key = f"sac_refit_r{self.ratio}_{name}_{model.memory_fingerprint('sac')[:8]}"
         self.label = f"SAC r={self.ratio} + refit ({name})"
 
     def _encode(self, context: str) -> MemoryChunk:
-        ids = context_ids(self.tokenizer, context, self.model.config)
-        analysis = self.analyses.get(context, lambda: self.compactor.analyse(ids))
-        return refit_anchors(super()._encode(context), analysis)
+        return refit_anchors(super()._encode(context), self.analyses.get(context))
 
 
 def _file_digest(directory: Path) -> str:
