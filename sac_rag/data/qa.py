@@ -18,12 +18,21 @@ class MalformedRecord(ValueError):
 
 @dataclass(frozen=True)
 class QAExample:
+    """One question about ``context``. ``passages``: when the question is set among distractor passages,
+    every passage of its prompt in order (``context`` among them); empty when ``context`` stands alone."""
+
     qid: str
     question: str
     context: str
     answers: tuple[str, ...]
     dataset: str = ""
     meta: dict = field(default_factory=dict, compare=False)
+    passages: tuple[str, ...] = ()
+
+    @property
+    def prompt_passages(self) -> tuple[str, ...]:
+        """The passages a prompt for this question holds, in order."""
+        return self.passages or (self.context,)
 
 
 def _clean_question(q: str) -> str:

@@ -28,7 +28,9 @@ from sac_rag.memory.compose import Segment
 from sac_rag.memory.rope import RotaryShifter
 from sac_rag.model import SACModel
 from sac_rag.text.anchors import anchor_indices
-from sac_rag.text.prompt import bos_ids, context_ids, question_ids
+from sac_rag.text.prompt import bos_ids, context_ids, encode, question_ids
+
+PASSAGE_SEPARATOR = "\n\n"  # between the passages of a multi-passage text prompt, as the RAG pipeline joins them
 
 BASE_METHODS = ("raw", "no_context", "truncate", "drop", "full_kv")
 COMPACT_METHODS = ("compact", "select", "sac_refit")
@@ -69,7 +71,16 @@ class Method(ABC):
         return question_ids(self.tokenizer, example.question, self.model.config)
 
     def _context(self, example: QAExample) -> list[int]:
-        return context_ids(self.tokenizer, example.context, self.model.config)
+        """The context sequence of the example's passages, joined as the RAG pipeline joins them."""
+        return context_ids(self.tokenizer, PASSAGE_SEPARATOR.join(example.prompt_passages), self.model.config)
+
+    def _passage_pieces(self, example: QAExample) -> list[list[int]]:
+        """The context sequence cut at passage boundaries: the first passage's context sequence, then each
+        further passage's ids after the separator."""
+        first, *rest = example.prompt_passages
+        return [context_ids(self.tokenizer, first, self.model.config)] + [
+            encode(self.tokenizer, PASSAGE_SEPARATOR + p) for p in rest
+        ]
 
     def _text_prompt(self, ids: list[int]) -> Prompt:
         return Prompt([ids], len(ids))
@@ -112,7 +123,9 @@ class _Budgeted(Method):
     def _select(self, ids: list[int]) -> list[int]: ...
 
     def prompt(self, example: QAExample) -> Prompt:
-        return self._text_prompt(self._select(self._context(example)) + self._question(example))
+        """Each passage cut to the budget on its own, so every passage of a multi-passage prompt keeps its share."""
+        kept = [i for piece in self._passage_pieces(example) for i in self._select(piece)]
+        return self._text_prompt(kept + self._question(example))
 
 
 class Truncate(_Budgeted):
@@ -136,7 +149,7 @@ class UniformDrop(_Budgeted):
 class _Memorised(Method):
     """Methods that encode the passage once into a MemoryChunk (cached per context)."""
 
-    def __init__(self, model: SACModel, cache_size: int = 16) -> None:
+    def __init__(self, model: SACModel, cache_size: int = 32) -> None:
         super().__init__(model)
         self._cache: OrderedDict[str, MemoryChunk] = OrderedDict()
         self._cache_size = cache_size
@@ -157,11 +170,13 @@ class _Memorised(Method):
         return memory, elapsed
 
     def prompt(self, example: QAExample) -> Prompt:
-        memory, encode_s = self._memory(example.context)
-        segments = self.model.build_prompt(example.question, memories=[memory])
+        """One memory per passage (each encoded on its own), composed in the passages' order."""
+        made = [self._memory(p) for p in example.prompt_passages]
+        segments = self.model.build_prompt(example.question, memories=[memory for memory, _ in made])
         entries = sum(len(s) for s in segments if isinstance(s, list))
         entries += sum(_entries_per_head(s) for s in segments if not isinstance(s, list))
-        return Prompt(segments, entries, encode_s)
+        times = [t for _, t in made if t is not None]
+        return Prompt(segments, entries, sum(times) if times else None)
 
 
 def _entries_per_head(segment: Segment) -> int:
@@ -184,7 +199,7 @@ class PassageAnalyses:
     """The decoder's analysis of recent passages (full K/V, entry scores, reference queries), shared by every
     compaction method of a run: each passage is analysed once, whatever the budgets and variants compared."""
 
-    def __init__(self, model: SACModel, size: int = 4) -> None:
+    def __init__(self, model: SACModel, size: int = 16) -> None:
         self.model = model
         self.compactor = model.compactor()
         self._items: OrderedDict[str, PassageAnalysis] = OrderedDict()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sac_rag.cli.args import positive_int
+from sac_rag.cli.args import at_least, positive_int
 
 DEFAULT_METHODS = ("raw", "no_context", "sac", "compact", "select", "truncate", "drop", "full_kv", "full_ft")
 
@@ -42,6 +42,14 @@ def register(sub) -> None:
         default=None,
         help="budgets of truncate/drop/compact/select: 1/R of the passage (default: SAC's)",
     )
+    p.add_argument(
+        "--distractors",
+        type=at_least(0),
+        default=0,
+        metavar="N",
+        help="set each question's passage among N other passages of its file, each encoded on its own and "
+        "composed (the multi-passage setting; reported as '<dataset> +N distractors'; default 0)",
+    )
     p.add_argument("--max-new-tokens", type=positive_int, default=24)
     p.add_argument("--out", required=True, help="output directory (predictions are appended here)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -51,6 +59,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sac_rag.eval.build import build_methods, load_sac
+    from sac_rag.eval.distractors import with_distractors
     from sac_rag.eval.evaluate import evaluate, load_examples
     from sac_rag.eval.plugins import installed_methods
 
@@ -58,11 +67,13 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    examples = load_examples(args.data, args.limit)
+    examples = with_distractors(load_examples(args.data, args.limit), args.distractors)
     names = args.methods or [m for m in DEFAULT_METHODS if m != "full_ft" or args.full_ft] + list(installed_methods())
     sac_models = [load_sac(spec) for spec in args.sac or ["default"]]
     methods = build_methods(names, sac_models, full_ft=args.full_ft, ratios=args.ratios or ())
     info = {"data": [str(d) for d in args.data], "limit": args.limit, "sac": args.sac or ["default"]}
+    if args.distractors:
+        info["distractors"] = args.distractors
     summary, files = evaluate(
         methods,
         examples,
