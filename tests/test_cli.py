@@ -86,7 +86,7 @@ def test_index_ask_stats_verify_delete(tmp_path, ckpt, corpus, capsys):
         == 0
     )
     out = capsys.readouterr().out
-    assert "sources:" in out and "Paris" in out and "anchors kept" in out
+    assert "sources:" in out and "Paris" in out and "entries kept" in out
     assert (
         sac_rag(
             "ask",
@@ -161,6 +161,6 @@ def test_demo_with_the_default_model(tmp_path, capsys):
     assert sac_rag(*args) == 0
     out = capsys.readouterr().out
     assert "indexing 12 of 12 Wikipedia passages" in out and "A (memories):" in out and "A (raw text):" in out
-    assert "anchors kept" in out and "time to first token" in out
+    assert "entries kept" in out and "time to first token" in out
     assert sac_rag(*args) == 0
     assert f"reusing the store at {store}" in capsys.readouterr().out

@@ -18,7 +18,7 @@ def passage_figures(chunk: MemoryChunk, text: str | None, cached: bool) -> dict:
     """JSON-safe figures of one passage's memory (the adapters put them in node/document metadata)."""
     figures = {
         "sac_tokens": int(chunk.length),
-        "sac_anchors": int(chunk.n_anchors),
+        "sac_anchors": round(chunk.entries_per_head),  # per (layer, kv head): what the decoder attends to
         "sac_memory_bytes": int(chunk.nbytes),
         "sac_full_kv_bytes": int(chunk.full_kv_nbytes()),
         "sac_cached": bool(cached),

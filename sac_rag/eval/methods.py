@@ -173,17 +173,13 @@ class _Memorised(Method):
         """One memory per passage (each encoded on its own), composed in the passages' order."""
         made = [self._memory(p) for p in example.prompt_passages]
         segments = self.model.build_prompt(example.question, memories=[memory for memory, _ in made])
-        entries = sum(len(s) for s in segments if isinstance(s, list))
-        entries += sum(_entries_per_head(s) for s in segments if not isinstance(s, list))
+        # cache entries per (layer, kv head): text tokens, [LM], and each memory's held entries on average
+        entries = sum(
+            len(s) if isinstance(s, list) else round(s.entries_per_head) if isinstance(s, MemoryChunk) else 1
+            for s in segments
+        )
         times = [t for _, t in made if t is not None]
         return Prompt(segments, entries, sum(times) if times else None)
-
-
-def _entries_per_head(segment: Segment) -> int:
-    """Cache entries a segment adds per (layer, kv head): a memory's held entries on average, else 1."""
-    if not isinstance(segment, MemoryChunk):
-        return 1
-    return round(segment.entries / (segment.keys.shape[0] * segment.keys.shape[1]))
 
 
 class FullKV(_Memorised):

@@ -67,6 +67,12 @@ class MemoryChunk:
         return int(torch.isfinite(self.bias).sum())
 
     @property
+    def entries_per_head(self) -> float:
+        """K/V entries held per (layer, kv head), on average: the positions the decoder attends to in this
+        memory (``n_anchors`` for SAC and full-K/V memories, whose heads all hold the same entries)."""
+        return self.entries / (self.keys.shape[0] * self.keys.shape[1])
+
+    @property
     def dtype(self) -> torch.dtype:
         return self.keys.dtype
 

@@ -22,7 +22,8 @@ class Figures:
 
     ``passage_tokens``: tokens the retrieved passages hold; ``prefilled_tokens``: tokens the decoder
     actually ran before answering (the question alone with SAC, passages + question from raw text);
-    ``anchors``: anchor K/V rows composed; ``bytes_read``: memory bytes read from the store;
+    ``anchors``: K/V entries composed per (layer, kv head) (SAC anchors; compaction entries, on average);
+    ``bytes_read``: memory bytes read from the store;
     ``full_kv_bytes``: a full KV cache of the passages' tokens in bfloat16 (what raw text rebuilds
     for every question, and what SAC's memories stand in for); ``answer_tokens``: tokens generated
     (a final EOS included). ``compose_s`` builds the prompt and places the memories (keys rotated into
@@ -136,7 +137,7 @@ class SACRAG:
         memories = self.store.memories([h.id for h in sources])
         figures.load_s = time.perf_counter() - t0
         figures.passage_tokens = sum(m.length for m in memories)
-        figures.anchors = sum(m.n_anchors for m in memories)
+        figures.anchors = round(sum(m.entries_per_head for m in memories))
         figures.bytes_read = sum(m.meta.get("stored_nbytes", m.nbytes) for m in memories)
         figures.full_kv_bytes = sum(m.full_kv_nbytes(torch.bfloat16) for m in memories)
         return memories

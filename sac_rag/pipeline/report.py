@@ -24,7 +24,7 @@ def format_sources(result: RAGResult, width: int = 90) -> str:
 def format_figures(f: Figures) -> str:
     if f.mode == "sac":
         head = (
-            f"tokens in: {f.passage_tokens}  anchors kept: {f.anchors}  bytes read: {kib(f.bytes_read)} "
+            f"tokens in: {f.passage_tokens}  entries kept: {f.anchors}/head  bytes read: {kib(f.bytes_read)} "
             f"vs full KV {kib(f.full_kv_bytes)} bf16 ({f.full_kv_bytes / max(f.bytes_read, 1):.1f}x)  "
             f"prefilled: {f.prefilled_tokens} tokens"
         )
