@@ -95,14 +95,24 @@ class SACSession:
         return out, report.finish()
 
     def _from_store(self, texts: Sequence[str], ids: list[Any]) -> dict[int, tuple[MemoryChunk, str, str]]:
-        """``{index: (chunk, "from_store", key)}`` for the passages whose store id is verified against their text."""
+        """``{index: (chunk, "from_store", key)}`` for the passages whose store id is verified against their text.
+
+        The key holds the text's hash as well as the id: a passage re-indexed under the same id with new
+        text is a new memory, never the one registered for its old text. Ids are verified again after
+        their memories are read, so a passage replaced in between is compressed from its text instead.
+        """
         if self.store is None or all(sid is None for sid in ids):
             return {}
         verified = verified_store_ids(self.store, texts, ids)
         unique = sorted(set(verified.values()))
         by_id = dict(zip(unique, self.store.memories(unique), strict=True)) if unique else {}
+        still = verified_store_ids(self.store, texts, ids) if unique else {}
         fp = self.model.fingerprint
-        return {i: (by_id[sid], "from_store", f"store:{sid}:{fp}") for i, sid in verified.items()}
+        return {
+            i: (by_id[sid], "from_store", f"store:{sid}:{text_key(texts[i], fp)}")
+            for i, sid in verified.items()
+            if still.get(i) == sid
+        }
 
     def _from_cache_or_model(
         self, texts: Sequence[str], skip: Collection[int]
