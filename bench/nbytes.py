@@ -1,8 +1,9 @@
-"""Bytes stored per passage: SAC memory vs the passage's full KV cache, in bf16 and int8.
+"""Bytes stored per passage for every memory kind (SAC, compaction, full K/V), in bf16 and int8.
 
-int8 sizes come from the store's codec (``sac_rag.store.codec.encode_kv``: Hadamard-rotated int8
-values plus one float16 scale per (K/V, layer, head)), so they are exactly what the store writes for
-the K/V tensors (file headers and the anchors' int64 positions not included).
+Sizes are those of the tensors the store's codec writes for a memory (``sac_rag.store.codec.pack_memory``:
+K/V in the dtype, or Hadamard-rotated int8 values plus one float16 scale per (K/V, layer, kv head); the
+positions; for a compaction memory its real entries only, each with its float16 bias and int16 position,
+and the per-head entry counts). File headers are not included.
 """
 
 from __future__ import annotations
@@ -15,26 +16,35 @@ import torch
 from bench.common import parser, passages, report, setup, table
 from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.model import SACModel
-from sac_rag.store.codec import encode_kv
+from sac_rag.store.codec import pack_memory
+
+KINDS = ("sac", "compact", "full_kv")
+DTYPES = ("bfloat16", "int8")
 
 
-def kv_bytes(chunk: MemoryChunk, dtype: str) -> int:
-    """Bytes of the chunk's K/V as the store encodes them in ``dtype``."""
-    return sum(t.numel() * t.element_size() for t in encode_kv(chunk.keys, chunk.values, dtype).values())
+def stored_bytes(chunk: MemoryChunk, dtype: str) -> int:
+    """Bytes of the chunk's tensors as the store packs them in ``dtype``."""
+    return sum(t.numel() * t.element_size() for t in pack_memory(chunk, dtype).values())
 
 
 def measure(model: SACModel, texts: Sequence[str]) -> dict:
-    """Mean bytes per passage for SAC and full KV, bf16 and int8, and their ratios."""
-    sac = model.compress(list(texts))
-    full = model.encode_full_kv(list(texts))
-    out: dict = {"passages": len(texts), "mean_tokens": statistics.fmean(c.length for c in sac)}
-    out["mean_anchors"] = statistics.fmean(c.n_anchors for c in sac)
-    for name, chunks in (("sac", sac), ("full_kv", full)):
-        for dtype in ("bfloat16", "int8"):
-            out[f"{name}_{dtype}"] = statistics.fmean(kv_bytes(c, dtype) for c in chunks)
-    out["check_full_kv_nbytes_bf16"] = statistics.fmean(c.full_kv_nbytes(torch.bfloat16) for c in sac)
-    for dtype in ("bfloat16", "int8"):
-        out[f"full_bf16_over_sac_{dtype}"] = out["full_kv_bfloat16"] / out[f"sac_{dtype}"]
+    """Mean stored bytes per passage of each memory kind and dtype, and the full K/V's bf16 bytes over each."""
+    texts = list(texts)
+    chunks = {
+        "sac": model.compress(texts, kind="sac"),
+        "compact": model.compress(texts, kind="compact"),
+        "full_kv": model.encode_full_kv(texts),
+    }
+    full = chunks["full_kv"]
+    out: dict = {"passages": len(texts), "mean_tokens": statistics.fmean(c.length for c in full)}
+    for kind, made in chunks.items():
+        out[f"mean_entries_per_head_{kind}"] = statistics.fmean(c.entries_per_head for c in made)
+        for dtype in DTYPES:
+            out[f"{kind}_{dtype}"] = statistics.fmean(stored_bytes(c, dtype) for c in made)
+    out["full_kv_nbytes_bf16"] = statistics.fmean(c.full_kv_nbytes(torch.bfloat16) for c in full)
+    for kind in KINDS:
+        for dtype in DTYPES:
+            out[f"full_bf16_over_{kind}_{dtype}"] = out["full_kv_nbytes_bf16"] / out[f"{kind}_{dtype}"]
     return out
 
 
@@ -45,14 +55,18 @@ def main(argv: list[str] | None = None) -> None:
     model = setup(args)
     result = measure(model, passages(args.data, args.passages))
     rows = [
-        {"store": f"{name} {dtype}", "KiB/passage": result[f"{name}_{dtype}"] / 1024}
-        for name in ("sac", "full_kv")
-        for dtype in ("bfloat16", "int8")
+        {
+            "store": f"{kind} {dtype}",
+            "entries/head": result[f"mean_entries_per_head_{kind}"],
+            "KiB/passage": result[f"{kind}_{dtype}"] / 1024,
+            "full KV bf16 / this": result[f"full_bf16_over_{kind}_{dtype}"],
+        }
+        for kind in KINDS
+        for dtype in DTYPES
     ]
-    for r in rows:
-        r["full KV bf16 / this"] = result["full_kv_bfloat16"] / 1024 / r["KiB/passage"]
-    text = f"ratio {model.config.ratio}, {result}\n\n" + table(rows, ["store", "KiB/passage", "full KV bf16 / this"])
-    report("nbytes", {"ratio": model.config.ratio, **result}, text, args.out)
+    info = {"ratio": model.config.ratio, "compact_keep": model.config.compact_keep}
+    text = f"{info}, {result}\n\n" + table(rows, ["store", "entries/head", "KiB/passage", "full KV bf16 / this"])
+    report("nbytes", {**info, **result}, text, args.out)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
-"""Peak resident memory of one RAG query over k passages: SAC memories vs raw text vs full-KV reuse.
+"""Peak resident memory of one RAG query over k passages (SAC, compact memories, full-KV reuse, raw text),
+and of compressing passages into each memory kind.
 
 Each method runs in its own fresh subprocess (so no earlier peak hides it): load the model and the
 memories the parent computed (index time), then answer one question while a thread samples the process's resident
 set size (``/proc/self/statm``, every millisecond). A short question-only warm-up query runs first,
 so that the weights (memory-mapped from safetensors) are resident before the measurement. Reported:
 RSS before the query, the peak during it, and the difference (the query's own working memory:
-prefill activations, cache, logits).
+prefill activations, cache, logits). The compression rows do the same around ``compress`` of the
+passages (``full_kv``: ``encode_full_kv``), after a one-passage warm-up of the same kind.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from safetensors.torch import save_file
 from bench.common import parser, passages, report, setup, table
 from sac_rag.memory.chunk import MemoryChunk
 
-METHODS = ("raw", "full_kv", "sac")
+METHODS = ("raw", "full_kv", "sac", "compact")
+KINDS = ("full_kv", "sac", "compact")  # what compression makes; "compress-<kind>" children measure it
 
 
 def rss_bytes() -> int:
@@ -65,6 +68,8 @@ def save_memories(path: Path, chunks: list[MemoryChunk]) -> None:
     tensors, meta = {}, []
     for i, c in enumerate(chunks):
         tensors |= {f"{i}.keys": c.keys, f"{i}.values": c.values, f"{i}.positions": c.positions}
+        if c.bias is not None:
+            tensors[f"{i}.bias"] = c.bias
         meta.append({"length": c.length, "offset": c.offset, "fingerprint": c.fingerprint, "meta": c.meta})
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata={"chunks": json.dumps(meta)})
 
@@ -72,8 +77,15 @@ def save_memories(path: Path, chunks: list[MemoryChunk]) -> None:
 def load_memories(path: Path) -> list[MemoryChunk]:
     with safe_open(str(path), "pt") as f:
         meta = json.loads(f.metadata()["chunks"])
+        names = set(f.keys())
         return [
-            MemoryChunk(f.get_tensor(f"{i}.keys"), f.get_tensor(f"{i}.values"), f.get_tensor(f"{i}.positions"), **m)
+            MemoryChunk(
+                f.get_tensor(f"{i}.keys"),
+                f.get_tensor(f"{i}.values"),
+                f.get_tensor(f"{i}.positions"),
+                bias=f.get_tensor(f"{i}.bias") if f"{i}.bias" in names else None,
+                **m,
+            )
             for i, m in enumerate(meta)
         ]
 
@@ -104,40 +116,73 @@ def one_query(args: argparse.Namespace) -> dict:
     return {
         "method": method,
         "k": k,
-        "cache_entries": sum(c.n_anchors for c in memories) if method != "raw" else len(segments[0]),
+        "cache_entries": round(sum(c.entries_per_head for c in memories)) if method != "raw" else len(segments[0]),
         "rss_before_mib": before / 2**20,
         "peak_mib": sampler.peak / 2**20,
         "query_mib": (sampler.peak - before) / 2**20,
     }
 
 
+def one_compression(args: argparse.Namespace) -> dict:
+    """In this process: the memory of compressing ``args.passages`` passages into ``kind`` memories."""
+    import gc
+
+    kind = args.child.removeprefix("compress-")
+    model = setup(args)
+    texts = passages(args.data, args.passages)
+
+    def make(batch: list[str]) -> list[MemoryChunk]:
+        return model.encode_full_kv(batch) if kind == "full_kv" else model.compress(batch, kind=kind)
+
+    make(texts[:1])  # weights resident, the kind's first-call costs paid
+    gc.collect()
+    before = rss_bytes()
+    with PeakSampler() as sampler:
+        make(texts)
+    return {
+        "kind": kind,
+        "passages": len(texts),
+        "rss_before_mib": before / 2**20,
+        "peak_mib": sampler.peak / 2**20,
+        "compression_mib": (sampler.peak - before) / 2**20,
+    }
+
+
+def run_child(args: argparse.Namespace, child: str, extra: list[str]) -> dict:
+    """``child`` run in a fresh process; its JSON result."""
+    cmd = [sys.executable, "-m", "bench.peak_memory", "--child", child, "--data", args.data, *extra]
+    cmd += ["--threads", str(args.threads)] if args.threads else []
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}  # big blocks mmapped: RSS follows live memory
+    cwd = Path(__file__).parents[1]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=cwd, env=env).stdout
+    return json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
+
+
 def main(argv: list[str] | None = None) -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--k", type=int, default=5)
     p.add_argument("--new-tokens", type=int, default=16)
+    p.add_argument("--passages", type=int, default=16, help="passages compressed in the compression rows")
     p.add_argument("--memories", help="internal: directory of the precomputed memories")
-    p.add_argument("--child", choices=METHODS, help="internal: run one method in this process, print JSON")
+    children = [*METHODS, *(f"compress-{k}" for k in KINDS)]
+    p.add_argument("--child", choices=children, help="internal: run one measurement in this process, print JSON")
     args = p.parse_args(argv)
     if args.child:
-        print("RESULT " + json.dumps(one_query(args)))
+        print("RESULT " + json.dumps(one_compression(args) if args.child.startswith("compress-") else one_query(args)))
         return
     model = setup(args)
     texts = passages(args.data, args.k)
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        save_memories(Path(tmp) / "sac.safetensors", model.compress(texts))
+        for kind in ("sac", "compact"):
+            save_memories(Path(tmp) / f"{kind}.safetensors", model.compress(texts, kind=kind))
         save_memories(Path(tmp) / "full_kv.safetensors", model.encode_full_kv(texts))
         del model
-        env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}  # big blocks mmapped: RSS follows live memory
-        for method in METHODS:
-            cmd = [sys.executable, "-m", "bench.peak_memory", "--child", method, "--k", str(args.k)]
-            cmd += ["--data", args.data, "--new-tokens", str(args.new_tokens), "--memories", tmp]
-            cmd += ["--threads", str(args.threads)] if args.threads else []
-            cwd = Path(__file__).parents[1]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=cwd, env=env).stdout
-            rows.append(json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:]))
+        query = ["--k", str(args.k), "--new-tokens", str(args.new_tokens), "--memories", tmp]
+        rows = [run_child(args, method, query) for method in METHODS]
+    compression = [run_child(args, f"compress-{kind}", ["--passages", str(args.passages)]) for kind in KINDS]
     text = table(rows, ["method", "k", "cache_entries", "rss_before_mib", "peak_mib", "query_mib"])
-    report("peak_memory", {"k": args.k, "rows": rows}, text, args.out)
+    text += "\n\n" + table(compression, ["kind", "passages", "rss_before_mib", "peak_mib", "compression_mib"])
+    report("peak_memory", {"k": args.k, "rows": rows, "compression": compression}, text, args.out)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Compression throughput (passages/s when indexing) against a plain forward pass over the same text.
 
-* SAC batched: ``compress(texts, batch_size=B)``; SAC one-by-one: one ``compress([text])`` call each.
+* SAC batched: ``compress(texts, kind="sac", batch_size=B)``; SAC one-by-one: one call per passage.
+* compact: ``compress(texts, kind="compact")``, the default memory kind: per passage (it is not batched),
+  the decoder's prefill and repeat pass, then selection and the refit.
 * plain forward: the base decoder stack (adapter off, no K/V kept) over the same token sequences
   (``[BOS] "### Context:\\n" + text``), batched the same way (longest first, right-padded, masked),
   and one-by-one.
@@ -35,9 +37,10 @@ def measure(model: SACModel, texts: Sequence[str], batch_size: int, repeats: int
     """Passages per second of each way, and the ratios the issue asks for."""
     texts = list(texts)
     fns = {
-        "sac_batched": lambda: model.compress(texts, batch_size=batch_size),
+        "sac_batched": lambda: model.compress(texts, kind="sac", batch_size=batch_size),
+        "compact": lambda: model.compress(texts, kind="compact"),
         "forward_batched": lambda: plain_forward(model, texts, batch_size),
-        "sac_one_by_one": lambda: [model.compress([t]) for t in texts],
+        "sac_one_by_one": lambda: [model.compress([t], kind="sac") for t in texts],
         "forward_one_by_one": lambda: plain_forward(model, texts, 1),
     }
     seconds = interleaved_medians(fns, repeats)
@@ -45,6 +48,8 @@ def measure(model: SACModel, texts: Sequence[str], batch_size: int, repeats: int
     out.update({f"{k}_passages_per_s": len(texts) / s for k, s in seconds.items()})
     out["sac_batched_over_forward_batched"] = seconds["forward_batched"] / seconds["sac_batched"]
     out["sac_batched_over_sac_one_by_one"] = seconds["sac_one_by_one"] / seconds["sac_batched"]
+    out["compact_over_sac_batched"] = seconds["sac_batched"] / seconds["compact"]
+    out["compact_over_forward_one_by_one"] = seconds["forward_one_by_one"] / seconds["compact"]
     return out
 
 

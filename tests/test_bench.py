@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import sac_model
 from tiny import text_of_tokens
 
@@ -25,19 +26,24 @@ def test_ttft_rows(setup):
     assert all(r["ttft_ms_sac"] > 0 and r["ttft_raw_over_sac"] > 0 and r["decode_tok_s_raw"] > 0 for r in rows)
 
 
-def test_nbytes_match_the_codec_and_the_ratio(setup):
+def test_nbytes_match_the_codec_and_the_budgets(setup):
     model, texts = setup
     out = nbytes.measure(model, texts)
-    assert out["full_kv_bfloat16"] == out["check_full_kv_nbytes_bf16"]  # full KV = every token, 2 bytes
-    # bf16 SAC keeps about 1/ratio of the entries (one anchor per `ratio` tokens)
-    assert out["full_bf16_over_sac_bfloat16"] == pytest.approx(out["mean_tokens"] / out["mean_anchors"])
-    assert out["sac_int8"] < out["sac_bfloat16"]
+    # stored full K/V = every token's K/V in bf16 plus its int64 position
+    assert out["full_kv_bfloat16"] == pytest.approx(out["full_kv_nbytes_bf16"] + 8 * out["mean_tokens"])
+    # SAC keeps one anchor per `ratio` tokens in every head
+    assert out["mean_entries_per_head_sac"] == pytest.approx(out["mean_tokens"] / model.config.ratio, rel=0.25)
+    # a compaction memory stays within its byte budget, biases, positions and counts included
+    assert out["compact_bfloat16"] <= model.config.compact_keep * out["full_kv_nbytes_bf16"]
+    assert out["compact_bfloat16"] > 0.5 * model.config.compact_keep * out["full_kv_nbytes_bf16"]
+    assert all(out[f"{kind}_int8"] < out[f"{kind}_bfloat16"] for kind in nbytes.KINDS)
 
 
 def test_throughput(setup):
     model, texts = setup
     out = throughput.measure(model, texts, batch_size=2, repeats=1)
     assert out["sac_batched_passages_per_s"] > 0 and out["forward_one_by_one_passages_per_s"] > 0
+    assert out["compact_passages_per_s"] > 0
 
 
 def test_peak_sampler():
@@ -52,13 +58,17 @@ def test_helpers():
     assert table([{"x": 1.234, "y": "s"}], ["x", "y"]).splitlines()[2] == "| 1.23 | s |"
 
 
-def test_memories_round_trip_through_safetensors(tmp_path, setup):
+@pytest.mark.parametrize("kind", ["sac", "compact"])
+def test_memories_round_trip_through_safetensors(tmp_path, setup, kind):
     model, texts = setup
-    chunks = model.compress(texts[:2])
+    chunks = model.compress(texts[:2], kind=kind)
     peak_memory.save_memories(tmp_path / "m.safetensors", chunks)
     back = peak_memory.load_memories(tmp_path / "m.safetensors")
     assert [(c.length, c.fingerprint, c.meta) for c in back] == [(c.length, c.fingerprint, c.meta) for c in chunks]
     assert all((a.keys == b.keys).all() and (a.positions == b.positions).all() for a, b in zip(back, chunks))
+    assert all((a.bias is None) == (kind == "sac") for a in back)
+    if kind == "compact":
+        assert all(torch.equal(a.bias, b.bias) for a, b in zip(back, chunks))
 
 
 def test_sized_passages_cut_real_contexts_to_the_chunk_size(tmp_path):
