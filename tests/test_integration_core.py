@@ -7,7 +7,6 @@ import asyncio
 import numpy as np
 import pytest
 import torch
-from test_integration_support import CORPUS, HashingEmbedder, same_chunk, slow_model, ticks_during, tiny_session
 
 from sac_rag import MemoryChunk
 from sac_rag.bridge import (
@@ -20,6 +19,7 @@ from sac_rag.bridge import (
     verified_store_ids,
 )
 from sac_rag.store import MemoryStore
+from sac_rag.testing import CORPUS, HashingEmbedder, same_chunk, slow_model, ticks_during, tiny_session
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from langchain_core.documents import Document
 from langchain_core.vectorstores import InMemoryVectorStore
 from llama_index.core.schema import NodeWithScore, TextNode
-from test_integration_support import CORPUS, UPLOADED, HashingEmbedder, corpus_store, same_chunk, tiny_session
 
 from langchain_sac import SACEmbeddings, SACRetriever
 from llama_index.postprocessor.sac import SACCompressor
 from sac_rag.bridge import SACSession
+from sac_rag.testing import CORPUS, UPLOADED, HashingEmbedder, corpus_store, same_chunk, tiny_session
 
 TEXTS = [*CORPUS, UPLOADED]
 # 500 generated batches per adapter (a few seconds each); no example database left in the working tree

@@ -17,6 +17,7 @@ STORE_ID_KEY = "sac_id"
 def passage_figures(chunk: MemoryChunk, text: str | None, cached: bool) -> dict:
     """JSON-safe figures of one passage's memory (the adapters put them in node/document metadata)."""
     figures = {
+        "sac_memory_kind": str(chunk.meta.get("kind", "sac")),
         "sac_tokens": int(chunk.length),
         "sac_anchors": round(chunk.entries_per_head),  # per (layer, kv head): what the decoder attends to
         "sac_memory_bytes": int(chunk.nbytes),

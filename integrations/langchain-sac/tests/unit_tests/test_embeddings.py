@@ -1,0 +1,30 @@
+"""SACEmbeddings: the langchain-tests unit suite, and the embedder's own vectors."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+from langchain_tests.unit_tests import EmbeddingsUnitTests
+
+from langchain_sac import SACEmbeddings
+from sac_rag.testing import CORPUS, HashingEmbedder
+
+
+class TestSACEmbeddingsStandard(EmbeddingsUnitTests):
+    @property
+    def embeddings_class(self) -> type[SACEmbeddings]:
+        return SACEmbeddings
+
+    @property
+    def embedding_model_params(self) -> dict:
+        return {"embedder": HashingEmbedder()}
+
+
+def test_vectors_are_the_embedders():
+    embedder = HashingEmbedder()
+    embeddings = SACEmbeddings(embedder)
+    assert np.allclose(embeddings.embed_documents(CORPUS), embedder.embed(CORPUS))
+    assert np.allclose(embeddings.embed_query(CORPUS[0]), embedder.embed(CORPUS[:1])[0])
+    assert embeddings.embed_documents([]) == []
+    assert asyncio.run(embeddings.aembed_query(CORPUS[1])) == embeddings.embed_query(CORPUS[1])
