@@ -6,7 +6,8 @@ Three ways to give the decoder k retrieved passages (SQuAD dev contexts):
 * SAC: each passage's anchor K/V precomputed (``compress(kind="sac")``), then [LM] and the question;
 * compact: each passage's compaction memory (``compress(kind="compact")``: per-head selection + refit at
   ``compact_keep`` of the full K/V's bytes), then the question;
-* question only: ``[BOS]`` + the question, no passage: the floor every memory kind is measured against.
+* question only: ``[BOS]`` + the question sequence the memory prompts end with (its template included), no
+  passage: the floor every memory kind is measured against (the same tokens to run, nothing to attend to).
 Memories are computed before timing (index time). TTFT = prefill + first greedy token; the total
 answer time generates exactly ``--new-tokens`` tokens (no stop token), so every method decodes as much;
 both come from the same runs (methods interleaved round-robin, medians over ``--repeats``), and the
@@ -30,7 +31,7 @@ from bench.common import (
     timed_answer,
 )
 from sac_rag.model import SACModel
-from sac_rag.text.prompt import context_ids, encode, question_ids
+from sac_rag.text.prompt import bos_ids, context_ids, encode, question_ids
 
 
 def raw_prompt(model: SACModel, texts: Sequence[str]) -> list[list[int]]:
@@ -48,7 +49,7 @@ def measure(model: SACModel, texts: Sequence[str], ks: Sequence[int], new_tokens
     rows = []
     for k in ks:
         prompts = {
-            "question": model.build_prompt(QUESTION),
+            "question": [bos_ids(model.tokenizer) + question_ids(model.tokenizer, QUESTION, model.config)],
             "raw": raw_prompt(model, texts[:k]),
             "full_kv": model.build_prompt(QUESTION, memories=full[:k]),
             "sac": model.build_prompt(QUESTION, memories=sac[:k]),
