@@ -12,17 +12,17 @@ from dataclasses import replace
 import pytest
 import torch
 
-from sac_rag.store.codec import decode_kv, encode_kv
+from sac_rag.store.codec import pack_memory, unpack_memory
 
 DTYPES = ("bfloat16", "float16", "int8")
 
 
 def stored(chunk, dtype: str):
     """The chunk as the store gives it back after storing it in ``dtype``, and the bytes it took."""
-    tensors = encode_kv(chunk.keys, chunk.values, dtype)
-    keys, values = decode_kv(tensors)
+    tensors = pack_memory(chunk, dtype)
+    keys, values, positions, bias = unpack_memory(tensors)
     nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
-    return replace(chunk, keys=keys.float(), values=values.float()), nbytes
+    return replace(chunk, keys=keys.float(), values=values.float(), positions=positions, bias=bias), nbytes
 
 
 @torch.inference_mode()
