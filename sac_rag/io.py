@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -44,6 +45,28 @@ def atomic_write_dir(path: str | Path, write: Callable[[Path], None]) -> None:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def atomic_create_dir(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Fill a fresh temporary directory with ``write(tmp_dir)``, then move it to ``path`` in one rename.
+
+    ``path`` must not exist or be an empty directory; if something else appeared there meanwhile (another
+    process created it first), nothing is replaced and :class:`FileExistsError` is raised.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        write(tmp)
+        os.rename(tmp, path)  # replaces an empty directory; fails on anything else
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if e.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+            raise FileExistsError(e.errno, f"{path} appeared while the new one was written", str(path)) from None
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

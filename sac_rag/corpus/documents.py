@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sac_rag.store.layout import kind_of
 
 SUFFIXES = (".txt", ".md", ".jsonl")
 
@@ -24,7 +28,7 @@ class Document:
 
 
 def _read_text(path: Path) -> str:
-    data = path.read_bytes()
+    data = _read_regular_file(path)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -47,11 +51,27 @@ def _jsonl(path: Path) -> list[Document]:
     return docs
 
 
+def _read_regular_file(path: Path) -> bytes:
+    """The bytes of ``path`` if it is a regular file (through links); anything else is refused, naming what it
+    is, without blocking (a FIFO would wait forever for a writer, a device might never end)."""
+    with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
+        mode = os.fstat(f.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_a_file(path, mode)
+        return f.read()
+
+
+def _not_a_file(path: Path, mode: int) -> ValueError:
+    return ValueError(f"{path}: {kind_of(mode)}, not a regular file: only regular files can be indexed")
+
+
 def _files(path: Path) -> list[Path]:
     if path.is_dir():
         return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or directory")
+    if not path.is_file():
+        raise _not_a_file(path, path.stat().st_mode)
     if path.suffix.lower() not in SUFFIXES:
         raise ValueError(f"{path}: unsupported file type (use {', '.join(SUFFIXES)})")
     return [path]

@@ -38,7 +38,7 @@ def index_documents(
     indexing a file again updates it in place, however its path is spelled; passages left over from
     a longer earlier version of a file are removed once the new ones are stored.
     """
-    passages = to_passages(documents, max_tokens, count_tokens)
+    passages = to_passages(documents, max_tokens, count_tokens, progress=progress)
     if not passages:
         raise ValueError("the documents hold no text")
     store.upsert(

@@ -6,6 +6,8 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from tqdm.auto import tqdm
+
 from sac_rag.corpus.documents import Document
 from sac_rag.corpus.split import split_passages
 
@@ -34,15 +36,22 @@ class Passages:
 
 
 def to_passages(
-    documents: Sequence[Document], max_tokens: int, count_tokens: Callable[[str], int] | None = None
+    documents: Sequence[Document],
+    max_tokens: int,
+    count_tokens: Callable[[str], int] | None = None,
+    *,
+    progress: bool = False,
 ) -> Passages:
     """Split every document; each passage carries its document's metadata plus ``source`` and ``passage``
-    (and ``source_file``, the file's absolute path, for documents read from files)."""
+    (and ``source_file``, the file's absolute path, for documents read from files). ``progress`` shows a
+    bar of the characters split (on stderr)."""
     out = Passages()
-    for doc in documents:
-        for n, text in enumerate(split_passages(doc.text, max_tokens, count_tokens)):
-            out.texts.append(text)
-            file = {SOURCE_FILE: doc.file} if doc.file is not None else {}
-            out.metadata.append({"source": doc.source, "passage": n, **doc.metadata, **file})
-            out.ids.append(passage_id(doc.source, n))
+    total = sum(len(doc.text) for doc in documents)
+    with tqdm(total=total, desc="splitting", unit="char", unit_scale=True, disable=not progress) as bar:
+        for doc in documents:
+            for n, text in enumerate(split_passages(doc.text, max_tokens, count_tokens, bar.update)):
+                out.texts.append(text)
+                file = {SOURCE_FILE: doc.file} if doc.file is not None else {}
+                out.metadata.append({"source": doc.source, "passage": n, **doc.metadata, **file})
+                out.ids.append(passage_id(doc.source, n))
     return out

@@ -1,14 +1,23 @@
-"""Split a document into passages of at most ``max_tokens`` tokens at sentence and paragraph boundaries."""
+"""Split a document into passages of at most ``max_tokens`` tokens at sentence and paragraph boundaries.
+
+Splitting is linear in the text and bounded in memory, whatever its shape (a 5 MB line without a full
+stop, a run of NULs, a URL longer than a passage): the token counter only ever sees pieces of about
+one passage (never a whole sentence or document), and each passage costs a few counts, found by a
+secant search over its cut points that starts from the characters per token of the passage before.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from sac_rag.store.validate import check_unicode
 
 _SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"')\]]))\s+(?=[\"'(\[]?[A-Z0-9])")
 _PARAGRAPH = re.compile(r"\n\s*\n")
+_SPACES = re.compile(r"\s+")
+_MAX_STEPS = 64  # counts per passage at most (a counter that is not monotone could otherwise oscillate)
+_HORIZON = 64  # characters per token that a passage is looked for in, at most
 
 
 def approx_tokens(text: str) -> int:
@@ -17,53 +26,107 @@ def approx_tokens(text: str) -> int:
 
 
 def _sentences(paragraph: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE_END.split(" ".join(paragraph.split())) if s.strip()]
+    return [s for s in _SENTENCE_END.split(_SPACES.sub(" ", paragraph).strip()) if s]
 
 
-def _longest_prefix(text: str, max_tokens: int, count: Callable[[str], int]) -> int:
-    """The length of the longest prefix of ``text`` of at most ``max_tokens`` tokens (at least 1 character)."""
-    low, high = 1, max_tokens
-    while high < len(text) and count(text[:high]) <= max_tokens:  # grow until too long (or all of it)
-        low, high = high, 2 * high
-    high = min(high, len(text))
-    if count(text[:high]) <= max_tokens:
-        return high
-    while high - low > 1:  # count(text[:low]) fits (or low is 1), count(text[:high]) does not
-        mid = (low + high) // 2
-        low, high = (mid, high) if count(text[:mid]) <= max_tokens else (low, mid)
-    return low
+class _Cutter:
+    """Cuts single-spaced text into the longest pieces of at most ``max_tokens``: at spaces, or inside a word
+    longer than a passage. Remembers the characters per token of the last piece for its next first guess."""
+
+    def __init__(self, max_tokens: int, count: Callable[[str], int]) -> None:
+        self.max_tokens = max_tokens
+        self.count = count
+        self.chars_per_token = 4.0
+
+    def pieces(self, text: str) -> Iterator[str]:
+        start = 0
+        while start < len(text):
+            end, tokens = self._longest(text, start)
+            yield text[start:end]
+            self.chars_per_token = max((end - start) / max(tokens, 1), 0.25)
+            start = end + 1 if end < len(text) and text[end] == " " else end
+
+    def _longest(self, text: str, start: int) -> tuple[int, int]:
+        """The end of the longest piece from ``start`` that fits, and its token count.
+
+        Cut points are the spaces after ``start`` and the end of the text, and, inside the first word,
+        every character (used only when the whole first word does not fit). The search keeps the
+        largest cut known to fit (``lo``) and the smallest known not to (``hi``) and stops when they
+        are neighbours; each step guesses by the tokens per character of the last count."""
+        cuts = _Cuts(text, start, _HORIZON * self.max_tokens)
+        lo, lo_tokens, hi = start, 0, None
+        guess = cuts.snap(start + max(1, round(self.chars_per_token * self.max_tokens)))
+        for _ in range(_MAX_STEPS):
+            if guess is None:
+                break
+            tokens = self.count(text[start:guess])
+            if tokens <= self.max_tokens:
+                lo, lo_tokens = guess, tokens
+            else:
+                hi = guess
+            if lo == cuts.end or (hi is not None and cuts.after(lo) == hi):
+                break
+            scale = min(self.max_tokens / max(tokens, 1), 8.0)  # at most 8x longer: counts stay passage-sized
+            guess = cuts.between(start + round((guess - start) * scale), lo, hi)
+        if lo == start:  # not even one character fits: it becomes a passage of its own
+            return start + 1, self.count(text[start : start + 1])
+        return lo, lo_tokens
 
 
-def _cut_word(word: str, max_tokens: int, count: Callable[[str], int]) -> list[str]:
-    """A single word longer than a passage (a URL, a run of NULs), cut between characters."""
-    pieces = []
-    while word:
-        n = _longest_prefix(word, max_tokens, count)
-        pieces.append(word[:n])
-        word = word[n:]
-    return pieces
+class _Cuts:
+    """The cut points of a piece starting at ``start``: every character up to the end of the first word, then
+    each space, then the end of the text. Nothing past ``horizon`` characters is looked at (no piece of
+    ``max_tokens`` is that long unless its tokens average over 64 characters; then it is cut there)."""
+
+    def __init__(self, text: str, start: int, horizon: int) -> None:
+        self.text, self.start = text, start
+        self.end = min(len(text), start + horizon)
+        space = text.find(" ", start, self.end)
+        self.word = self.end if space < 0 else space
+
+    def snap(self, i: int) -> int:
+        """The last cut point at or before ``i`` (``i`` past the end: the end)."""
+        if i >= self.end:
+            return self.end
+        if i <= self.word:
+            return max(i, self.start + 1)
+        return self.text.rfind(" ", self.word, i + 1)
+
+    def after(self, cut: int) -> int | None:
+        if cut < self.word:
+            return cut + 1
+        if cut >= self.end:
+            return None
+        space = self.text.find(" ", cut + 1, self.end)
+        return self.end if space < 0 else space
+
+    def before(self, cut: int) -> int | None:
+        if cut <= self.word:
+            return cut - 1 if cut - 1 > self.start else None
+        return self.text.rfind(" ", self.word, cut)
+
+    def between(self, i: int, lo: int, hi: int | None) -> int | None:
+        """The cut point nearest ``i`` strictly between ``lo`` and ``hi``; None when there is none."""
+        cut = self.snap(i)
+        if cut <= lo:
+            cut = self.after(lo)
+        if cut is not None and hi is not None and cut >= hi:
+            cut = self.before(hi)
+        return cut if cut is not None and cut > lo and (hi is None or cut < hi) else None
 
 
-def _hard_split(sentence: str, max_tokens: int, count: Callable[[str], int]) -> list[str]:
-    """A sentence too long for one passage, cut between words (and inside words longer than a passage)."""
-    pieces, current = [], []
-    for word in sentence.split():
-        parts = [word] if count(word) <= max_tokens else _cut_word(word, max_tokens, count)
-        for part in parts:
-            if current and count(" ".join([*current, part])) > max_tokens:
-                pieces.append(" ".join(current))
-                current = []
-            current.append(part)
-    if current:
-        pieces.append(" ".join(current))
-    return pieces
-
-
-def split_passages(text: str, max_tokens: int = 160, count_tokens: Callable[[str], int] | None = None) -> list[str]:
+def split_passages(
+    text: str,
+    max_tokens: int = 160,
+    count_tokens: Callable[[str], int] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[str]:
     """Passages of whole sentences, packed greedily up to ``max_tokens``; paragraph breaks are kept as newlines.
 
-    ``count_tokens`` counts a string's tokens (pass the model tokenizer's for exact sizes); a single
-    sentence longer than ``max_tokens`` is cut between words.
+    ``count_tokens`` counts a string's tokens (pass the model tokenizer's for exact sizes); a sentence
+    longer than ``max_tokens`` is cut between words, and a word longer than a passage between
+    characters. Time and memory grow linearly with the text. ``progress`` is called with the number
+    of characters done since its last call (they add up to ``len(text)``).
     """
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 8:
         raise ValueError(f"max_tokens must be an integer of at least 8, got {max_tokens!r}")
@@ -71,16 +134,24 @@ def split_passages(text: str, max_tokens: int = 160, count_tokens: Callable[[str
         raise TypeError(f"text is {type(text).__name__}, expected str")
     check_unicode(text, "text")
     count = count_tokens or approx_tokens
+    cutter = _Cutter(max_tokens, count)
     passages: list[str] = []
     current = ""
+    done = 0
     for paragraph in _PARAGRAPH.split(text):
         for n, sentence in enumerate(_sentences(paragraph)):
-            for piece in [sentence] if count(sentence) <= max_tokens else _hard_split(sentence, max_tokens, count):
-                joined = f"{current}{' ' if n else chr(10)}{piece}" if current else piece
+            for k, piece in enumerate(cutter.pieces(sentence)):
+                joined = f"{current}{' ' if n or k else chr(10)}{piece}" if current else piece
                 if current and count(joined) > max_tokens:
                     passages.append(current)
                     joined = piece
                 current = joined
+                step = min(len(piece) + 1, len(text) - done)  # whitespace runs count as one character here
+                done += step
+                if progress is not None:
+                    progress(step)
     if current:
         passages.append(current)
+    if progress is not None and done < len(text):
+        progress(len(text) - done)
     return passages

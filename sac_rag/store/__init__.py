@@ -1,6 +1,6 @@
 """The memory store: passages with FAISS embeddings and reusable SAC anchor-KV memories on disk."""
 
-from sac_rag.store.errors import StoreCorrupted, StoreError, StoreMismatch
+from sac_rag.store.errors import StoreCorrupted, StoreError, StoreExists, StoreMismatch
 from sac_rag.store.inspect import VerifyReport
 from sac_rag.store.manifest import PassageRow
 from sac_rag.store.repair import RepairReport
@@ -13,6 +13,7 @@ __all__ = [
     "RepairReport",
     "StoreCorrupted",
     "StoreError",
+    "StoreExists",
     "StoreMismatch",
     "VerifyReport",
 ]

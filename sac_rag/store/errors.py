@@ -5,6 +5,10 @@ class StoreError(RuntimeError):
     """A store cannot do what was asked (locked, missing, or in an unexpected state)."""
 
 
+class StoreExists(StoreError):
+    """A store cannot be created where something is already (a store another process made meanwhile, or other files)."""
+
+
 class StoreCorrupted(StoreError):
     """A store file is damaged or foreign; the message names the file."""
 

@@ -3,6 +3,7 @@ recorded sha256 matches, else rebuilt from the manifest's (checked) embeddings; 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +12,7 @@ import numpy as np
 
 from sac_rag.store.errors import StoreCorrupted
 from sac_rag.store.index import VectorIndex
+from sac_rag.store.layout import discard, regular
 from sac_rag.store.manifest import Manifest
 
 
@@ -45,7 +47,7 @@ class IndexCache:
 
     def _load(self, generation: int) -> VectorIndex | None:
         path, record = self.path(generation), self.manifest.index_record()
-        if not (path.is_file() and record and record["generation"] == generation):
+        if not (regular(path) and record and record["generation"] == generation):
             return None
         try:
             return VectorIndex.load(path, self.dim, record["sha256"])
@@ -69,10 +71,15 @@ class IndexCache:
             self._save(VectorIndex.build(self.dim, *self.manifest.embeddings(self.dim)), generation)
 
     def _save(self, index: VectorIndex, generation: int) -> None:
-        """Write the file atomically, record its sha256, drop older generations' files and killed writes' leftovers."""
+        """Write the file atomically, record its sha256, drop older generations' files and killed writes' leftovers.
+
+        Entries are removed by name only (a link, never its target); a directory that holds files is left
+        where it is (verify names it), and one in the way of the new file is refused, naming it."""
         path = self.path(generation)
+        if os.path.lexists(path) and not regular(path) and not discard(path):
+            raise StoreCorrupted(f"{path} is a directory that holds files, where the index file goes: move it away")
         self.manifest.record_index(generation, *index.save(path))
         self._index, self._generation = index, generation
         for old in self.directory.iterdir():
             if old != path:
-                old.unlink(missing_ok=True)
+                discard(old)

@@ -10,8 +10,8 @@ from tqdm.auto import tqdm
 
 from sac_rag.store.errors import StoreCorrupted
 from sac_rag.store.index import VectorIndex
-from sac_rag.store.layout import INDEX, SHARDS
-from sac_rag.store.shards import sha256_file
+from sac_rag.store.layout import INDEX, SHARDS, holds_data, regular
+from sac_rag.store.shards import sha256_file, shard_memory_hashes
 
 if TYPE_CHECKING:
     from sac_rag.store.view import StoreView
@@ -26,6 +26,8 @@ _ROW_PROBLEMS = {
     "no_memory": "passage {key} has no memory row",
     "no_shard": "memory {key} names a shard the manifest does not list",
 }
+_UNSUMMED = "{kind} row {key} has no checksum (deleted, or written while the checksum triggers were off)"
+_RESTORE = "restore the newer manifest, or index their files again"
 
 
 @dataclass
@@ -33,8 +35,9 @@ class VerifyReport:
     """What :meth:`MemoryStore.verify` found.
 
     ``problems`` name each damaged file (and passage); ``warnings`` are harmless; ``damage`` lists what
-    is damaged by kind (``meta``, ``shard``, ``memory``, ``passage``, ``embedding``, ``lost``,
-    ``no_memory``, ``no_shard``, ``shard_file``, ``index``), which :meth:`MemoryStore.repair` redoes.
+    is damaged by kind (``meta``, ``shard``, ``memory``, ``passage``, ``embedding``, ``unsummed``, ``lost``,
+    ``no_memory``, ``no_shard``, ``shard_file``, ``index``, ``layout``, ``triggers``, ``rollback``), which
+    :meth:`MemoryStore.repair` redoes.
     """
 
     checked: dict
@@ -86,19 +89,39 @@ def verify_store(store: StoreView, *, progress: bool = False) -> VerifyReport:
     index file's sha256 and contents against the manifest."""
     manifest = store.manifest
     report = VerifyReport(checked={"shards": 0, "memories": 0, "passages": manifest.count(), "manifest_rows": 0})
+    _verify_layout(store, report)
     for message in manifest.integrity_errors():
         report._add("structure", message, f"{manifest.path}: {message}")
+    triggers = manifest.trigger_problems()
+    if triggers:
+        report.damage["triggers"] = triggers
+        report.problems.append(
+            f"{manifest.path}: checksum triggers {', '.join(triggers)} are missing, altered or foreign: rows "
+            "written meanwhile got no checksum or a wrong one"
+        )
     audit = manifest.audit(store.dim)
     report.checked["manifest_rows"] = manifest.row_count()
     for kind, keys in audit.items():
         for key in keys:
             if kind == "lost":
                 report._add("lost", key, f"{manifest.path}: the {key[0]} row {key[1]} is missing")
+            elif kind == "unsummed":
+                report._add("unsummed", key, f"{manifest.path}: {_UNSUMMED.format(kind=key[0], key=key[1])}")
             else:
                 report._add(kind, key, f"{manifest.path}: {_ROW_PROBLEMS[kind].format(key=key)}")
     _verify_shards(store, report, progress)
-    _verify_index(store, report, bad_embeddings=bool(audit["embedding"] or audit["passage"] or audit["lost"]))
+    bad = audit["embedding"] or audit["passage"] or audit["lost"] or audit["unsummed"]
+    _verify_index(store, report, bad_embeddings=bool(bad))
     return report
+
+
+def _verify_layout(store: StoreView, report: VerifyReport) -> None:
+    """Store entries that are not what the store writes (a writer refuses the store while there are any)."""
+    for path, why in store.layout_problems():
+        fix = "--repair fixes it"
+        if holds_data(path):
+            fix = "move it out of the store, then run `sac-rag verify --repair`"
+        report._add("layout", path.name, f"{path} {why}: writes are refused ({fix})")
 
 
 def _verify_shards(store: StoreView, report: VerifyReport, progress: bool) -> None:
@@ -124,9 +147,42 @@ def _verify_shards(store: StoreView, report: VerifyReport, progress: bool) -> No
         passages = sorted(i for ids in manifest.ids_by_hash(failing[name]).values() for i in ids)
         report.problems.append(f"{path}: {reason}; memories of passages {passages[:20]} fail their CRC")
     report.checked["memories"] = len(rows)
-    for leftover in sorted(store.path.joinpath(SHARDS).glob("*")):
-        if leftover.name not in shards:
-            report.warnings.append(f"{leftover}: not in the manifest (left by an interrupted write; compact drops it)")
+    _verify_leftovers(store, report, set(shards), set(rows))
+
+
+def _verify_leftovers(store: StoreView, report: VerifyReport, listed: set[str], memories: set[str]) -> None:
+    """Files in ``shards/`` the manifest does not list; the memories in them it does not know are counted, and
+    index files newer than the manifest's generation show that the manifest was rolled back."""
+    leftovers = [f for f in sorted(store.path.joinpath(SHARDS).glob("*")) if f.name not in listed]
+    unknown = set()
+    for leftover in leftovers:
+        if not regular(leftover):
+            report.warnings.append(f"{leftover}: not a shard file (the next compact removes it unless it holds files)")
+            continue
+        unknown |= shard_memory_hashes(leftover) - memories
+    generation = store.manifest.generation()
+    newer = sorted(f.name for f in store.path.joinpath(INDEX).glob("index-*.faiss") if _generation_of(f) > generation)
+    files = ", ".join(f.name for f in leftovers[:3]) + (" ..." if len(leftovers) > 3 else "") or "none left"
+    unaccounted = f"{len(unknown)} memories in shards the manifest does not list ({files}) are unaccounted for"
+    if newer:
+        report._add(
+            "rollback", newer[-1],
+            f"{store.manifest.path}: at generation {generation}, but {INDEX}/{newer[-1]} was written by a later "
+            f"one: the manifest was rolled back to an older copy, and passages committed after it may be missing "
+            f"({unaccounted}): {_RESTORE} (--repair makes the store usable as it is)",
+        )  # fmt: skip
+    elif leftovers:
+        report.warnings.append(
+            f"{store.path / SHARDS}: {unaccounted}: left by an interrupted write (compact drops them), or the "
+            f"manifest was rolled back to an older copy, and then committed passages are missing ({_RESTORE})"
+        )
+
+
+def _generation_of(index_file) -> int:
+    try:
+        return int(index_file.name.removeprefix("index-").removesuffix(".faiss"))
+    except ValueError:
+        return -1
 
 
 def _memory_reads(store: StoreView, row) -> bool:

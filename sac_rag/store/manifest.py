@@ -13,6 +13,7 @@ checks them all (see docs/store.md, "Integrity").
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -24,10 +25,13 @@ import numpy as np
 
 from sac_rag.store.digest import content_hash_of_bytes, row_digest
 from sac_rag.store.errors import StoreCorrupted
+from sac_rag.store.layout import SQLITE_SIDE_FILES, entry_problem
 
 STORE_FORMAT = "sac_rag.store/2"
 UPGRADABLE = "sac_rag.store/1"  # the same tables without digests: upgraded in place on open
 VOLATILE_META = ("generation", "index")  # store metadata that a repair can set afresh
+SQLITE_HEADER = b"SQLite format 3\x00"
+UNREPAIRABLE = "restore the store from a copy, or index the documents into a new store"
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE shards (
@@ -99,22 +103,41 @@ class PassageRow:
 class Manifest:
     """Typed access to the manifest database; safe to share between threads."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, new: bool = False) -> None:
+        """Open the manifest at ``path`` (``new``: create it; the file must not exist).
+
+        An existing file is first checked to be a regular file of its own with SQLite's header, then read
+        through a read-only connection until its format is known to be ours: another tool's database is
+        refused without a byte of it (or of its journal) changed. Only then is it opened for writing.
+        """
         self.path = path
         self._lock = threading.RLock()
+        if not new:
+            _check_own_sqlite_file(path)
+            self._db = self._connect(read_only=True)
+            try:
+                self.check_format()
+            finally:
+                self._db.close()
+        self._db = self._connect(read_only=False)
+
+    def _connect(self, *, read_only: bool) -> sqlite3.Connection:
+        target = f"{self.path.absolute().as_uri()}?mode=ro" if read_only else str(self.path)
         try:
-            self._db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-            self._db.create_function("sac_digest", -1, row_digest, deterministic=True)
-            self._db.create_function("sac_content_hash", 1, content_hash_of_bytes, deterministic=True)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA journal_size_limit=4194304")  # the WAL shrinks back after a checkpoint
+            db = sqlite3.connect(target, timeout=60, isolation_level=None, check_same_thread=False, uri=read_only)
+            db.create_function("sac_digest", -1, row_digest, deterministic=True)
+            db.create_function("sac_content_hash", 1, content_hash_of_bytes, deterministic=True)
+            if not read_only:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                db.execute("PRAGMA journal_size_limit=4194304")  # the WAL shrinks back after a checkpoint
         except sqlite3.DatabaseError as e:
-            raise StoreCorrupted(f"{path}: not a sac_rag manifest ({e})") from e
+            raise StoreCorrupted(f"{self.path}: not a sac_rag manifest ({e})") from e
+        return db
 
     @classmethod
     def create(cls, path: Path, meta: dict[str, object]) -> Manifest:
-        manifest = cls(path)
+        manifest = cls(path, new=True)
         with manifest.transaction() as db:
             for statement in [*filter(str.strip, _SCHEMA.split(";")), _SUMS, *_triggers()]:
                 db.execute(statement)
@@ -142,8 +165,8 @@ class Manifest:
         with self.transaction() as db:
             if json.loads(db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()[0]) != UPGRADABLE:
                 return  # another process upgraded it first
-            for statement in [_SUMS, *_triggers()]:
-                db.execute(statement)
+            db.execute(_SUMS)
+            Manifest.restore_triggers(db)
             for table, digests in _DIGESTS.items():
                 for kind, key, cols in digests:
                     db.execute(
@@ -198,11 +221,10 @@ class Manifest:
             args,
         )
 
-    def _damaged(self, what: str, keys: Sequence) -> StoreCorrupted:
+    def _damaged(self, what: str, keys: Sequence, advice: str | None = None) -> StoreCorrupted:
         shown = ", ".join(map(str, list(keys)[:10])) + (" ..." if len(keys) > 10 else "")
-        return StoreCorrupted(
-            f"{self.path}: {what} {shown} damaged (fails its checksum): run `sac-rag verify --repair`"
-        )
+        advice = advice or f"run `sac-rag verify --store {self.path.parent} --repair`"
+        return StoreCorrupted(f"{self.path}: {what} {shown} damaged (fails its checksum): {advice}")
 
     # ------------------------------------------------------------------ meta
     def meta(self, key: str, default: object = KeyError) -> object:
@@ -234,8 +256,8 @@ class Manifest:
         """Raise :class:`StoreCorrupted` naming the file and keys if store metadata that reads rely on
         fails its checksum (``generation`` and ``index`` only steer the index cache: verify reports them)."""
         bad = [key for key, ok in self._checked("meta", "meta", "t.key") if not ok and key not in VOLATILE_META]
-        if bad:
-            raise self._damaged("store metadata", bad)
+        if bad:  # repair cannot redo these from the rest of the store
+            raise self._damaged("store metadata", bad, UNREPAIRABLE)
 
     def record_index(self, generation: int, sha256: str, size: int) -> None:
         """Record the checksum of the index file written for ``generation`` (no new generation)."""
@@ -335,6 +357,44 @@ class Manifest:
         return {r[0]: MemoryRow(*r[:7], json.loads(r[7])) for r in rows if r[8]}
 
     # ------------------------------------------------------------------ checking everything
+    def trigger_problems(self) -> list[str]:
+        """Names of the checksum triggers that are missing or altered, and of triggers that are not the store's
+        (rows written while they are off get no checksum, or a wrong one)."""
+        expected = dict(_named_triggers())
+        found = dict(self._query("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"))
+        return sorted({n for n, sql in expected.items() if found.get(n) != sql} | (found.keys() - expected.keys()))
+
+    @staticmethod
+    def restore_triggers(db: sqlite3.Connection) -> None:
+        """Drop every trigger and create the checksum triggers as this version writes them."""
+        for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall():
+            db.execute(f'DROP TRIGGER "{name}"')
+        for _, statement in _named_triggers():
+            db.execute(statement)
+
+    @staticmethod
+    def redigest(db: sqlite3.Connection, kind: str, keys: Sequence) -> None:
+        """Record the digests of rows as they are now (rows proven intact by other means)."""
+        key, cols = _KEYS[kind]
+        for part in _parts(keys):
+            db.execute(
+                f"INSERT OR REPLACE INTO sums SELECT '{kind}', t.{key}, {_digest_sql(kind, cols, 't')} "
+                f"FROM {_TABLES[kind]} t WHERE t.{key} IN ({_marks(part)})",
+                part,
+            )
+
+    def provable_passages(self, ids: Sequence[int]) -> list[int]:
+        """Those of ``ids`` whose text matches their content hash and whose metadata is a JSON object: what a
+        passage without a checksum row can be proven (its metadata is taken as found)."""
+        proven = []
+        for part in _parts(ids):
+            columns = "id, hash, CAST(text AS BLOB), CAST(metadata AS BLOB)"
+            sql = f"SELECT {columns} FROM passages WHERE id IN ({_marks(part)})"
+            for pid, h, text, metadata in self._query(sql, part):
+                if content_hash_of_bytes(text) == h and _json_object(metadata):
+                    proven.append(pid)
+        return sorted(proven)
+
     def integrity_errors(self) -> list[str]:
         """SQLite's own structural check of the database file (``PRAGMA quick_check``): empty when sound."""
         return [r[0] for r in self._query("PRAGMA quick_check") if r[0] != "ok"]
@@ -343,14 +403,17 @@ class Manifest:
         """Every row against its digest: the keys of damaged rows by kind.
 
         Kinds: ``meta`` (keys), ``shard`` (names), ``memory`` (content hashes), ``passage`` (ids whose
-        text, hash or metadata changed, text checked against its content hash too), ``embedding`` (ids),
+        text, hash or metadata changed, text checked against its content hash too), ``embedding`` (ids):
+        rows that differ from their digest; ``unsummed`` (``(kind, key)`` of rows without a digest),
         ``lost`` (``(kind, key)`` of digests whose row is gone), ``no_memory`` (passage ids whose memory row is
         missing) and ``no_shard`` (memory hashes whose shard row is missing).
         """
-        found: dict[str, list] = {"lost": []}
+        found: dict[str, list] = {"lost": [], "unsummed": []}
         for kind, (key, _) in _KEYS.items():
             table = _TABLES[kind]
-            found[kind] = [r[0] for r in self._checked(kind, table, f"t.{key}") if not r[1]]
+            rows = self._checked(kind, table, f"t.{key}, s.digest IS NULL")
+            found[kind] = [k for k, missing, ok in rows if not ok and not missing]
+            found["unsummed"] += [(kind, k) for k, missing, _ in rows if missing]
             found["lost"] += [
                 (kind, r[0])
                 for r in self._query(
@@ -468,6 +531,38 @@ class Manifest:
             "shard_bytes": shard_bytes,
             "dead_memory_bytes": payload - memory_bytes,
         }
+
+
+def _named_triggers() -> list[tuple[str, str]]:
+    """``(name, statement)`` of every checksum trigger."""
+    return [(statement.split()[2], statement) for statement in _triggers()]
+
+
+def _json_object(data: bytes | None) -> bool:
+    try:
+        return isinstance(json.loads(data.decode("utf-8")), dict)
+    except (AttributeError, ValueError):
+        return False
+
+
+def _check_own_sqlite_file(path: Path) -> None:
+    """Raise :class:`StoreCorrupted` naming ``path`` unless it and SQLite's files beside it are regular files of
+    their own (no link, FIFO or device: SQLite would write through them or block) and it starts with SQLite's
+    header; nothing is opened but the file itself, read-only and without blocking."""
+    advice = "a store's manifest must be a regular file inside it: restore the store from a copy"
+    for file in [path, *(path.with_name(path.name + s) for s in SQLITE_SIDE_FILES)]:
+        why = entry_problem(file, "file")
+        if why:
+            raise StoreCorrupted(f"{file} {why}: {advice}")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise StoreCorrupted(f"{path}: cannot be read ({e.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        header = f.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
+        what = "is empty" if not header else "is not a SQLite database"
+        raise StoreCorrupted(f"{path} {what}: not a sac_rag manifest ({advice})")
 
 
 def _parts(values: Sequence) -> Iterator[list]:

@@ -7,11 +7,18 @@ What :func:`~sac_rag.store.inspect.verify_store` finds damaged is redone from wh
   from their passage text (this needs the model);
 * embeddings that fail their digest: re-embedded from the passage text;
 * the index file: rebuilt from the manifest's embeddings;
-* ``generation`` / ``index`` store metadata: set afresh.
+* ``generation`` / ``index`` store metadata: set afresh (the generation above any index file's);
+* the checksum triggers: created again as this version writes them;
+* a row without a checksum: a passage whose text matches its content hash gets its checksum back (its
+  metadata taken as found); any other such row is redone as a damaged one;
+* store entries that are not what the store writes (a link, a FIFO, a directory where the lock file
+  goes, a file where a directory goes): replaced, when they hold nothing of their own.
 
 A passage whose text or metadata is damaged cannot be recovered from the store: it is removed and
-named, and indexing its source again brings it back. Damaged store metadata other than the two
-above, or a manifest that SQLite finds structurally damaged, is refused with a clear error.
+named, and indexing its source again brings it back; so are passages lost by a manifest rolled back to
+an older copy (``unrecoverable`` says so). Damaged store metadata other than the two above, an entry
+holding data where the store needs another kind of entry, or a manifest that SQLite finds structurally
+damaged, is refused with a clear error naming it.
 """
 
 from __future__ import annotations
@@ -24,8 +31,8 @@ import torch
 
 from sac_rag.store.errors import StoreCorrupted
 from sac_rag.store.inspect import VerifyReport, verify_store
-from sac_rag.store.layout import INDEX, SHARDS
-from sac_rag.store.manifest import VOLATILE_META, Manifest, MemoryRow
+from sac_rag.store.layout import DIRECTORIES, INDEX, LOCK, SHARDS, discard, holds_data
+from sac_rag.store.manifest import UNREPAIRABLE, VOLATILE_META, Manifest, MemoryRow
 
 if TYPE_CHECKING:
     from sac_rag.store.view import StoreView
@@ -36,6 +43,10 @@ class RepairReport:
     """What :meth:`MemoryStore.repair` did, and the verify report of the store afterwards."""
 
     removed: list[int] = field(default_factory=list)
+    redigested: list[int] = field(default_factory=list)
+    triggers_restored: bool = False
+    entries_replaced: list[str] = field(default_factory=list)
+    unrecoverable: list[str] = field(default_factory=list)
     copied: int = 0
     recompressed: int = 0
     reembedded: int = 0
@@ -52,6 +63,10 @@ class RepairReport:
         """One report for several repairs (the parts of a sharded store), with the verification after all."""
         return cls(
             removed=sorted(i for r in reports for i in r.removed),
+            redigested=sorted(i for r in reports for i in r.redigested),
+            triggers_restored=any(r.triggers_restored for r in reports),
+            entries_replaced=sorted(e for r in reports for e in r.entries_replaced),
+            unrecoverable=[u for r in reports for u in r.unrecoverable],
             copied=sum(r.copied for r in reports),
             recompressed=sum(r.recompressed for r in reports),
             reembedded=sum(r.reembedded for r in reports),
@@ -68,17 +83,30 @@ class RepairReport:
 def repair_store(store: StoreView, *, progress: bool = False) -> RepairReport:
     """Redo what verify finds damaged from what is intact (see the module docstring); return what was done."""
     manifest = store.manifest
-    with store.writing(sync=False):
+    replaced = _replace_entries(store, [LOCK])  # before the lock: the lock file may be what is broken
+    with store.writing(sync=False, checked=False):
+        replaced += _replace_entries(store, DIRECTORIES)
         damage = verify_store(store).damage
+        unsummed = _take_unsummed(damage)
         _refuse_unrepairable(manifest, damage)
-        report = RepairReport(removed=sorted(damage.get("passage", [])))
+        redigested = [i for i in manifest.provable_passages(unsummed) if i not in damage.get("passage", [])]
+        removed = sorted(set(damage.get("passage", [])) | (set(unsummed) - set(redigested)))
+        report = RepairReport(removed=removed, redigested=redigested, entries_replaced=replaced)
+        report.triggers_restored = bool(damage.get("triggers"))
+        if damage.get("rollback"):
+            report.unrecoverable.append(
+                "the manifest was rolled back to an older copy: passages committed after it are not in the store "
+                "(index their files again)"
+            )
         bad_shards = set(damage.get("shard", [])) | set(damage.get("shard_file", []))
         tensors, rows, dropped = _memories_to_rewrite(store, damage, bad_shards, set(report.removed), report, progress)
         embeddings = _reembedded(store, damage, set(report.removed))
         report.reembedded = len(embeddings)
         shard = store.write_shard(tensors)
         with manifest.transaction() as db:
+            Manifest.restore_triggers(db)  # first: every change below is checksummed
             Manifest.forget(db, damage.get("lost", []))
+            Manifest.redigest(db, "passage", redigested)
             Manifest.remove(
                 db,
                 passages=report.removed,
@@ -90,7 +118,7 @@ def repair_store(store: StoreView, *, progress: bool = False) -> RepairReport:
                 Manifest.insert_shard(db, *shard, rows)
             Manifest.set_embeddings(db, embeddings)
             Manifest.drop_unreferenced_memories(db)
-            if "generation" in damage.get("meta", []):
+            if "generation" in damage.get("meta", []) or damage.get("rollback"):
                 Manifest.set_meta(db, "generation", _fresh_generation(store))
             generation = Manifest.bump_generation(db)
         manifest.checkpoint()
@@ -103,15 +131,38 @@ def repair_store(store: StoreView, *, progress: bool = False) -> RepairReport:
     return report
 
 
+def _replace_entries(store: StoreView, names: tuple[str, ...] | list[str]) -> list[str]:
+    """Replace the store entries among ``names`` that are not what the store writes (the name only: a link's
+    target is never touched); refuse, naming it, one that holds data of its own. Returns what was replaced."""
+    replaced = []
+    for path, why in store.layout_problems():
+        if path.name not in names:
+            continue
+        if holds_data(path) or not discard(path):
+            raise StoreCorrupted(f"{path} {why} and holds data: move it out of the store, then repair again")
+        if path.name in DIRECTORIES:
+            path.mkdir()
+        replaced.append(f"{path} ({why})")
+    return replaced
+
+
+def _take_unsummed(damage: dict[str, list]) -> list[int]:
+    """Passage ids of the rows without a checksum; other such rows are added to the damage of their kind."""
+    passages = []
+    for kind, key in damage.pop("unsummed", []):
+        if kind == "passage":
+            passages.append(key)
+        else:
+            damage.setdefault(kind, []).append(key)
+    return passages
+
+
 def _refuse_unrepairable(manifest: Manifest, damage: dict[str, list]) -> None:
     lost_meta = [key for kind, key in damage.get("lost", []) if kind == "meta" and key not in VOLATILE_META]
     meta = [k for k in damage.get("meta", []) if k not in VOLATILE_META] + lost_meta
     if meta or damage.get("structure"):
         what = f"store metadata {meta}" if meta else f"SQLite structure ({damage['structure'][0]})"
-        raise StoreCorrupted(
-            f"{manifest.path}: {what} is damaged and cannot be rebuilt from the rest: "
-            "restore the store from a copy, or index the documents into a new store"
-        )
+        raise StoreCorrupted(f"{manifest.path}: {what} is damaged and cannot be rebuilt from the rest: {UNREPAIRABLE}")
 
 
 def _memories_to_rewrite(

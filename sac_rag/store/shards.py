@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 import struct
 import zlib
 from collections.abc import Iterable
@@ -53,6 +55,28 @@ def write_shard(path: Path, tensors: dict[str, torch.Tensor]) -> tuple[str, int]
     tensors = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"format": SHARD_FORMAT}))
     return sha256_file(path), path.stat().st_size
+
+
+def shard_memory_hashes(path: Path, max_header: int = 1 << 26) -> set[str]:
+    """The content hashes of the memories a shard file holds, from its header alone (empty when ``path`` is not
+    a regular file of a readable shard header: a leftover of an interrupted write, or something else)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return set()
+    with os.fdopen(fd, "rb") as f:
+        try:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return set()
+            (header_len,) = struct.unpack("<Q", f.read(8))
+            if header_len > max_header:
+                return set()
+            header = json.loads(f.read(header_len))
+        except (OSError, ValueError, struct.error, UnicodeDecodeError):
+            return set()
+    if not isinstance(header, dict):
+        return set()
+    return {name.rsplit(".", 1)[0] for name in header if name != "__metadata__" and "." in name}
 
 
 class ShardReader:

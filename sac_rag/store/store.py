@@ -12,6 +12,8 @@ See docs/store.md for the durability and locking model.
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 import uuid
 from collections import OrderedDict
@@ -26,14 +28,14 @@ import torch
 from tqdm.auto import tqdm
 
 from sac_rag.embedding import Embedder, resolve_embedder
-from sac_rag.io import atomic_write_dir
+from sac_rag.io import atomic_create_dir
 from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.store.codec import SUFFIXES, dtype_name, pack_memory, unpack_memory
 from sac_rag.store.digest import content_hash
-from sac_rag.store.errors import ShardMissing, StoreCorrupted, StoreError, StoreMismatch
+from sac_rag.store.errors import ShardMissing, StoreCorrupted, StoreError, StoreExists, StoreMismatch
 from sac_rag.store.index_cache import IndexCache
 from sac_rag.store.inspect import VerifyReport, store_stats, verify_store
-from sac_rag.store.layout import INDEX, LOCK, MANIFEST, SHARDS
+from sac_rag.store.layout import INDEX, LOCK, MANIFEST, SHARDS, discard, layout_problems
 from sac_rag.store.lock import WriterLock
 from sac_rag.store.manifest import Manifest, MemoryRow, PassageRow
 from sac_rag.store.repair import RepairReport, repair_store
@@ -52,6 +54,30 @@ class Hit:
     score: float
     text: str
     metadata: dict = field(default_factory=dict)
+
+
+def _not_a_store(path: Path) -> str:
+    """Why there is no store at ``path``, with what to do."""
+    if not os.path.lexists(path):
+        return f"no sac_rag store at {path} (create one with `sac-rag index FILES --store {path}`)"
+    if not path.is_dir():
+        return f"no sac_rag store at {path}: it is a file, and a store is a directory"
+    return (
+        f"no sac_rag store at {path}: {path / MANIFEST} is missing (a store is a directory made by "
+        f"`sac-rag index FILES --store DIR`)"
+    )
+
+
+def _check_new_store_path(path: Path) -> None:
+    """Raise unless a store can be created at ``path`` (missing, or an empty directory, under directories)."""
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise StoreError(f"cannot create a store at {path}: {blocking} is a file, not a directory")
+    if os.path.lexists(path / MANIFEST):
+        raise StoreExists(f"{path} already exists and holds {MANIFEST}: open it instead (MemoryStore.open)")
+    if os.path.lexists(path) and (not path.is_dir() or any(path.iterdir())):
+        what = "a file" if not path.is_dir() else "a directory that holds other files and no store"
+        raise StoreExists(f"cannot create a store at {path}: it already exists as {what}; give a new path")
 
 
 def kv_shape(config) -> list[int]:
@@ -85,6 +111,8 @@ class MemoryStore:
         self._cache = IndexCache(path / INDEX, manifest, self.dim)
         self.max_passage_tokens: int = manifest.meta("max_passage_tokens")
         self.flush_every = 64
+        #: True when :meth:`create` made this store (not when it opened one another process made meanwhile).
+        self.created = False
 
     # ================================================================== create / open
     @classmethod
@@ -97,13 +125,13 @@ class MemoryStore:
         *,
         max_passage_tokens: int | None = None,
     ) -> MemoryStore:
-        """Create an empty store at ``path`` (which must not exist, or be an empty directory)."""
+        """Create an empty store at ``path`` (which must not exist, or be an empty directory).
+
+        Raises :class:`StoreExists` when something is there already, including a store another process
+        created meanwhile (:meth:`open_or_create` then opens that one).
+        """
         path = Path(path)
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise StoreError(f"{path} already exists and is not an empty directory: open it with MemoryStore.open")
-        blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
-        if blocking is not None:
-            raise StoreError(f"cannot create a store at {path}: {blocking} is a file, not a directory")
+        _check_new_store_path(path)
         if model is None:
             raise ValueError("a store is created for one compressor: pass the SACModel")
         memory_dtype = dtype_name(memory_dtype)
@@ -128,11 +156,13 @@ class MemoryStore:
             (tmp / SHARDS).mkdir()
             (tmp / INDEX).mkdir()
 
-        if path.exists():
-            path.rmdir()
-        atomic_write_dir(path, fill)
+        try:
+            atomic_create_dir(path, fill)
+        except FileExistsError:
+            raise StoreExists(f"{path}: another process created it meanwhile") from None
         store = cls.open(path, model, embedder)
         store._embedder = resolved
+        store.created = True
         return store
 
     @staticmethod
@@ -153,9 +183,8 @@ class MemoryStore:
         """Open an existing store; refuses another compressor or embedder unless ``rebuild`` re-does them."""
         path = Path(path)
         manifest_path = path / MANIFEST
-        if not manifest_path.is_file():
-            hint = "" if path.exists() else " (create one with `sac-rag index FILES --store DIR`)"
-            raise FileNotFoundError(f"no sac_rag store at {path}: {manifest_path} is missing{hint}")
+        if not os.path.lexists(manifest_path):
+            raise FileNotFoundError(_not_a_store(path))
         manifest = Manifest(manifest_path)
         try:
             if manifest.check_format():
@@ -170,8 +199,9 @@ class MemoryStore:
         if mismatch and not rebuild:
             manifest.close()
             raise StoreMismatch(
-                f"{path}: {'; '.join(mismatch)}. Use the same ones, or open with rebuild=True "
-                "to re-compress / re-embed every passage"
+                f"{path}: {'; '.join(mismatch)}. Use the ones it was built with (on the command line, leave "
+                "--embedder out: the store's own is used; give --model the store's model), or re-compress / "
+                "re-embed every passage (MemoryStore.open(..., rebuild=True))"
             )
         if mismatch:
             store._rebuild()
@@ -193,8 +223,13 @@ class MemoryStore:
         above its limit: a store keeps the dtype and limit it was created with.
         """
         wanted = None if memory_dtype is None else dtype_name(memory_dtype)
-        if not (Path(path) / MANIFEST).is_file():
-            return cls.create(path, model, embedder, wanted or "bfloat16", max_passage_tokens=max_passage_tokens)
+        if not os.path.lexists(Path(path) / MANIFEST):
+            try:
+                return cls.create(path, model, embedder, wanted or "bfloat16", max_passage_tokens=max_passage_tokens)
+            except StoreExists:
+                if not os.path.lexists(Path(path) / MANIFEST):
+                    raise
+                # another process created the store first: writers take turns, so use it
         store = cls.open(path, model, embedder)
         refusal = None
         if wanted is not None and wanted != store.memory_dtype:
@@ -226,6 +261,20 @@ class MemoryStore:
                 stored = self._manifest.meta("embedder")
                 found.append(f"it was embedded with {stored!r}, the embedder given is {name!r}")
         return found
+
+    def remove_if_empty(self) -> bool:
+        """Close the store and delete its directory if it holds no passage and no writer holds it (no waiting):
+        what a failed first indexing leaves. True when it was deleted."""
+        try:
+            with self._mutex, WriterLock(self.path / LOCK, timeout=0):
+                empty = self._manifest.count() == 0
+                self.close()
+                if empty:
+                    shutil.rmtree(self.path, ignore_errors=True)
+                return empty
+        except (StoreError, OSError):
+            self.close()  # held by another writer, or unreadable: not ours to delete
+            return False
 
     def close(self) -> None:
         with self._mutex:
@@ -279,13 +328,28 @@ class MemoryStore:
 
     # ================================================================== writing
     @contextmanager
-    def writing(self, *, sync: bool = True) -> Iterator[None]:
-        """Hold the single-writer lock (and this process's mutex) for one write operation; ``sync``
-        first brings the in-memory index up to the manifest's generation."""
+    def writing(self, *, sync: bool = True, checked: bool = True) -> Iterator[None]:
+        """Hold the single-writer lock (and this process's mutex) for one write operation; ``checked`` first
+        refuses a store whose entries are not what it writes (:meth:`check_layout`; repair fixes them), ``sync``
+        brings the in-memory index up to the manifest's generation."""
         with self._mutex, self._lock:
+            if checked:
+                self.check_layout()
             if sync:
                 self._cache.current()
             yield
+
+    def layout_problems(self) -> list[tuple[Path, str]]:
+        """Store entries that are not what the store writes (links, special files, a missing or misplaced
+        directory): ``(path, what is wrong)``; writers refuse to start while there are any."""
+        return layout_problems(self.path)
+
+    def check_layout(self) -> None:
+        """Raise :class:`StoreCorrupted` naming every entry :meth:`layout_problems` finds, and the fix."""
+        problems = self.layout_problems()
+        if problems:
+            listed = "; ".join(f"{path} {why}" for path, why in problems)
+            raise StoreCorrupted(f"{listed}: writes refused; `sac-rag verify --store {self.path} --repair` fixes it")
 
     def add(
         self,
@@ -476,7 +540,7 @@ class MemoryStore:
             live = {shard[0]} if shard else set()
             for leftover in self.path.joinpath(SHARDS).iterdir():
                 if leftover.name not in live:
-                    leftover.unlink()
+                    discard(leftover)  # a directory holding files is left (verify names it)
             self.rebuild_index(generation)
             after = self.disk_bytes(SHARDS)
             return {"shards_before": len(old_shards), "shard_bytes_before": before, "shard_bytes_after": after}
@@ -487,7 +551,8 @@ class MemoryStore:
             damaged = self._manifest.audit(self.dim)["passage"]
             if damaged:
                 raise StoreCorrupted(
-                    f"{self.path / MANIFEST}: passages {damaged[:10]} are damaged: run `sac-rag verify --repair` first"
+                    f"{self.path / MANIFEST}: passages {damaged[:10]} are damaged: "
+                    f"run `sac-rag verify --store {self.path} --repair` first"
                 )
             texts = self._manifest.texts_by_hash()
             fp_changed = self.model is not None and self.model.fingerprint != self.fingerprint

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from sac_rag.cli.args import add_json_flag, add_model_flags, positive_int
+from sac_rag.cli.args import add_json_flag, add_model_flags, embedder_spec, positive_int
 
 
 def register(sub) -> None:
@@ -15,7 +15,9 @@ def register(sub) -> None:
     p.add_argument("--store", required=True, help="store directory")
     p.add_argument("-k", type=positive_int, default=5, help="passages to retrieve (default 5)")
     add_model_flags(p, "the SAC checkpoint/base model the store was built with")
-    p.add_argument("--embedder", default=None, help="embedder (default: the one the store was built with)")
+    p.add_argument(
+        "--embedder", type=embedder_spec, default=None, help="embedder (default: the one the store was built with)"
+    )
     p.add_argument("--max-new-tokens", type=positive_int, default=64, help="answer length limit (default 64)")
     p.add_argument("--stream", action="store_true", help="print the answer while it is generated")
     p.add_argument("--raw-text", action="store_true", help="answer from the passages as plain text instead")

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from sac_rag.cli.args import add_json_flag
+from sac_rag.cli.args import add_json_flag, store_id
 
 
 def register(sub) -> None:
     p = sub.add_parser("delete", help="remove passages by id from a store")
-    p.add_argument("ids", nargs="+", type=int, metavar="ID")
+    p.add_argument("ids", nargs="+", type=store_id, metavar="ID", help="passage ids (integers in [0, 2**63))")
     p.add_argument("--store", required=True)
     p.add_argument("--compact", action="store_true", help="then rewrite the shards without the deleted memories")
     add_json_flag(p)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from sac_rag.cli.args import add_model_flags
+from sac_rag.cli.args import MEMORY_DTYPES, add_model_flags, positive_int
 
 QUESTIONS = (
     "What is the capital of Algeria?",
@@ -25,12 +25,12 @@ QUESTIONS = (
 
 def register(sub) -> None:
     p = sub.add_parser("demo", help="build (or reuse) a Wikipedia store and answer questions from its memories")
-    p.add_argument("--passages", type=int, default=240, help="passages to index (default 240)")
-    p.add_argument("-k", type=int, default=3, help="passages retrieved per question (default 3)")
-    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--passages", type=positive_int, default=240, help="passages to index (default 240)")
+    p.add_argument("-k", type=positive_int, default=3, help="passages retrieved per question (default 3)")
+    p.add_argument("--max-new-tokens", type=positive_int, default=32, help="answer length limit (default 32)")
     add_model_flags(p, "SAC checkpoint dir or base model (default: the offline default)")
     p.add_argument("--store", default=None, help="store directory (default: under $SAC_RAG_HOME/stores)")
-    p.add_argument("--memory-dtype", default="bfloat16", choices=["bfloat16", "float16", "float32", "int8"])
+    p.add_argument("--memory-dtype", default="bfloat16", choices=MEMORY_DTYPES)
     p.add_argument("--question", action="append", help="ask this instead of the built-in questions (repeatable)")
     p.set_defaults(func=run)
 

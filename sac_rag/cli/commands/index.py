@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
+import os
 import time
 from pathlib import Path
 
-from sac_rag.cli.args import MEMORY_DTYPES, add_json_flag, add_model_flags, at_least, positive_int
+from sac_rag.cli.args import MEMORY_DTYPES, add_json_flag, add_model_flags, at_least, embedder_spec, positive_int
 from sac_rag.corpus.passages import DEFAULT_PASSAGE_TOKENS
 
 
@@ -22,7 +22,10 @@ def register(sub) -> None:
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or directories (.txt, .md, .jsonl with 'text')")
     p.add_argument("--store", required=True, help="store directory (created if missing)")
     add_model_flags(p, "SAC checkpoint dir or base model (default: the offline default)")
-    p.add_argument("--embedder", default=None, help="sentence-transformers model name/path (default: offline MiniLM)")
+    p.add_argument(
+        "--embedder", type=embedder_spec, default=None,
+        help="sentence-transformers model name/path (default: offline MiniLM)",
+    )  # fmt: skip
     p.add_argument(
         "--passage-tokens", type=at_least(8), default=DEFAULT_PASSAGE_TOKENS, help="max tokens per passage (>= 8)"
     )
@@ -50,16 +53,15 @@ def run(args: argparse.Namespace) -> int:
     documents = read_documents(args.paths)  # every file read and checked before the store is touched
     model = SACModel.load(args.model, memory_kind=args.memory_kind)
     path = Path(args.store)
-    created = not (path / MANIFEST).is_file()
-    limit = max(args.passage_tokens, MemoryStore.default_max_passage_tokens(model)) if created else None
+    new = not os.path.lexists(path / MANIFEST)
+    limit = max(args.passage_tokens, MemoryStore.default_max_passage_tokens(model)) if new else None
     store = MemoryStore.open_or_create(path, model, args.embedder, args.memory_dtype, max_passage_tokens=limit)
     try:
         report = _index(store, documents, model, args)
     except BaseException:
-        empty = _size(store) == 0
+        if store.created:  # a failed first run leaves no empty store behind (unless another writer uses it)
+            store.remove_if_empty()
         store.close()
-        if created and empty:  # a failed first run leaves no empty store behind
-            shutil.rmtree(path, ignore_errors=True)
         raise
     store.close()
     if args.json:
@@ -99,9 +101,3 @@ def _index(store, documents, model, args: argparse.Namespace) -> dict:
         **{k: stats[k] for k in ("memory_dtype", "bytes_per_passage", "full_kv_bf16_bytes_per_passage")},
     }
 
-
-def _size(store) -> int:
-    try:
-        return len(store)
-    except Exception:  # the store is unreadable: not ours to delete
-        return -1

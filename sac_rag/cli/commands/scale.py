@@ -10,7 +10,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from sac_rag.cli.args import MEMORY_DTYPES, add_json_flag, at_least, positive_int
+from sac_rag.cli.args import MEMORY_DTYPES, add_json_flag, at_least, embedder_spec, positive_int
 from sac_rag.corpus.passages import DEFAULT_PASSAGE_TOKENS
 
 LOCAL = "local"
@@ -33,7 +33,7 @@ def register(sub) -> None:
     )
     index.add_argument("--unit-size", type=positive_int, default=64, help="passages per work unit (one shard each)")
     index.add_argument("--model", default=None, help="SAC checkpoint dir or base model (default: the offline default)")
-    index.add_argument("--embedder", default=None, help="sentence-transformers model name/path")
+    index.add_argument("--embedder", type=embedder_spec, default=None, help="sentence-transformers model name/path")
     index.add_argument(
         "--passage-tokens", type=at_least(8), default=DEFAULT_PASSAGE_TOKENS, help="max tokens per passage"
     )

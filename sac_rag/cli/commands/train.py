@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
+from sac_rag.cli.args import integer, number
+
 HELP = {
     "task": "sac: a SAC compressor; fullft: the raw-context LoRA reference",
     "stage": "lm: continuation pretraining on plain text; qa: QA fine-tuning",
@@ -43,12 +45,29 @@ def _bool(text: str) -> bool:
     return value in ("true", "1", "yes")
 
 
-def _type(annotation) -> Callable[[str], object]:
-    """The argparse type of a config field (annotations are strings: ``int``, ``float | None``, ...)."""
+#: The range of every numeric field a flag sets, checked by the parser (exit 2) before anything loads.
+RANGES: dict[str, Callable[[str], object]] = {
+    "steps": integer(1), "grad_accum": integer(1), "lr": number(0, above=True), "embedding_lr": number(0),
+    "weight_decay": number(0), "warmup_steps": integer(0), "min_lr_ratio": number(0, 1),
+    "max_grad_norm": number(0, above=True), "seed": integer(0, 2**32 - 1), "max_distractors": integer(0),
+    "max_passage_tokens": integer(1), "lm_max_tokens": integer(2), "reader_lr": number(0),
+    "distill_weight": number(0), "distill_temperature": number(0, above=True), "distill_top_k": integer(0),
+    "eval_size": integer(0), "eval_every": integer(1), "eval_generate": integer(0),
+    "checkpoint_minutes": number(0, above=True), "max_minutes": number(0, above=True), "threads": integer(1),
+    "limit_examples": integer(1), "ratio": integer(1), "chunk_size": integer(1), "lora_rank": integer(1),
+    "lora_alpha": number(0, above=True), "compact_keep": number(0, 1, above=True),
+}  # fmt: skip
+
+
+def _type(name: str, annotation) -> Callable[[str], object]:
+    """The argparse type of a config field (annotations are strings: ``int``, ``float | None``, ...): a number in
+    its range from :data:`RANGES` (a field missing there: at least 0; a test lists such fields)."""
     text = str(annotation)
     if text.startswith("bool"):
         return _bool
-    return float if "float" in text else int if text.startswith("int") else str
+    if "float" in text:
+        return RANGES.get(name, number(0))
+    return RANGES.get(name, integer(0)) if text.startswith("int") else str
 
 
 def register(sub) -> None:
@@ -65,7 +84,7 @@ def register(sub) -> None:
         if f.name == "train_files":
             p.add_argument("--train-files", nargs="+", help=HELP[f.name])
             continue
-        kind = _type(f.type)
+        kind = _type(f.name, f.type)
         default = defaults[f.name].default
         p.add_argument(_flag(f.name), type=kind, default=None, help=HELP.get(f.name, f"default: {default}"))
     compressor = fresh_compressor()
@@ -73,9 +92,9 @@ def register(sub) -> None:
         if f.name in TRAINED_SAC_FIELDS:
             default = getattr(compressor, f.name)
             help = f"{HELP[f.name]}; " if f.name in HELP else ""
-            many = {"nargs": "+"} if str(f.type).startswith("tuple") else {"type": _type(f.type)}
+            many = {"nargs": "+"} if str(f.type).startswith("tuple") else {"type": _type(f.name, f.type)}
             p.add_argument(_flag(f.name), **many, default=None, help=f"{help}default: {default!r}")
-    p.add_argument("--checkpoint-every", type=int, default=None, help="also checkpoint every N steps")
+    p.add_argument("--checkpoint-every", type=integer(1), default=None, help="also checkpoint every N steps")
     p.set_defaults(func=run)
 
 

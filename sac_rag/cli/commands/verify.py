@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from sac_rag.cli.args import add_json_flag, add_model_flags
+from sac_rag.cli.args import add_json_flag, add_model_flags, embedder_spec
 
 
 def register(sub) -> None:
@@ -23,7 +23,9 @@ def register(sub) -> None:
         "damaged are removed and named: index their files again)",
     )
     add_model_flags(p, "the compressor, to re-compress damaged memories (with --repair)")
-    p.add_argument("--embedder", default=None, help="embedder, to re-embed damaged embeddings (with --repair)")
+    p.add_argument(
+        "--embedder", type=embedder_spec, default=None, help="embedder, to re-embed damaged embeddings (with --repair)"
+    )
     add_json_flag(p)
     p.set_defaults(func=run)
 
