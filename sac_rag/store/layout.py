@@ -103,14 +103,15 @@ def regular(path: Path) -> bool:
 
 
 def holds_data(path: Path) -> bool:
-    """Whether an entry holds anything of its own: a non-empty regular file, or a directory with entries.
-    Links, FIFOs, devices, empty files and empty directories hold nothing (a link's target is not its own)."""
+    """Whether an entry holds anything of its own: a non-empty regular file with no other name, or a directory
+    with entries. Links (symbolic or hard: the data stays under the other name), FIFOs, devices, empty files
+    and empty directories hold nothing that removing the entry would lose."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return False
     if stat.S_ISREG(st.st_mode):
-        return st.st_size > 0
+        return st.st_size > 0 and st.st_nlink == 1
     if stat.S_ISDIR(st.st_mode):
         return any(os.scandir(path))
     return False

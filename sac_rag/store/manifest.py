@@ -383,17 +383,18 @@ class Manifest:
                 part,
             )
 
-    def provable_passages(self, ids: Sequence[int]) -> list[int]:
-        """Those of ``ids`` whose text matches their content hash and whose metadata is a JSON object: what a
-        passage without a checksum row can be proven (its metadata is taken as found)."""
-        proven = []
-        for part in _parts(ids):
+    def proven_texts(self, ids: Sequence[int]) -> dict[int, str]:
+        """``{id: text}`` of those of ``ids`` whose text matches their content hash and whose metadata is a JSON
+        object, whatever their row digest says: what a passage without a checksum row can be proven to be
+        (its metadata is taken as found). Sorted by id."""
+        proven = {}
+        for part in _parts(sorted(ids)):
             columns = "id, hash, CAST(text AS BLOB), CAST(metadata AS BLOB)"
-            sql = f"SELECT {columns} FROM passages WHERE id IN ({_marks(part)})"
+            sql = f"SELECT {columns} FROM passages WHERE id IN ({_marks(part)}) ORDER BY id"
             for pid, h, text, metadata in self._query(sql, part):
                 if content_hash_of_bytes(text) == h and _json_object(metadata):
-                    proven.append(pid)
-        return sorted(proven)
+                    proven[pid] = text.decode("utf-8")
+        return proven
 
     def integrity_errors(self) -> list[str]:
         """SQLite's own structural check of the database file (``PRAGMA quick_check``): empty when sound."""

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from sac_rag.store.digest import content_hash
 from sac_rag.store.errors import StoreCorrupted
 from sac_rag.store.inspect import VerifyReport, verify_store
 from sac_rag.store.layout import DIRECTORIES, INDEX, LOCK, SHARDS, discard, holds_data
@@ -89,7 +90,7 @@ def repair_store(store: StoreView, *, progress: bool = False) -> RepairReport:
         damage = verify_store(store).damage
         unsummed = _take_unsummed(damage)
         _refuse_unrepairable(manifest, damage)
-        redigested = [i for i in manifest.provable_passages(unsummed) if i not in damage.get("passage", [])]
+        redigested = [i for i in manifest.proven_texts(unsummed) if i not in damage.get("passage", [])]
         removed = sorted(set(damage.get("passage", [])) | (set(unsummed) - set(redigested)))
         report = RepairReport(removed=removed, redigested=redigested, entries_replaced=replaced)
         report.triggers_restored = bool(damage.get("triggers"))
@@ -139,7 +140,7 @@ def _replace_entries(store: StoreView, names: tuple[str, ...] | list[str]) -> li
         if path.name not in names:
             continue
         if holds_data(path) or not discard(path):
-            raise StoreCorrupted(f"{path} {why} and holds data: move it out of the store, then repair again")
+            raise StoreCorrupted(f"{path} {why}, and it holds data of its own: move it out of the store, then repair")
         if path.name in DIRECTORIES:
             path.mkdir()
         replaced.append(f"{path} ({why})")
@@ -176,7 +177,7 @@ def _memories_to_rewrite(
     redo = set(damage.get("memory", [])) | set(damage.get("no_shard", []))
     redo |= {h for h, row in intact.items() if row.shard in bad_shards}
     no_memory = set(damage.get("no_memory", [])) - removed
-    redo |= {p.hash for p in manifest.passages(sorted(no_memory), skip_damaged=True).values()}
+    redo |= {content_hash(text) for text in manifest.proven_texts(sorted(no_memory)).values()}
     still_used = {h for h, ids in manifest.ids_by_hash(sorted(redo)).items() if set(ids) - removed}
     tensors: dict[str, torch.Tensor] = {}
     rows: list[MemoryRow] = []
@@ -207,11 +208,8 @@ def _read(store: StoreView, row: MemoryRow) -> dict[str, torch.Tensor] | None:
 
 
 def _reembedded(store: StoreView, damage: dict[str, list], removed: set[int]) -> dict[int, object]:
-    ids = sorted(set(damage.get("embedding", [])) - removed)
-    if not ids:
-        return {}
-    rows = store.manifest.passages(ids, skip_damaged=True)
-    return dict(zip(ids, store.embed([rows[i].text for i in ids])))
+    texts = store.manifest.proven_texts(sorted(set(damage.get("embedding", [])) - removed))
+    return dict(zip(texts, store.embed(list(texts.values())))) if texts else {}
 
 
 def _fresh_generation(store: StoreView) -> int:

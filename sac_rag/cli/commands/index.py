@@ -100,4 +100,3 @@ def _index(store, documents, model, args: argparse.Namespace) -> dict:
         "seconds": seconds,
         **{k: stats[k] for k in ("memory_dtype", "bytes_per_passage", "full_kv_bf16_bytes_per_passage")},
     }
-
