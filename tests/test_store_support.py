@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +55,24 @@ def tiny_checkpoint(directory: Path) -> Path:
         randomize_sac(sac)
         sac.save_pretrained(ckpt)
     return ckpt
+
+
+class Hang(AssertionError):
+    """Raised by :func:`deadline` when the code inside runs past its limit."""
+
+
+@contextmanager
+def deadline(seconds: int) -> Iterator[None]:
+    """Fail with :class:`Hang` if the block runs longer than ``seconds`` (SIGALRM: it interrupts a blocking
+    ``open`` of a FIFO or a ``flock`` wait too; main thread only)."""
+
+    def expired(signum, frame):
+        raise Hang(f"still running after {seconds}s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
