@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import ast
+import fnmatch
 import importlib
 import importlib.metadata
+import os
+import re
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -21,6 +26,9 @@ LLAMA_KINDS = {
     "embeddings": ["SACEmbedding"],
     "retrievers": ["SACStoreRetriever"],
 }
+#: each package folder and the module its code lives in
+IMPORTS = {"langchain-sac": "langchain_sac", **{f"llama-index-{k}-sac": f"llama_index.{k}.sac" for k in LLAMA_KINDS}}
+PACKAGES = sorted(IMPORTS)
 
 
 def pyproject(folder: Path) -> dict:
@@ -74,3 +82,84 @@ def test_the_base_install_needs_no_framework():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# ----------------------------------------------------------------- each package as its own distribution (issue 19)
+def first_python_block(markdown: str) -> str:
+    match = re.search(r"```python\n(.*?)```", markdown, re.S)
+    assert match, "the README shows no Python example"
+    return match.group(1)
+
+
+def alone_on_top_of_sac_rag(folder: Path) -> dict[str, str]:
+    """An environment where Python sees the installed third-party packages, sac_rag and the package in ``folder``,
+    and no other integration package (run Python with ``-S``: the editable installs' hooks stay off)."""
+    path = [str(folder), str(ROOT), sysconfig.get_paths()["purelib"]]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def run_alone(name: str, args: list[str], cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``python -S args`` in an environment with only the package ``name`` on top of sac_rag."""
+    env = alone_on_top_of_sac_rag(INTEGRATIONS / name)
+    command = [sys.executable, "-S", *args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_every_package_carries_its_licence_readme_and_tests(name):
+    folder = INTEGRATIONS / name
+    config = pyproject(folder)
+    project = config["project"]
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
+    licence = (folder / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in licence and "Version 2.0, January 2004" in licence
+    readme = (folder / "README.md").read_text(encoding="utf-8")
+    assert f"pip install {name}" in readme and f"pip install ./integrations/{name}" in readme  # its own install line
+    example = first_python_block(readme)
+    compile(example, f"{name}/README.md", "exec")
+    assert re.search(rf"^from {re.escape(IMPORTS[name])} import", example, re.M)  # the example uses the package
+    tests = sorted((folder / "tests").rglob("test_*.py"))
+    assert tests and config["tool"]["pytest"]["ini_options"]["testpaths"] == ["tests"]
+    assert "pytest" in requirement_names(project["optional-dependencies"]["test"])
+    root_testpaths = pyproject(ROOT)["tool"]["pytest"]["ini_options"]["testpaths"]
+    assert any(fnmatch.fnmatch(f"integrations/{name}/tests", p) for p in root_testpaths)  # `bash run.sh test` runs them
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_package_tests_import_neither_another_package_nor_the_repositorys_tests(name):
+    others = [m for n, m in IMPORTS.items() if n != name]
+    repository_tests = {p.stem for p in (ROOT / "tests").glob("*.py")}
+    for path in (INTEGRATIONS / name / "tests").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                modules = [node.module]
+            bad = [m for m in modules if m.split(".")[0] in repository_tests or any(m.startswith(o) for o in others)]
+            assert not bad, f"{path.relative_to(ROOT)} imports {bad}: a package's tests use that package alone"
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_the_isolated_environment_sees_that_package_and_no_other(name):
+    """What the slow tests below run in: ``-S`` keeps the other packages' editable installs out."""
+    modules = [IMPORTS[name], *(m for n, m in IMPORTS.items() if n != name), "sac_rag"]
+    probe = "import importlib.util as u\nfor m in %r:\n"
+    probe += " try: print(bool(u.find_spec(m)))\n except ImportError: print(False)"
+    seen = run_alone(name, ["-c", probe % modules], ROOT).stdout.split()
+    assert seen == ["True", *["False"] * (len(modules) - 2), "True"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PACKAGES)
+def test_package_tests_pass_with_only_that_package_on_top_of_sac_rag(name):
+    done = run_alone(name, ["-m", "pytest", "-q", "-p", "no:cacheprovider"], INTEGRATIONS / name, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert re.search(r"^\d+ passed", done.stdout.splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", PACKAGES)
+def test_readme_example_runs_offline_with_only_that_package(name, tmp_path):
+    example = first_python_block((INTEGRATIONS / name / "README.md").read_text(encoding="utf-8"))
+    done = run_alone(name, ["-c", example], tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.strip()

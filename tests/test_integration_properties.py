@@ -16,7 +16,7 @@ from langchain_core.documents import Document
 from langchain_core.vectorstores import InMemoryVectorStore
 from llama_index.core.schema import NodeWithScore, TextNode
 
-from langchain_sac import SACEmbeddings, SACRetriever
+from langchain_sac import SACDocumentCompressor, SACEmbeddings, SACRetriever
 from llama_index.postprocessor.sac import SACCompressor
 from sac_rag.bridge import SACSession
 from sac_rag.testing import CORPUS, UPLOADED, HashingEmbedder, corpus_store, same_chunk, tiny_session
@@ -95,4 +95,20 @@ def test_retriever_gives_each_document_its_own_texts_memory(oracle, drawn):
     assert sorted(d.id for d in docs) == sorted(str(i) for i in range(len(drawn)))
     for doc in docs:
         t, sid = drawn[int(doc.id)]
+        oracle.check(doc.page_content, TEXTS[t], sid)
+
+
+@EXAMPLES
+@given(drawn=passages)
+def test_document_compressor_gives_each_document_its_own_texts_memory(oracle, drawn):
+    docs = [Document(TEXTS[t], metadata={"sac_id": sid}, id=str(i)) for i, (t, sid) in enumerate(drawn)]
+    compressor = SACDocumentCompressor(session=oracle.session)
+    query = "Where was Alan Turing born?"
+    if len(drawn) % 2:
+        out = asyncio.run(compressor.acompress_documents(docs, query))
+    else:
+        out = compressor.compress_documents(docs, query)
+    assert [d.id for d in out] == [d.id for d in docs]
+    assert compressor.last_report.from_store == sum(oracle.verified(TEXTS[t], sid) for t, sid in drawn)
+    for doc, (t, sid) in zip(out, drawn, strict=True):
         oracle.check(doc.page_content, TEXTS[t], sid)

@@ -50,3 +50,15 @@ def check_answer(session: SACSession, docs: list[Document], answer: str) -> None
     refs = {d.page_content: d.metadata["sac_text"] for d in docs}
     prompt = TEMPLATE.format(context=format_documents(docs), question=QUESTION)
     assert answer == expected_answer(session.model, prompt, refs, TOKENS)
+
+
+class SACEmbeddingsParams:
+    """How langchain-tests' embeddings suites (unit and integration) build ``SACEmbeddings``: offline, hashing."""
+
+    @property
+    def embeddings_class(self) -> type[SACEmbeddings]:
+        return SACEmbeddings
+
+    @property
+    def embedding_model_params(self) -> dict:
+        return {"embedder": HashingEmbedder()}

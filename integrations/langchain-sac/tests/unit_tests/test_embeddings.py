@@ -10,15 +10,11 @@ from langchain_tests.unit_tests import EmbeddingsUnitTests
 from langchain_sac import SACEmbeddings
 from sac_rag.testing import CORPUS, HashingEmbedder
 
+from ..support import SACEmbeddingsParams
 
-class TestSACEmbeddingsStandard(EmbeddingsUnitTests):
-    @property
-    def embeddings_class(self) -> type[SACEmbeddings]:
-        return SACEmbeddings
 
-    @property
-    def embedding_model_params(self) -> dict:
-        return {"embedder": HashingEmbedder()}
+class TestSACEmbeddingsStandard(SACEmbeddingsParams, EmbeddingsUnitTests):
+    pass
 
 
 def test_vectors_are_the_embedders():
