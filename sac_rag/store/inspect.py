@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,7 @@ from tqdm.auto import tqdm
 
 from sac_rag.store.errors import StoreCorrupted
 from sac_rag.store.index import VectorIndex
-from sac_rag.store.layout import INDEX, SHARDS, holds_data, regular
+from sac_rag.store.layout import INDEX, SHARDS, entry_problem, holds_data, regular
 from sac_rag.store.shards import sha256_file, shard_memory_hashes
 
 if TYPE_CHECKING:
@@ -201,6 +202,10 @@ def _verify_index(store: StoreView, report: VerifyReport, *, bad_embeddings: boo
     for other in sorted(store.path.joinpath(INDEX).glob("*")):
         if other != path:
             report.warnings.append(f"{other}: not the current index file (the next write drops it)")
+    if os.path.lexists(path) and not regular(path):
+        why = entry_problem(path, "file") or "is not a regular file"
+        report._add("index", path.name, f"{path} {why}: reads rebuild the index, `sac-rag verify --repair` rewrites it")
+        return
     if not path.is_file():
         return  # a cache: reads rebuild it from the manifest
     if not record or record.get("generation") != manifest.generation():
