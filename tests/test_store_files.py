@@ -18,6 +18,7 @@ import pytest
 from test_store_support import PASSAGES, bow_embedder, model
 
 from sac_rag.store import MemoryStore, StoreCorrupted, StoreExists
+from sac_rag.store.digest import row_digest
 from sac_rag.store.manifest import Manifest
 
 
@@ -259,3 +260,21 @@ def test_a_manifest_rolled_back_to_an_older_copy_is_reported_with_the_memories_u
         assert any("3 memories" in w for w in repaired.after.warnings)  # still counted, as a warning
         store.add(["Written after the repair."], progress=False)
         assert store.verify().ok and len(store) == 3
+
+
+def test_an_index_in_memory_is_not_kept_for_a_generation_number_that_came_back_with_other_contents(copy, sac):
+    """Issue 18, class 1 in the index cache: a manifest restored from an older copy and written again reaches a
+    generation it had before, with other passages; a reader must not keep answering from its old index."""
+    with MemoryStore.open(copy, sac, bow_embedder) as reader:
+        assert reader.search("Where was Turing born?", k=1)[0].text == PASSAGES[1]  # index held for this generation
+        generation = reader.manifest.generation()
+        with MemoryStore.open(copy, sac, bow_embedder) as writer:
+            writer.delete([1])
+            writer.add(["Grace Hopper was born in New York."], ids=[9], progress=False)
+        db = sqlite3.connect(copy / "manifest.sqlite")  # the same generation number, other contents
+        db.create_function("sac_digest", -1, row_digest, deterministic=True)  # the triggers keep checksums right
+        db.execute("UPDATE meta SET value = ? WHERE key = 'generation'", (str(generation),))
+        db.commit()
+        db.close()
+        ids = [h.id for h in reader.search("Where was Grace Hopper born?", k=2)]
+        assert ids[0] == 9 and 1 not in ids

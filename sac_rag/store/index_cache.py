@@ -25,7 +25,7 @@ class IndexCache:
         self.dim = dim
         self._lock = threading.RLock()
         self._index: VectorIndex | None = None
-        self._generation = -1
+        self._key: tuple | None = None  # (generation, the index record) the index in memory reflects
 
     def path(self, generation: int | None = None) -> Path:
         """The index file of ``generation`` (default: the manifest's current one; it may not be written yet)."""
@@ -33,20 +33,28 @@ class IndexCache:
         return self.directory / f"index-{generation:010d}.faiss"
 
     def current(self) -> VectorIndex:
-        """The index at the manifest's current generation: its file if it passes its checksum, else rebuilt."""
+        """The index at the manifest's current generation: its file if it passes its checksum, else rebuilt.
+
+        The index in memory is kept while the manifest's generation *and* its index record (the sha256 of the
+        file its last writer saved) are the ones it was made for: a generation number alone can come back with
+        other contents (a manifest restored from an older copy, then written again)."""
         with self._lock:
-            generation = self.manifest.generation()
-            if self._index is None or generation != self._generation:
-                index = self._load(generation)
+            key = self._state()
+            if self._index is None or key != self._key:
+                index = self._load(*key)
                 if index is None:
                     with self.manifest.snapshot():
-                        generation = self.manifest.generation()
+                        key = self._state()
                         index = VectorIndex.build(self.dim, *self.manifest.embeddings(self.dim))
-                self._index, self._generation = index, generation
+                self._index, self._key = index, key
             return self._index
 
-    def _load(self, generation: int) -> VectorIndex | None:
-        path, record = self.path(generation), self.manifest.index_record()
+    def _state(self) -> tuple[int, dict | None]:
+        """The manifest's generation and index record (two reads: a write between them only costs a reload)."""
+        return self.manifest.generation(), self.manifest.index_record()
+
+    def _load(self, generation: int, record: dict | None) -> VectorIndex | None:
+        path = self.path(generation)
         if not (regular(path) and record and record["generation"] == generation):
             return None
         try:
@@ -78,8 +86,9 @@ class IndexCache:
         path = self.path(generation)
         if os.path.lexists(path) and not regular(path) and not discard(path):
             raise StoreCorrupted(f"{path} is a directory that holds files, where the index file goes: move it away")
-        self.manifest.record_index(generation, *index.save(path))
-        self._index, self._generation = index, generation
+        sha256, size = index.save(path)
+        self.manifest.record_index(generation, sha256, size)
+        self._index, self._key = index, (generation, {"generation": generation, "sha256": sha256, "size": size})
         for old in self.directory.iterdir():
             if old != path:
                 discard(old)
