@@ -53,7 +53,10 @@ def run(args: argparse.Namespace) -> int:
 def _needs_model(store) -> bool:
     """Whether repairing needs the compressor (some memory must be re-compressed)."""
     damage = store.verify().damage
-    return any(damage.get(kind) for kind in ("memory", "shard", "shard_file", "no_memory", "no_shard"))
+    unsummed = {kind for kind, _ in damage.get("unsummed", [])}
+    return any(damage.get(kind) for kind in ("memory", "shard", "shard_file", "no_memory", "no_shard")) or bool(
+        unsummed & {"memory", "shard"}
+    )
 
 
 def _print(report: dict, repair: dict | None, as_json: bool) -> int:
@@ -67,6 +70,14 @@ def _print(report: dict, repair: dict | None, as_json: bool) -> int:
         )
         if repair["removed"]:
             print(f"removed passages {repair['removed']}: their text was damaged; index their files again")
+        if repair["redigested"]:
+            print(f"checksums recomputed for passages {repair['redigested']} (their text matches its hash)")
+        if repair["triggers_restored"]:
+            print("checksum triggers restored")
+        for entry in repair["entries_replaced"]:
+            print(f"replaced {entry}")
+        for what in repair["unrecoverable"]:
+            print(f"not recoverable from the store: {what}", file=sys.stderr)
     for warning in report["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     for problem in report["problems"]:
