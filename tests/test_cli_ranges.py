@@ -183,3 +183,12 @@ def test_float_ranges_refuse_non_finite_values():
         with pytest.raises(argparse.ArgumentTypeError):
             rate(bad)
     assert math.isclose(RANGES["min_lr_ratio"]("1"), 1.0)
+
+
+def test_a_fifo_named_like_a_document_inside_a_directory_is_named_too(tmp_path, ckpt, capsys):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.txt").write_text("A document.")
+    os.mkfifo(tmp_path / "docs" / "b.md")
+    with deadline(60):
+        assert sac_rag("index", tmp_path / "docs", "--store", tmp_path / "s", "--model", ckpt) == 1
+    assert "b.md: a FIFO (named pipe), not a regular file" in capsys.readouterr().err

@@ -67,7 +67,11 @@ def _not_a_file(path: Path, mode: int) -> ValueError:
 
 def _files(path: Path) -> list[Path]:
     if path.is_dir():
-        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+        found = sorted(p for p in path.rglob("*") if p.suffix.lower() in SUFFIXES and not p.is_dir())
+        for p in found:
+            if not p.is_file():  # a FIFO, socket or device named like a document: said, not skipped
+                raise _not_a_file(p, p.stat().st_mode) if p.exists() else FileNotFoundError(f"{p}: a broken link")
+        return found
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or directory")
     if not path.is_file():
