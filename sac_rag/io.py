@@ -10,6 +10,28 @@ from collections.abc import Callable
 from pathlib import Path
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where the system tells it (Linux), else by setting it back."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _mode(path: Path, directory: bool) -> int:
+    """The permissions the new ``path`` gets: those of the one it replaces, else what a plain ``open`` or
+    ``mkdir`` would give (temporary files and directories are created private, 0600 / 0700)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        return (0o777 if directory else 0o666) & ~_umask()
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp_path)`` then move the result onto ``path`` atomically (same directory)."""
     path = Path(path)
@@ -19,6 +41,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> None:
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
+        os.chmod(tmp_path, _mode(path, directory=False))
         with open(tmp_path, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
@@ -38,6 +61,7 @@ def atomic_write_dir(path: str | Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         write(tmp)
+        os.chmod(tmp, _mode(path, directory=True))
         if path.exists():
             old = path.with_name(f".{path.name}.old.{os.getpid()}")
             os.replace(path, old)
@@ -61,6 +85,7 @@ def atomic_create_dir(path: str | Path, write: Callable[[Path], None]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         write(tmp)
+        os.chmod(tmp, _mode(path, directory=True))
         os.rename(tmp, path)  # replaces an empty directory; fails on anything else
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
