@@ -189,3 +189,31 @@ def test_a_store_refuses_a_model_of_another_memory_kind(tmp_path, model):
     sac = SACModel(tiny_llama(), tiny_tokenizer(), SACConfig(ratio=5, chunk_size=64, lora_rank=4, lora_alpha=8))
     with pytest.raises(Exception, match="fingerprint|compressor|model"):
         MemoryStore.open(tmp_path / "s", sac, bow_embedder).close()
+
+
+@pytest.mark.parametrize("make_base", [tiny_llama, tiny_qwen2])
+def test_scores_match_kvzip_computed_in_one_plain_pass(make_base):
+    """Cross-check with KVzip's definition as kvpress computes it (``KVzipPress.score_kvzip``): the passage,
+    the repeat prompt and the passage again in one causal pass, eager attention probabilities; an entry's
+    score is their maximum over the repeat positions and over the query heads of its kv group."""
+    model = compact_model(make_base())
+    compactor = model.compactor()
+    passage = ids(model, TEXT)
+    analysis = compactor.analyse(passage)
+    sequence = passage + list(compactor.repeat_ids) + passage[1:]
+    config = model.transformer.config
+    previous, config._attn_implementation = config._attn_implementation, "eager"
+    try:
+        with torch.no_grad(), compactor.decoder_mode():
+            out = model.transformer(
+                input_ids=torch.tensor([sequence]),
+                position_ids=torch.arange(1, len(sequence) + 1)[None],
+                output_attentions=True,
+            )
+    finally:
+        config._attn_implementation = previous
+    length, kv_heads = len(passage), analysis.scores.shape[1]
+    for layer, probs in enumerate(out.attentions):
+        received = probs[0, :, length:, :length].amax(dim=1)  # [query heads, passage entries]
+        expected = received.view(kv_heads, -1, length).amax(dim=1)
+        torch.testing.assert_close(analysis.scores[layer], expected.float(), atol=1e-5, rtol=1e-4)
