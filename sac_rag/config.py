@@ -34,10 +34,10 @@ class SACConfig:
     ``lora_alpha / lora_rank = 2`` on ``q_proj`` and ``v_proj``, no attention sink and no reader.
 
     Fields:
-        ratio: keep every ``ratio``-th token of a chunk as an anchor (SAC_SPEC section 4).
+        ratio: keep every ``ratio``-th token of a chunk as an anchor (docs/sac.md section 4).
         chunk_size: tokens per bidirectionally encoded chunk.
         lora_rank, lora_alpha, lora_targets: the compressor's LoRA (scale ``lora_alpha / lora_rank``).
-        context_prefix, question_prefix, answer_prefix: the official prompt strings (SAC_SPEC section 2).
+        context_prefix, question_prefix, answer_prefix: the official prompt strings (docs/sac.md section 2).
         base_model: the base LM's portable name (a library alias, Hugging Face id or local directory).
         attention_sink: sac_rag extension; the decoder reads the BOS token's K/V (its own, at position 1)
             before the composed SAC memories, the attention sink the anchor layout never keeps.

@@ -1,4 +1,4 @@
-"""An independent, literal implementation of SAC_SPEC sections 2-8 (two model copies, manual LoRA).
+"""An independent, literal implementation of docs/sac.md sections 2-8 (two model copies, manual LoRA).
 
 It shares no code with sac_rag: it exists to check the library against the spec.
 """

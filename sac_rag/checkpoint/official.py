@@ -1,4 +1,4 @@
-"""Import the official SAC release's adapter (SAC_SPEC section 9) into a SACModel."""
+"""Import the official SAC release's adapter (docs/sac.md section 9) into a SACModel."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Chunking and anchor layout (SAC_SPEC sections 3 and 4).
+"""Chunking and anchor layout (docs/sac.md sections 3 and 4).
 
 Everything here is in *local* token indices, independent of the position ids a context is
 encoded at: the token at index ``i`` of a context gets position id ``offset + i`` (the official

@@ -1,4 +1,4 @@
-"""The official SAC token sequences (SAC_SPEC section 2): each piece tokenized on its own."""
+"""The official SAC token sequences (docs/sac.md section 2): each piece tokenized on its own."""
 
 from __future__ import annotations
 

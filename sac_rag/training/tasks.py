@@ -41,7 +41,7 @@ class Task(Protocol):
 
 
 def answer_ids(tokenizer: PreTrainedTokenizerBase, answer: str) -> list[int]:
-    """The QA target: ``ids(answer) + [EOS]`` (SAC_SPEC section 2)."""
+    """The QA target: ``ids(answer) + [EOS]`` (docs/sac.md section 2)."""
     return encode(tokenizer, answer) + [tokenizer.eos_token_id]
 
 
@@ -225,7 +225,7 @@ class FullFTTask:
             self.peft.save_pretrained(tmp)
             info = {
                 "what": "sac_rag Full-FT reference: LoRA fine-tuned on raw-context QA",
-                "prompt": "context_ids(context) + question_ids(question), official strings (SAC_SPEC section 2)",
+                "prompt": "context_ids(context) + question_ids(question), official strings (docs/sac.md section 2)",
                 "target": "ids(answer) + [EOS]",
                 "passages_joined_by": PASSAGE_SEPARATOR,
                 "sac_config": self.config.to_dict(),
