@@ -19,6 +19,7 @@ EXTENSION_FIELDS = (
     "causal_compressor",
 )
 MEMORY_KINDS = ("sac", "compact")
+DEFAULT_MAX_NEW_TOKENS = 64  # most tokens an answer generates, unless the caller says otherwise
 # what memories a model makes, not how its SAC compressor behaves: never part of the compressor's identity
 MEMORY_FIELDS = ("memory_kind", "compact_keep", "compact_refit")
 # Configs once had a free-form ``extra`` dict, always empty: saved configs still carry ``"extra": {}``, and the

@@ -18,6 +18,7 @@ from sac_rag.bridge.figures import REF_KEY, CompressionReport, passage_figures
 from sac_rag.bridge.provenance import MemoryStoreLike, verified_store_ids
 from sac_rag.bridge.registry import MemoryRegistry, OnInvalid, PromptSegment
 from sac_rag.bridge.util import iterate_in_thread
+from sac_rag.config import DEFAULT_MAX_NEW_TOKENS
 from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.model import SACModel
 
@@ -54,7 +55,7 @@ class SACSession:
         cache_size: int = 256,
         registry_size: int = 1024,
         on_invalid: OnInvalid = "error",
-        max_new_tokens: int = 64,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         batch_size: int = 8,
     ) -> None:
         self.model = model

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sac_rag.config import MEMORY_KINDS
+from sac_rag.store import MEMORY_DTYPES as STORE_DTYPES
 
-MEMORY_DTYPES = ("bfloat16", "float16", "float32", "int8")
+MEMORY_DTYPES = tuple(STORE_DTYPES)  # the --memory-dtype choices: the store codec's names
 
 
 def integer(low: int, high: int | None = None) -> Callable[[str], int]:

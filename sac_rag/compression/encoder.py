@@ -12,6 +12,8 @@ from transformers import DynamicCache
 
 from sac_rag.text.anchors import ChunkLayout, chunk_layout
 
+COMPRESS_BATCH_SIZE = 8  # sequences compressed per forward pass, by default
+
 
 @dataclass
 class AnchorKV:
@@ -49,7 +51,7 @@ def encode_anchor_kv(
     chunk_size: int,
     ratio: int,
     offset: int = 1,
-    batch_size: int = 8,
+    batch_size: int = COMPRESS_BATCH_SIZE,
     pad_id: int = 0,
     causal: bool = False,
     progress: bool = False,

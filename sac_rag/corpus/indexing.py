@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from sac_rag.compression.encoder import COMPRESS_BATCH_SIZE
 from sac_rag.corpus.documents import Document
 from sac_rag.corpus.passages import SOURCE_FILE, to_passages
 
@@ -28,7 +29,7 @@ def index_documents(
     max_tokens: int,
     count_tokens: Callable[[str], int] | None = None,
     *,
-    batch_size: int = 8,
+    batch_size: int = COMPRESS_BATCH_SIZE,
     commit_every: int | None = None,
     progress: bool = True,
 ) -> IndexResult:

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from sac_rag.config import DEFAULT_MAX_NEW_TOKENS
 from sac_rag.decoding.text import TextStream
 from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.memory.geometry import full_kv_nbytes
@@ -69,7 +70,9 @@ class SACRAG:
     answer in pieces and leaves the full result in :attr:`last_result`.
     """
 
-    def __init__(self, store: MemoryStore, model: SACModel | None = None, *, max_new_tokens: int = 64) -> None:
+    def __init__(
+        self, store: MemoryStore, model: SACModel | None = None, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    ) -> None:
         self.store = store
         self.model = model if model is not None else store.model
         if self.model is None:

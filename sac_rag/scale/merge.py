@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from sac_rag.store import MemoryStore, StoreMismatch
+from sac_rag.store.digest import content_hash
+from sac_rag.store.layout import MANIFEST, SHARDS
 from sac_rag.store.manifest import Manifest
-from sac_rag.store.store import MANIFEST, SHARDS, content_hash
 from sac_rag.store.validate import Record
 
 _SAME = ("fingerprint", "embedder", "dim", "memory_dtype")

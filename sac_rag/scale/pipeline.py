@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from sac_rag.compression.encoder import COMPRESS_BATCH_SIZE
 from sac_rag.config import CONFIG_NAME
 from sac_rag.corpus import Passages, read_documents, to_passages
 from sac_rag.corpus.passages import DEFAULT_PASSAGE_TOKENS
@@ -27,8 +28,8 @@ from sac_rag.scale.recipe import EmbedderSpec, ModelSpec, Recipe
 from sac_rag.scale.sharded import ShardedStore
 from sac_rag.scale.worker import UnitWriter
 from sac_rag.store import MemoryStore
-from sac_rag.store.codec import dtype_name
-from sac_rag.store.store import MANIFEST
+from sac_rag.store.codec import DEFAULT_MEMORY_DTYPE, dtype_name
+from sac_rag.store.layout import MANIFEST
 from sac_rag.store.validate import Record, records
 
 STAGING = ".scale-staging"
@@ -178,14 +179,14 @@ def index_with_ray(
     *,
     model: ModelSpec = None,
     embedder: EmbedderSpec = None,
-    memory_dtype: torch.dtype | str = torch.bfloat16,
+    memory_dtype: torch.dtype | str = DEFAULT_MEMORY_DTYPE,
     metadata: Sequence[dict] | None = None,
     ids: Sequence[int] | None = None,
     shards: int = 1,
     workers: int = 2,
     num_gpus: float | None = None,
     unit_size: int = 64,
-    batch_size: int = 8,
+    batch_size: int = COMPRESS_BATCH_SIZE,
     passage_tokens: int = DEFAULT_PASSAGE_TOKENS,
     worker_cls: type = UnitWriter,
     ray_init: dict | None = None,

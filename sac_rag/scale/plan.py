@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from sac_rag.store.store import content_hash
+from sac_rag.store.digest import content_hash
 from sac_rag.store.validate import Record
 
 

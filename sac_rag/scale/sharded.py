@@ -28,8 +28,8 @@ from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.scale import ivf
 from sac_rag.scale.plan import part_of
 from sac_rag.store import Hit, MemoryStore, PassageRow, RepairReport, StoreError, VerifyReport
+from sac_rag.store.layout import MANIFEST
 from sac_rag.store.manifest import Manifest
-from sac_rag.store.store import MANIFEST
 from sac_rag.store.validate import check_ids, check_k, check_query
 
 LAYOUT = "sharded.json"

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from sac_rag.compression.encoder import COMPRESS_BATCH_SIZE
 from sac_rag.io import atomic_write_dir
 from sac_rag.scale.recipe import Recipe
 from sac_rag.store import MemoryStore, StoreMismatch
-from sac_rag.store.store import MANIFEST
+from sac_rag.store.layout import MANIFEST
 
 
 class UnitWriter:
@@ -31,7 +32,7 @@ class UnitWriter:
         fingerprint: str,
         memory_dtype: str,
         max_passage_tokens: int,
-        batch_size: int = 8,
+        batch_size: int = COMPRESS_BATCH_SIZE,
     ) -> None:
         self.model = recipe.build_model()
         if self.model.fingerprint != fingerprint:

@@ -1,5 +1,6 @@
 """The memory store: passages with FAISS embeddings and reusable SAC anchor-KV memories on disk."""
 
+from sac_rag.store.codec import DEFAULT_MEMORY_DTYPE, MEMORY_DTYPES
 from sac_rag.store.errors import StoreCorrupted, StoreError, StoreExists, StoreMismatch
 from sac_rag.store.inspect import VerifyReport
 from sac_rag.store.manifest import PassageRow
@@ -7,6 +8,8 @@ from sac_rag.store.repair import RepairReport
 from sac_rag.store.store import Hit, MemoryStore
 
 __all__ = [
+    "DEFAULT_MEMORY_DTYPE",
+    "MEMORY_DTYPES",
     "Hit",
     "MemoryStore",
     "PassageRow",

@@ -32,6 +32,7 @@ MEMORY_DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "int8": torch.int8,
 }
+DEFAULT_MEMORY_DTYPE = "bfloat16"  # of a new store
 SCALE_DTYPE = torch.float16
 SUFFIXES = ("k", "v", "ks", "vs", "pos", "b", "cnt")  # a memory's tensors in a shard, in CRC order
 

@@ -27,10 +27,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from sac_rag.compression.encoder import COMPRESS_BATCH_SIZE
 from sac_rag.embedding import Embedder, resolve_embedder
 from sac_rag.io import atomic_create_dir
 from sac_rag.memory.chunk import MemoryChunk
-from sac_rag.store.codec import SUFFIXES, dtype_name, pack_memory, unpack_memory
+from sac_rag.memory.geometry import kv_shape
+from sac_rag.store.codec import DEFAULT_MEMORY_DTYPE, SUFFIXES, dtype_name, pack_memory, unpack_memory
 from sac_rag.store.digest import content_hash
 from sac_rag.store.errors import ShardMissing, StoreCorrupted, StoreError, StoreExists, StoreMismatch
 from sac_rag.store.index_cache import IndexCache
@@ -80,13 +82,6 @@ def _check_new_store_path(path: Path) -> None:
         raise StoreExists(f"cannot create a store at {path}: it already exists as {what}; give a new path")
 
 
-def kv_shape(config) -> list[int]:
-    """``[layers, kv_heads, head_dim]`` of a transformers model config."""
-    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return [config.num_hidden_layers, heads, head_dim]
-
-
 class MemoryStore:
     """A directory of passages with their embeddings and SAC memory chunks. Build with :meth:`create` / :meth:`open`.
 
@@ -121,7 +116,7 @@ class MemoryStore:
         path: str | Path,
         model: SACModel,
         embedder: Embedder | Callable | str | None = None,
-        memory_dtype: torch.dtype | str = torch.bfloat16,
+        memory_dtype: torch.dtype | str = DEFAULT_MEMORY_DTYPE,
         *,
         max_passage_tokens: int | None = None,
     ) -> MemoryStore:
@@ -148,7 +143,7 @@ class MemoryStore:
             "dim": dim,
             "memory_dtype": memory_dtype,
             "max_passage_tokens": int(max_passage_tokens or cls.default_max_passage_tokens(model)),
-            "kv_shape": kv_shape(model.base_model.config),
+            "kv_shape": list(kv_shape(model.base_model.config)),
         }
 
         def fill(tmp: Path) -> None:
@@ -217,7 +212,7 @@ class MemoryStore:
         *,
         max_passage_tokens: int | None = None,
     ) -> MemoryStore:
-        """Open the store at ``path`` if there is one, else create it (``memory_dtype`` None: bfloat16).
+        """Open the store at ``path`` if there is one, else create it (``memory_dtype`` None: the codec's default).
 
         A ``memory_dtype`` other than an existing store's is an error, as is ``max_passage_tokens``
         above its limit: a store keeps the dtype and limit it was created with.
@@ -225,7 +220,9 @@ class MemoryStore:
         wanted = None if memory_dtype is None else dtype_name(memory_dtype)
         if not os.path.lexists(Path(path) / MANIFEST):
             try:
-                return cls.create(path, model, embedder, wanted or "bfloat16", max_passage_tokens=max_passage_tokens)
+                return cls.create(
+                    path, model, embedder, wanted or DEFAULT_MEMORY_DTYPE, max_passage_tokens=max_passage_tokens
+                )
             except StoreExists:
                 if not os.path.lexists(Path(path) / MANIFEST):
                     raise
@@ -357,7 +354,7 @@ class MemoryStore:
         metadata: Sequence[dict] | None = None,
         ids: Sequence[int] | None = None,
         *,
-        batch_size: int = 8,
+        batch_size: int = COMPRESS_BATCH_SIZE,
         commit_every: int | None = None,
         progress: bool = True,
     ) -> list[int]:
@@ -386,7 +383,7 @@ class MemoryStore:
         metadata: Sequence[dict] | None = None,
         ids: Sequence[int] | None = None,
         *,
-        batch_size: int = 8,
+        batch_size: int = COMPRESS_BATCH_SIZE,
         commit_every: int | None = None,
         progress: bool = True,
     ) -> list[int]:
@@ -476,7 +473,7 @@ class MemoryStore:
         if self.model is None:
             raise StoreError("compressing passages needs the compressor: open the store with model=SACModel")
         with tqdm(total=len(todo), desc="compressing", unit="passage", disable=not progress) as bar:
-            return self._compress(todo, 8, bar)
+            return self._compress(todo, COMPRESS_BATCH_SIZE, bar)
 
     def write_shard(self, tensors: dict[str, torch.Tensor]) -> tuple[str, str, int] | None:
         """Write a new shard file; its name, sha256 and size (None when there is nothing to write)."""

@@ -10,6 +10,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from sac_rag.config import SACConfig
+from sac_rag.device import default_device
 from sac_rag.home import DEFAULT_BASE_MODEL, resolve_model_path
 from sac_rag.model import SACModel
 from sac_rag.training.config import TRAINED_SAC_FIELDS, TrainConfig, fresh_compressor
@@ -20,8 +21,8 @@ from sac_rag.training.trainer import Trainer, TrainResult
 
 
 def pick_device(name: str | None) -> torch.device:
-    """``name``, or CUDA when available, else CPU."""
-    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+    """``name``, else the default device (CUDA when available, else CPU)."""
+    return torch.device(name) if name else default_device()
 
 
 def load_pool(cfg: TrainConfig) -> QAPool | TextPool:

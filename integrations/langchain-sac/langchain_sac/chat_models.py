@@ -13,6 +13,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from pydantic import AliasChoices, ConfigDict, Field, model_validator
 
 from sac_rag.bridge import SACSession
+from sac_rag.config import DEFAULT_MAX_NEW_TOKENS
 
 
 def messages_to_prompt(messages: list[BaseMessage]) -> str:
@@ -36,7 +37,9 @@ class ChatSAC(BaseChatModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     session: SACSession = Field(exclude=True)
-    max_tokens: int = Field(default=64, gt=0, validation_alias=AliasChoices("max_tokens", "max_new_tokens"))
+    max_tokens: int = Field(
+        default=DEFAULT_MAX_NEW_TOKENS, gt=0, validation_alias=AliasChoices("max_tokens", "max_new_tokens")
+    )
     stop: list[str] | None = None
     model_name: str = ""
 

@@ -7,6 +7,7 @@ import json
 import sys
 
 from sac_rag.cli.args import add_json_flag, add_model_flags, embedder_spec, positive_int
+from sac_rag.config import DEFAULT_MAX_NEW_TOKENS
 
 
 def register(sub) -> None:
@@ -18,7 +19,12 @@ def register(sub) -> None:
     p.add_argument(
         "--embedder", type=embedder_spec, default=None, help="embedder (default: the one the store was built with)"
     )
-    p.add_argument("--max-new-tokens", type=positive_int, default=64, help="answer length limit (default 64)")
+    p.add_argument(
+        "--max-new-tokens",
+        type=positive_int,
+        default=DEFAULT_MAX_NEW_TOKENS,
+        help=f"answer length limit (default {DEFAULT_MAX_NEW_TOKENS})",
+    )
     p.add_argument("--stream", action="store_true", help="print the answer while it is generated")
     p.add_argument("--raw-text", action="store_true", help="answer from the passages as plain text instead")
     add_json_flag(p)

@@ -12,6 +12,7 @@ import argparse
 import time
 
 from sac_rag.cli.args import MEMORY_DTYPES, add_model_flags, positive_int
+from sac_rag.store import DEFAULT_MEMORY_DTYPE
 
 QUESTIONS = (
     "What is the capital of Algeria?",
@@ -30,7 +31,7 @@ def register(sub) -> None:
     p.add_argument("--max-new-tokens", type=positive_int, default=32, help="answer length limit (default 32)")
     add_model_flags(p, "SAC checkpoint dir or base model (default: the offline default)")
     p.add_argument("--store", default=None, help="store directory (default: under $SAC_RAG_HOME/stores)")
-    p.add_argument("--memory-dtype", default="bfloat16", choices=MEMORY_DTYPES)
+    p.add_argument("--memory-dtype", default=DEFAULT_MEMORY_DTYPE, choices=MEMORY_DTYPES)
     p.add_argument("--question", action="append", help="ask this instead of the built-in questions (repeatable)")
     p.set_defaults(func=run)
 

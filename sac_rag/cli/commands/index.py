@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 
 from sac_rag.cli.args import MEMORY_DTYPES, add_json_flag, add_model_flags, at_least, embedder_spec, positive_int
+from sac_rag.compression.encoder import COMPRESS_BATCH_SIZE
 from sac_rag.corpus.passages import DEFAULT_PASSAGE_TOKENS
+from sac_rag.store import DEFAULT_MEMORY_DTYPE
 
 
 def register(sub) -> None:
@@ -30,9 +32,14 @@ def register(sub) -> None:
         "--passage-tokens", type=at_least(8), default=DEFAULT_PASSAGE_TOKENS, help="max tokens per passage (>= 8)"
     )
     p.add_argument(
-        "--memory-dtype", default=None, choices=MEMORY_DTYPES, help="of a new store (default bfloat16); must match"
+        "--memory-dtype",
+        default=None,
+        choices=MEMORY_DTYPES,
+        help=f"of a new store (default {DEFAULT_MEMORY_DTYPE}); must match",
     )
-    p.add_argument("--batch-size", type=positive_int, default=8, help="passages compressed per forward pass")
+    p.add_argument(
+        "--batch-size", type=positive_int, default=COMPRESS_BATCH_SIZE, help="passages compressed per forward pass"
+    )
     p.add_argument("--commit-every", type=positive_int, default=64, help="passages per durable commit (default 64)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS", help="run on a Ray cluster (docs/scale.md)")

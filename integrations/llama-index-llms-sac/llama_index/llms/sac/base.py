@@ -24,6 +24,7 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.custom import CustomLLM
 
 from sac_rag.bridge import SACSession
+from sac_rag.config import DEFAULT_MAX_NEW_TOKENS
 
 
 class SACGenerationError(RuntimeError):
@@ -48,7 +49,7 @@ class SACLLM(CustomLLM):
     run the model in a worker thread.
     """
 
-    max_new_tokens: int = Field(default=64, gt=0, description="Most tokens generated per answer.")
+    max_new_tokens: int = Field(default=DEFAULT_MAX_NEW_TOKENS, gt=0, description="Most tokens generated per answer.")
     context_window: int = Field(default=8192, gt=0, description="Context window reported to LlamaIndex.")
     model_name: str = Field(default="sac", description="Name reported in the metadata.")
 
