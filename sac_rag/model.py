@@ -31,7 +31,7 @@ from sac_rag.compression.lora import (
     lora_parameters,
 )
 from sac_rag.config import CONFIG_NAME, MEMORY_KINDS, SACConfig
-from sac_rag.decoding.generate import MemoryDecoder
+from sac_rag.decoding.generate import MemoryDecoder, SinkCache
 from sac_rag.decoding.text import TextStream
 from sac_rag.home import DEFAULT_BASE_MODEL, resolve_model_path
 from sac_rag.memory.chunk import MemoryChunk
@@ -90,6 +90,8 @@ class SACModel(nn.Module):
         self.special_tokens = nn.Parameter(special.to(device=param.device, dtype=param.dtype))
         self._lock = threading.RLock()
         self._fingerprints: dict[str, tuple[tuple, str]] = {}
+        self._parameter_sets: dict[str, dict[str, nn.Parameter]] = {}  # by PEFT walk, until the adapters change
+        self._sinks = SinkCache(self._decoder_state)
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -224,12 +226,35 @@ class SACModel(nn.Module):
         return {
             "role_tokens": self.role_tokens,
             "special_tokens": self.special_tokens,
-            **lora_parameters(self.peft, ADAPTER_NAME),
+            **self._parameter_set(ADAPTER_NAME),
         }
 
     def reader_parameters(self) -> dict[str, nn.Parameter]:
         """The reader adapter's LoRA tensors (empty when the model has no reader)."""
-        return lora_parameters(self.peft, READER_NAME) if self.config.has_reader else {}
+        return dict(self._parameter_set(READER_NAME)) if self.config.has_reader else {}
+
+    def _parameter_set(self, name: str) -> dict[str, nn.Parameter]:
+        """An adapter's LoRA tensors (``name``: its adapter name), or ``"decoder"``: every weight the decoder may
+        read (the base and the reader, not the compressor's LoRA). Walking the modules takes milliseconds, so the
+        sets are kept until :meth:`add_reader` changes them."""
+        found = self._parameter_sets.get(name)
+        if found is None:
+            if name == "decoder":
+                compressor = set(map(id, self._parameter_set(ADAPTER_NAME).values()))
+                found = {n: p for n, p in self.peft.named_parameters() if id(p) not in compressor}
+            else:
+                found = lora_parameters(self.peft, name)
+            self._parameter_sets[name] = found
+        return found
+
+    def _decoder_state(self) -> tuple[int, ...] | None:
+        """What the decoder's weights are: the version counters of every one it may read, which torch moves on each
+        in-place change (loading, training, edits); None while grad is on and one of them requires it (the
+        attention sink is then computed afresh, so that the gradient reaches it)."""
+        params = self._parameter_set("decoder").values()
+        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+            return None
+        return tuple(p._version for p in params)
 
     def add_reader(self, source: str | Path | None = None, *, rank: int = 32, alpha: float | None = None) -> None:
         """Give the decoder a reader adapter: the PEFT LoRA adapter in ``source`` (e.g. a Full-FT run's
@@ -246,6 +271,7 @@ class SACModel(nn.Module):
         self.config.reader_targets = targets
         add_reader(self.peft, self.config, base_name=self.config.base_model)
         self._adapter_switch = AdapterSwitch(self.peft)
+        self._parameter_sets.clear()
         if weights is not None:
             load_reader_weights(self, weights, Path(source))
 
@@ -435,6 +461,8 @@ class SACModel(nn.Module):
             self.special_tokens[1],
             self.shifter,
             lambda: self.adapter(False, reader=reader),
+            sinks=self._sinks,
+            variant=reader and self.config.has_reader,
         )
 
     def _check_memory(self, chunk: MemoryChunk) -> None:

@@ -1,30 +1,69 @@
 """Attention with a per-head logit bias on memory entries, through transformers' ``AttentionInterface``.
 
 Compacted memories (:mod:`sac_rag.compaction`) carry, for every (layer, kv head), a logit bias per
-entry: ``softmax(q.k / sqrt d + beta)``. transformers' SDPA attention already takes an additive
-``position_bias``; the function registered here picks this layer's slice of the prompt's bias, lays it
-over the cache's first columns (the memories; the text after them gets none) and hands it to SDPA.
+entry: ``softmax(q.k / sqrt d + beta)``. The function registered here reads this layer's bias from a
+:class:`MemoryBias` (the cache's first columns, the memories; the text after them gets none) and runs
+SDPA on the kv heads themselves: each kv head's query heads are stacked along the query axis, so the keys
+and values are never repeated per query head, and the causal part of the mask is built once per forward.
 
 The model switches to it only inside :func:`biased_attention`, for prompts that carry a bias; every
 other forward keeps the model's own implementation, so the official path is untouched. The same
 function lets a caller observe each layer's RoPE'd queries and keys (``attention_probe``), which
-compaction's scoring pass uses.
+compaction's scoring pass uses, and time the attention (``phases``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+from sac_rag.decoding.phases import Phases, timed
 
 IMPLEMENTATION = "sac_rag_biased_sdpa"
 
 # (layer index, query [B, Hq, q, d], key [B, Hkv, kv, d]) -> None; called before attention
 AttentionProbe = Callable[[int, torch.Tensor, torch.Tensor], None]
+
+
+class MemoryBias:
+    """Per layer, the logit bias ``rows[layer]`` ``[kv_heads, n_layer]`` on that layer's first ``n_layer`` cache
+    entries (in the query's dtype); every later entry gets none. One per forward: the causal part of the masks
+    (the same for every layer, as every layer holds the same text after its memories) is built once."""
+
+    def __init__(self, rows: Sequence[torch.Tensor]) -> None:
+        self.rows = rows
+        self._tail: tuple[tuple, torch.Tensor] | None = None
+
+    def mask(self, layer: int, q_len: int, kv_len: int, groups: int) -> torch.Tensor:
+        """The additive mask of ``layer`` for queries packed per kv head: ``[1, kv_heads, groups * q_len, kv_len]``
+        (rows: each query head of the kv head's group, then each query), or ``[1, kv_heads, 1, kv_len]`` for one
+        query, which SDPA broadcasts over the group."""
+        row = self.rows[layer]
+        heads, n = row.shape
+        tail = self._causal(q_len, kv_len - n, groups if q_len > 1 else 1, row)
+        if q_len == 1:
+            return torch.cat([row, tail.expand(heads, -1)], dim=-1)[None, :, None, :]
+        rows = tail.shape[0]
+        return torch.cat([row[:, None, :].expand(heads, rows, n), tail.expand(heads, *tail.shape)], dim=-1)[None]
+
+    def _causal(self, q_len: int, t: int, groups: int, like: torch.Tensor) -> torch.Tensor:
+        """``[groups * q_len, t]``: 0 where query ``i`` may see the ``t`` entries after the memories (the last
+        ``q_len`` are the queries' own), the dtype's minimum where it may not."""
+        key = (q_len, t, groups, like.dtype, like.device)
+        if self._tail is None or self._tail[0] != key:
+            visible = (
+                torch.arange(t, device=like.device)[None, :] <= torch.arange(t - q_len, t, device=like.device)[:, None]
+            )
+            tail = torch.zeros(q_len, t, dtype=like.dtype, device=like.device)
+            tail = tail.masked_fill_(~visible, torch.finfo(like.dtype).min).repeat(groups, 1)
+            self._tail = (key, tail)
+        return self._tail[1]
 
 
 def _biased_sdpa(
@@ -33,28 +72,34 @@ def _biased_sdpa(
     key: torch.Tensor,
     value: torch.Tensor,
     attention_mask: torch.Tensor | None,
-    memory_bias: torch.Tensor | None = None,
+    memory_bias: MemoryBias | None = None,
     attention_probe: AttentionProbe | None = None,
+    phases: Phases | None = None,
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
-    """SDPA attention plus ``memory_bias[layer] [kv_heads, n]`` on this layer's first ``n`` cache columns."""
+    """SDPA attention plus ``memory_bias`` on this layer's first cache columns (none: the model's own SDPA)."""
     if attention_probe is not None:
         attention_probe(module.layer_idx, query, key)
-    if memory_bias is None:
-        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    # One unpadded sequence whose layers may hold different numbers of memory entries: the mask transformers
-    # made for the first layer's length does not fit every layer, so causality is laid out here, per layer.
-    q_len, kv_len = query.shape[2], key.shape[2]
-    groups = query.shape[1] // key.shape[1]
-    bias = memory_bias[module.layer_idx].to(device=query.device, dtype=query.dtype)  # [Hkv, n]
-    full = torch.zeros(1, query.shape[1], q_len, kv_len, dtype=query.dtype, device=query.device)
-    full[0, :, :, : bias.shape[1]] = bias.repeat_interleave(groups, dim=0)[:, None, :]
-    if q_len > 1:
-        rows = torch.arange(q_len, device=query.device)[:, None] + (kv_len - q_len)
-        future = rows < torch.arange(kv_len, device=query.device)[None, :]
-        full = full.masked_fill(future, torch.finfo(query.dtype).min)
-    kwargs.pop("is_causal", None)
-    return sdpa_attention_forward(module, query, key, value, None, is_causal=False, position_bias=full, **kwargs)
+    with timed(phases, "attention"):
+        if memory_bias is None:
+            return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+        # One unpadded sequence whose layers may hold different numbers of memory entries: the mask transformers
+        # made for the first layer's length does not fit every layer, so it is laid out here, per layer.
+        batch, q_heads, q_len, dim = query.shape
+        kv_heads = key.shape[1]
+        groups = q_heads // kv_heads
+        mask = memory_bias.mask(module.layer_idx, q_len, key.shape[2], groups)
+        out = F.scaled_dot_product_attention(
+            query.reshape(
+                batch, kv_heads, groups * q_len, dim
+            ),  # query heads h*groups .. (h+1)*groups - 1 read kv head h
+            key,
+            value,
+            attn_mask=mask,
+            dropout_p=kwargs.get("dropout", 0.0),
+            scale=kwargs.get("scaling"),
+        )
+        return out.reshape(batch, q_heads, q_len, dim).transpose(1, 2).contiguous(), None
 
 
 AttentionInterface.register(IMPLEMENTATION, _biased_sdpa)
@@ -63,9 +108,9 @@ ALL_MASK_ATTENTION_FUNCTIONS.register(IMPLEMENTATION, sdpa_mask)
 
 @contextmanager
 def biased_attention(model_config) -> Iterator[None]:
-    """Inside, a model with ``model_config`` runs :func:`_biased_sdpa` (which reads the ``memory_bias`` and
-    ``attention_probe`` forward kwargs); its own implementation comes back on exit. Callers hold the
-    model's lock (the config is shared state)."""
+    """Inside, a model with ``model_config`` runs :func:`_biased_sdpa` (which reads the ``memory_bias``,
+    ``attention_probe`` and ``phases`` forward kwargs); its own implementation comes back on exit. Callers hold
+    the model's lock (the config is shared state)."""
     previous = model_config._attn_implementation
     model_config._attn_implementation = IMPLEMENTATION
     try:

@@ -2,24 +2,118 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import nn
 from transformers import DynamicCache
+from transformers.cache_utils import Cache, DynamicLayer
 
-from sac_rag.decoding.attention import biased_attention
-from sac_rag.memory.compose import ComposedPrompt, Feed, PlacedMemory, Segment, compose, memory_bias
+from sac_rag.decoding.attention import MemoryBias, biased_attention
+from sac_rag.decoding.phases import Phases, timed
+from sac_rag.memory.chunk import MemoryChunk
+from sac_rag.memory.compose import FIRST_POSITION, ComposedPrompt, Feed, PlacedMemory, Segment, compose
 from sac_rag.memory.rope import RotaryShifter
 
 
-class MemoryCache(DynamicCache):
-    """The decoder's cache. ``memory_bias``: per layer, a ``[kv_heads, n_layer]`` logit bias on that layer's
-    first ``n_layer`` entries (memories and any text between them), or None when no memory carries one.
-    With a bias, layers may hold different numbers of entries (unused padding is left out)."""
+class MemoryLayer(DynamicLayer):
+    """A cache layer that takes memories as pieces (views of their placed K/V) and joins them with the next states
+    it is given in one concatenation: each layer's past is built once, together with the question's own K/V."""
 
-    memory_bias: list[torch.Tensor] | None = None
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def add(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Hold ``keys``, ``values`` ``[1, kv_heads, n, head_dim]`` after the entries already cached."""
+        self.pending.append((keys, values))
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.pending:
+            return super().update(key_states, value_states, *args, **kwargs)
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        held = [(self.keys, self.values)] if self.keys.numel() else []
+        parts = [*held, *self.pending, (key_states, value_states)]
+        self.pending = []
+        self.keys = torch.cat([k for k, _ in parts], dim=-2)
+        self.values = torch.cat([v for _, v in parts], dim=-2)
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return super().get_seq_length() + sum(k.shape[-2] for k, _ in self.pending)
+
+
+class MemoryCache(DynamicCache):
+    """The decoder's cache. Memories enter as per-layer pieces (:meth:`add_memory`) that the next forward joins
+    with its own K/V (:class:`MemoryLayer`). With ``biased`` (the prompt holds memories with a logit bias), it also
+    keeps per layer the bias of that layer's first entries: memories and any text between them, zero where they
+    carry none; layers may then hold different numbers of entries. ``phases``: where a timed run records the
+    cache's own work (joining pieces)."""
+
+    def __init__(self, *, biased: bool = False) -> None:
+        Cache.__init__(self, layer_class_to_replicate=MemoryLayer)  # as DynamicCache, with layers that join pieces
+        self._bias: list[list[torch.Tensor]] | None = [] if biased else None
+        self._covered: list[int] = []
+        self._rows: list[torch.Tensor] | None = None
+        self.phases: Phases | None = None
+
+    def add_memory(self, memory: PlacedMemory) -> None:
+        """Put a placed memory after the entries already cached (no copy until the next forward)."""
+        while len(self.layers) < len(memory.keys):
+            self.layers.append(MemoryLayer())
+        for layer, (keys, values) in enumerate(zip(memory.keys, memory.values)):
+            if self._bias is not None:
+                self._add_bias(layer, keys, None if memory.bias is None else memory.bias[layer])
+            self.layers[layer].add(keys, values)
+        self._rows = None
+
+    def _add_bias(self, layer: int, keys: torch.Tensor, bias: torch.Tensor | None) -> None:
+        if len(self._bias) <= layer:
+            self._bias.append([])
+            self._covered.append(0)
+        heads, entries = keys.shape[1], keys.shape[2]
+        text = self.layers[layer].get_seq_length() - self._covered[layer]  # text fed since the last memory
+        if text:
+            self._bias[layer].append(torch.zeros(heads, text, device=keys.device))
+        self._bias[layer].append(torch.zeros(heads, entries, device=keys.device) if bias is None else bias)
+        self._covered[layer] += text + entries
+
+    def bias_rows(self, dtype: torch.dtype) -> list[torch.Tensor] | None:
+        """Per layer, the bias ``[kv_heads, n_layer]`` of its first ``n_layer`` entries in ``dtype``, made once per
+        prompt (None: no memory with a bias is cached)."""
+        if not self._covered or not self._covered[0]:
+            return None
+        if self._rows is None or self._rows[0].dtype != dtype:
+            self._rows = [torch.cat(pieces, dim=1).to(dtype) for pieces in self._bias]
+        return self._rows
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
+        with timed(self.phases, "cache"):
+            return super().update(key_states, value_states, layer_idx, *args, **kwargs)
+
+
+class SinkCache:
+    """The attention sink's K/V, computed once per decoder state and placed like a memory in every prompt.
+
+    ``state()`` says what the weights are (it changes whenever a weight does), or None when they may change
+    under the caller (a parameter that requires grad, with grad on): the sink is then computed afresh,
+    differentiably. Entries are kept per key (the sink token, the decoder variant, dtype, device, threads)."""
+
+    def __init__(self, state: Callable[[], Hashable | None]) -> None:
+        self.state = state
+        self._entries: dict[Hashable, tuple[Hashable, MemoryChunk]] = {}
+
+    def get(self, key: Hashable, compute: Callable[[], MemoryChunk]) -> MemoryChunk:
+        state = self.state()
+        if state is None:
+            return compute()
+        entry = self._entries.get(key)
+        if entry is None or entry[0] != state:
+            with torch.inference_mode(False), torch.no_grad():  # plain tensors, usable in and out of inference mode
+                entry = self._entries[key] = (state, compute())
+        return entry[1]
 
 
 class MemoryDecoder:
@@ -27,7 +121,8 @@ class MemoryDecoder:
 
     ``decoder_mode`` returns a context manager inside which ``transformer`` runs with the
     compressor's adapter disabled; it is entered per forward call, so a paused stream never
-    leaves the shared weights in decoder mode.
+    leaves the shared weights in decoder mode. ``sinks``: where the attention sink's K/V is kept between
+    prompts (None: computed for each prompt); ``variant``: what else it depends on for this decoder.
     """
 
     def __init__(
@@ -38,6 +133,8 @@ class MemoryDecoder:
         lm_embedding: torch.Tensor,
         shifter: RotaryShifter,
         decoder_mode: Callable[[], AbstractContextManager],
+        sinks: SinkCache | None = None,
+        variant: Hashable = None,
     ) -> None:
         self.transformer = transformer
         self.lm_head = lm_head
@@ -45,6 +142,8 @@ class MemoryDecoder:
         self.lm_embedding = lm_embedding
         self.shifter = shifter
         self.decoder_mode = decoder_mode
+        self.sinks = sinks
+        self.variant = variant
 
     def _embed_feed(self, feed: Feed, device) -> torch.Tensor:
         ids = torch.tensor([t if isinstance(t, int) else 0 for t in feed.items], device=device)
@@ -54,61 +153,81 @@ class MemoryDecoder:
             embeds = torch.where(is_lm[:, None], self.lm_embedding.to(embeds.dtype), embeds)
         return embeds
 
-    def _hidden(self, embeds: torch.Tensor, positions: list[int], cache: MemoryCache) -> torch.Tensor:
+    def _hidden(
+        self, embeds: torch.Tensor, positions: list[int], cache: MemoryCache, phases: Phases | None = None
+    ) -> torch.Tensor:
         pos = torch.tensor([positions], device=embeds.device)
-        with self.decoder_mode():
-            if not cache.memory_bias or not cache.memory_bias[0].shape[1]:  # no biased memory before this text
-                out = self.transformer(inputs_embeds=embeds[None], position_ids=pos, cache=cache, use_cache=True)
-                return out.last_hidden_state[0]
-            with biased_attention(self.transformer.config):
-                out = self.transformer(
-                    inputs_embeds=embeds[None],
-                    position_ids=pos,
-                    cache=cache,
-                    use_cache=True,
-                    memory_bias=cache.memory_bias,
-                )
-            return out.last_hidden_state[0]
+        rows = cache.bias_rows(embeds.dtype)  # None: no biased memory before this text, the model's own attention
+        extra = {} if rows is None else {"memory_bias": MemoryBias(rows)}
+        if phases is not None:
+            extra["phases"] = phases
+        with self.decoder_mode(), biased_attention(self.transformer.config) if extra else nullcontext():
+            out = self.transformer(inputs_embeds=embeds[None], position_ids=pos, cache=cache, use_cache=True, **extra)
+        return out.last_hidden_state[0]
 
     def _forward(self, embeds: torch.Tensor, positions: list[int], cache: MemoryCache) -> torch.Tensor:
         return self.lm_head(self._hidden(embeds, positions, cache)[-1]).float()
 
-    def compose(self, segments: list[Segment]) -> ComposedPrompt:
-        """``segments`` laid out in one position space, memories' keys rotated into place (see
-        :func:`~sac_rag.memory.compose.compose`), in this decoder's dtype and device."""
-        return compose(segments, self.shifter, self.lm_embedding.dtype, self.lm_embedding.device)
+    def sink_memory(self, token_id: int) -> MemoryChunk:
+        """The attention sink as a one-entry memory: the decoder's K/V of ``token_id`` alone at the first position,
+        the same for every prompt (kept in :attr:`sinks` while the weights stay the same)."""
+        if self.sinks is None:
+            return self._run_sink(token_id)
+        key = (token_id, self.variant, self.lm_embedding.dtype, self.lm_embedding.device, torch.get_num_threads())
+        return self.sinks.get(key, lambda: self._run_sink(token_id))
 
-    def run(self, prompt: list[Segment] | ComposedPrompt) -> tuple[MemoryCache, torch.Tensor, Feed]:
+    def _run_sink(self, token_id: int) -> MemoryChunk:
+        feed = Feed([token_id], [FIRST_POSITION])
+        cache = MemoryCache()
+        self._hidden(self._embed_feed(feed, self.lm_embedding.device), feed.positions, cache)
+        keys = torch.stack([layer.keys[0] for layer in cache.layers])
+        values = torch.stack([layer.values[0] for layer in cache.layers])
+        positions = torch.zeros(1, dtype=torch.long, device=keys.device)
+        return MemoryChunk(keys, values, positions, 1, FIRST_POSITION, meta={"kind": "sink"})
+
+    def compose(self, segments: list[Segment], *, phases: Phases | None = None) -> ComposedPrompt:
+        """``segments`` laid out in one position space, memories' keys rotated into place and the attention sink
+        placed like a memory (see :func:`~sac_rag.memory.compose.compose`), in this decoder's dtype and device."""
+
+        def sink(token_id: int) -> MemoryChunk:
+            with timed(phases, "sink"):
+                return self.sink_memory(token_id)
+
+        return compose(segments, self.shifter, self.lm_embedding.dtype, self.lm_embedding.device, sink)
+
+    def run(
+        self, prompt: list[Segment] | ComposedPrompt, *, phases: Phases | None = None
+    ) -> tuple[MemoryCache, torch.Tensor, Feed]:
         """Run the decoder over a prompt, as segments or composed (differentiable unless the caller disables grad).
 
         Returns the filled cache, the final hidden states of the last text/[LM] feed
-        (``[len(feed.items), hidden]``, before the LM head) and that feed.
+        (``[len(feed.items), hidden]``, before the LM head) and that feed. ``phases``: where the time goes
+        (compose, sink, cache, attention, forward: the rest of the decoder's forward passes).
         """
-        composed = prompt if isinstance(prompt, ComposedPrompt) else self.compose(prompt)
+        with timed(phases, "compose"):
+            composed = prompt if isinstance(prompt, ComposedPrompt) else self.compose(prompt, phases=phases)
         device = self.lm_embedding.device
-        cache = MemoryCache()
-        biased = any(isinstance(s, PlacedMemory) and s.bias is not None for s in composed.steps)
-        if biased:
-            layers, heads = next(s.keys.shape[:2] for s in composed.steps if isinstance(s, PlacedMemory))
-            cache.memory_bias = [torch.zeros(heads, 0, device=device) for _ in range(layers)]
+        cache = MemoryCache(biased=any(isinstance(s, PlacedMemory) and s.bias is not None for s in composed.steps))
+        cache.phases = phases
         hidden = None
         for step in composed.steps:
             if isinstance(step, PlacedMemory):
-                if biased:
-                    _add_biased(cache, step)
-                else:
-                    for layer in range(step.keys.shape[0]):
-                        cache.update(step.keys[layer][None], step.values[layer][None], layer)
+                with timed(phases, "cache"):
+                    cache.add_memory(step)
             else:
-                hidden = self._hidden(self._embed_feed(step, device), step.positions, cache)
-                if biased:
-                    _extend_bias(cache, len(step.items))
+                with timed(phases, "forward"):
+                    hidden = self._hidden(self._embed_feed(step, device), step.positions, cache, phases)
+        cache.phases = None
         return cache, hidden, composed.steps[-1]
 
-    def prefill(self, prompt: list[Segment] | ComposedPrompt) -> tuple[MemoryCache, torch.Tensor, int]:
+    def prefill(
+        self, prompt: list[Segment] | ComposedPrompt, *, phases: Phases | None = None
+    ) -> tuple[MemoryCache, torch.Tensor, int]:
         """Build the cache for a prompt; return it, the last position's logits, and the next position id."""
-        cache, hidden, last_feed = self.run(prompt)
-        return cache, self.lm_head(hidden[-1]).float(), last_feed.positions[-1] + 1
+        cache, hidden, last_feed = self.run(prompt, phases=phases)
+        with timed(phases, "head"):
+            logits = self.lm_head(hidden[-1]).float()
+        return cache, logits, last_feed.positions[-1] + 1
 
     @torch.inference_mode()
     def greedy(self, prompt: list[Segment] | ComposedPrompt, max_new_tokens: int, stop_ids: set[int]) -> Iterator[int]:
@@ -125,23 +244,3 @@ class MemoryDecoder:
             embeds = self.embed(torch.tensor([token], device=self.lm_embedding.device))
             logits = self._forward(embeds, [position], cache)
             position += 1
-
-
-def _add_biased(cache: MemoryCache, memory: PlacedMemory) -> None:
-    """Put a memory into a cache whose entries carry a bias, layer by layer, leaving out the padding columns
-    that no head of that layer uses (so a layer whose heads keep few entries gets a short cache)."""
-    bias = memory_bias(memory)
-    layers = []
-    for layer in range(memory.keys.shape[0]):
-        used = torch.isfinite(bias[layer]).any(dim=0)
-        keys, values, layer_bias = memory.keys[layer], memory.values[layer], bias[layer]
-        if not bool(used.all()):
-            keys, values, layer_bias = keys[:, used], values[:, used], layer_bias[:, used]
-        cache.update(keys[None], values[None], layer)
-        layers.append(layer_bias)
-    cache.memory_bias = [torch.cat(pair, dim=1) for pair in zip(cache.memory_bias, layers)]
-
-
-def _extend_bias(cache: MemoryCache, tokens: int) -> None:
-    """Text fed into a cache with biased memories: zero bias on its entries (they count when memories follow)."""
-    cache.memory_bias = [torch.nn.functional.pad(b, (0, tokens)) for b in cache.memory_bias]

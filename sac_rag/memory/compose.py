@@ -1,7 +1,7 @@
 """Lay memories and text out in one position space (SAC_SPEC sections 8 and 12).
 
-A prompt is a list of segments: MemoryChunks, token-id lists and the learned [LM] embedding.
-Position ids start at 1 (as in the official context, whose BOS is at position 1). A memory of
+A prompt is a list of segments: MemoryChunks, token-id lists, the learned [LM] embedding and the attention
+sink. Position ids start at 1 (as in the official context, whose BOS is at position 1). A memory of
 ``length`` tokens placed at ``p`` covers ``p .. p + length - 1``; its keys are rotated there. [LM]
 shares the position of the token before it (the official layout puts it at L, the last context
 token's position); text continues after.
@@ -9,6 +9,7 @@ token's position); text continues after.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -42,12 +43,8 @@ class Sink:
 
 Segment = MemoryChunk | list | LMMarker | Sink
 
-
-@dataclass
-class PlacedMemory:
-    keys: torch.Tensor  # [layers, kv, n, d], rotated to their place
-    values: torch.Tensor
-    bias: torch.Tensor | None = None  # [layers, kv, n] logit bias (float32), None: no bias
+#: The decoder's K/V of a sink token alone at :data:`FIRST_POSITION`, as a one-entry memory.
+SinkMemory = Callable[[int], MemoryChunk]
 
 
 @dataclass
@@ -58,15 +55,59 @@ class Feed:
     positions: list[int]
 
 
+class SinkFeed(Feed):
+    """The attention sink as :func:`layout` gives it: its token at :data:`FIRST_POSITION`, fed on its own.
+    :func:`compose` places the decoder's K/V of it like a memory instead, when it is given them."""
+
+
+@dataclass
+class PlacedMemory:
+    """One memory (or the attention sink) placed in the position space, as the decoder's cache takes it.
+
+    Per layer: ``keys`` and ``values`` ``[1, kv_heads, n_layer, head_dim]`` (keys rotated into place; in the
+    decoder's dtype and device; views of one tensor, which the cache joins with the next text's K/V in one
+    concatenation per layer) and, for a memory with a logit bias, ``bias`` ``[kv_heads, n_layer]`` (float32;
+    None: no bias). A biased memory leaves out, per layer, the padding columns that no head of that layer
+    uses, so its layers may hold different numbers of entries.
+    """
+
+    keys: tuple[torch.Tensor, ...]
+    values: tuple[torch.Tensor, ...]
+    bias: tuple[torch.Tensor, ...] | None = None
+
+
 def place(chunk: MemoryChunk, position: int, shifter: RotaryShifter, dtype: torch.dtype, device) -> PlacedMemory:
     """The chunk's K/V with keys rotated so that its first token sits at ``position``."""
-    keys = shifter.shift(chunk.keys.to(device), position - chunk.offset)
-    bias = None if chunk.bias is None else chunk.bias.to(device=device, dtype=torch.float32)
-    return PlacedMemory(keys.to(dtype), chunk.values.to(device=device, dtype=dtype), bias)
+    delta = position - chunk.offset
+    if chunk.bias is not None:
+        return _place_biased(chunk, delta, shifter, dtype, device)
+    keys = shifter.shift(chunk.keys.to(device), delta).to(dtype)
+    values = chunk.values.to(device=device, dtype=dtype)
+    return PlacedMemory(keys.unsqueeze(1).unbind(0), values.unsqueeze(1).unbind(0))
+
+
+def _place_biased(chunk: MemoryChunk, delta: int, shifter: RotaryShifter, dtype: torch.dtype, device) -> PlacedMemory:
+    """A biased chunk's entries, per layer only the columns that some head of the layer uses: they are gathered
+    first (one gather per tensor, in (layer, head, column) order), so that only they are rotated and later read."""
+    bias = chunk.bias.to(device)
+    layers, heads, n, dim = chunk.keys.shape
+    used = torch.isfinite(bias).any(dim=1)  # [layers, n]
+    widths = used.sum(-1).tolist()
+    rows = used[:, None, :].expand(layers, heads, n).reshape(-1).nonzero().squeeze(1)
+    keys = shifter.shift(chunk.keys.to(device).reshape(-1, dim).index_select(0, rows), delta).to(dtype)
+    values = chunk.values.to(device).reshape(-1, dim).index_select(0, rows).to(dtype)
+    bias = bias.reshape(-1).index_select(0, rows).to(torch.float32)
+    sizes = [heads * w for w in widths]
+    return PlacedMemory(
+        tuple(t.view(1, heads, w, dim) for t, w in zip(keys.split(sizes), widths)),
+        tuple(t.view(1, heads, w, dim) for t, w in zip(values.split(sizes), widths)),
+        tuple(t.view(heads, w) for t, w in zip(bias.split(sizes), widths)),
+    )
 
 
 def layout(segments: list[Segment]) -> list[tuple[Segment, int]]:
-    """Each segment with the position id of its first element; consecutive text/[LM] merged into Feeds."""
+    """Each segment with the position id of its first element; consecutive text/[LM] merged into Feeds
+    (the sink is a :class:`SinkFeed` of its own)."""
     steps: list = []
     p = FIRST_POSITION
     for seg in segments:
@@ -77,8 +118,9 @@ def layout(segments: list[Segment]) -> list[tuple[Segment, int]]:
         if isinstance(seg, Sink):
             if steps:
                 raise ValueError("an attention sink must open the prompt")
-            items, positions = [seg.token_id], [FIRST_POSITION]
-        elif isinstance(seg, LMMarker):
+            steps.append((SinkFeed([seg.token_id], [FIRST_POSITION]), FIRST_POSITION))
+            continue
+        if isinstance(seg, LMMarker):
             items, positions = [LM], [max(p - 1, FIRST_POSITION)]
         else:
             items = [int(t) for t in seg]
@@ -86,7 +128,7 @@ def layout(segments: list[Segment]) -> list[tuple[Segment, int]]:
             p += len(items)
         if not items:
             continue
-        if steps and isinstance(steps[-1][0], Feed):
+        if steps and type(steps[-1][0]) is Feed:
             steps[-1][0].items.extend(items)
             steps[-1][0].positions.extend(positions)
         else:
@@ -96,53 +138,34 @@ def layout(segments: list[Segment]) -> list[tuple[Segment, int]]:
 
 @dataclass
 class ComposedPrompt:
-    """A prompt as the decoder reads it: text/[LM] feeds and memories placed in one position space, each run
-    of consecutive memories rotated into place and concatenated. ``length``: the positions it covers;
-    ``memories``: how many memories it holds."""
+    """A prompt as the decoder reads it: text/[LM] feeds and memories (the sink among them) placed in one position
+    space. ``length``: the positions it covers; ``memories``: how many memories it holds."""
 
     steps: list[PlacedMemory | Feed]
     length: int
     memories: int
 
 
-def compose(segments: list[Segment], shifter: RotaryShifter, dtype: torch.dtype, device) -> ComposedPrompt:
-    """Lay ``segments`` out (:func:`layout`) and place every memory (:func:`place`)."""
+def compose(
+    segments: list[Segment], shifter: RotaryShifter, dtype: torch.dtype, device, sink: SinkMemory | None = None
+) -> ComposedPrompt:
+    """Lay ``segments`` out (:func:`layout`) and place every memory (:func:`place`); with ``sink``, the attention
+    sink too (its K/V from ``sink``, at the first position), else it stays a feed for the decoder to run."""
     steps = layout(segments)
     if not steps:
         raise ValueError("the prompt is empty: give text or memories to decode from")
     if isinstance(steps[-1][0], MemoryChunk):
         raise ValueError("a prompt must end with text or [LM] after its last memory")
     out: list[PlacedMemory | Feed] = []
-    pending: list[PlacedMemory] = []
     for seg, position in steps:
         if isinstance(seg, MemoryChunk):
-            pending.append(place(seg, position, shifter, dtype, device))
-            continue
-        if pending:
-            out.append(_concat(pending))
-            pending = []
-        out.append(seg)
+            out.append(place(seg, position, shifter, dtype, device))
+        elif isinstance(seg, SinkFeed) and sink is not None:
+            out.append(place(sink(seg.items[0]), FIRST_POSITION, shifter, dtype, device))
+        else:
+            out.append(seg)
     memories = sum(isinstance(s, MemoryChunk) for s in segments)
     return ComposedPrompt(out, composed_length(segments), memories)
-
-
-def _concat(memories: list[PlacedMemory]) -> PlacedMemory:
-    """Consecutive placed memories as one (one ``cat`` per run, not one per memory)."""
-    if len(memories) == 1:
-        return memories[0]
-    bias = None
-    if any(m.bias is not None for m in memories):
-        bias = torch.cat([memory_bias(m) for m in memories], dim=2)
-    return PlacedMemory(
-        torch.cat([m.keys for m in memories], dim=2), torch.cat([m.values for m in memories], dim=2), bias
-    )
-
-
-def memory_bias(memory: PlacedMemory) -> torch.Tensor:
-    """``memory``'s logit bias ``[layers, kv, n]`` (zeros for a memory without one)."""
-    if memory.bias is not None:
-        return memory.bias
-    return torch.zeros(memory.keys.shape[:3], dtype=torch.float32, device=memory.keys.device)
 
 
 def composed_length(segments: list[Segment]) -> int:

@@ -51,8 +51,11 @@ class RotaryShifter:
             return keys
         angles = float(delta) * self.inv_freq.to(keys.device)
         cos = torch.cat([angles.cos(), angles.cos()]).float()
-        sin = torch.cat([angles.sin(), angles.sin()]).float()
+        sin = angles.sin().float()
         k = keys.float()
         half = k.shape[-1] // 2
-        rotated = torch.cat([-k[..., half:], k[..., :half]], dim=-1)
-        return (k * cos + rotated * sin).to(keys.dtype)
+        # k * cos + rotate_half(k) * sin, rounded the same way, with one full-size temporary instead of four
+        out = k * cos
+        out[..., :half] -= k[..., half:] * sin
+        out[..., half:] += k[..., :half] * sin
+        return out.to(keys.dtype)
