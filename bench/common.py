@@ -120,6 +120,23 @@ def timed_answer(decoder, segments: list, new_tokens: int) -> Callable[[], tuple
     return run
 
 
+def timed_prefill(decoder, segments: list) -> Callable[[], dict[str, float]]:
+    """A run that prefills and picks the first greedy token: thread CPU seconds per phase (the decoder's
+    :class:`~sac_rag.decoding.phases.Phases`, plus ``sample``) and ``total``, the whole call's."""
+    from sac_rag.decoding.phases import Phases
+
+    def run() -> dict[str, float]:
+        phases = Phases()
+        t0 = time.thread_time()
+        with torch.inference_mode():
+            _, logits, _ = decoder.prefill(segments, phases=phases)
+            with phases.phase("sample"):
+                int(torch.argmax(logits))
+        return {**phases.seconds, "total": time.thread_time() - t0}
+
+    return run
+
+
 def answer_times(name: str, times: Sequence[tuple[float, float]], new_tokens: int) -> dict[str, float]:
     """Medians of :func:`timed_answer` runs: TTFT and total in ms, decode speed in tokens/s."""
     return {

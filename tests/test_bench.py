@@ -21,9 +21,15 @@ def setup():
 
 def test_ttft_rows(setup):
     model, texts = setup
-    rows = ttft.measure(model, texts, ks=[1, 3], new_tokens=3, repeats=1)
+    rows, parts = ttft.measure(model, texts, ks=[1, 3], new_tokens=3, repeats=1)
     assert [r["k"] for r in rows] == [1, 3]
     assert all(r["ttft_ms_sac"] > 0 and r["ttft_raw_over_sac"] > 0 and r["decode_tok_s_raw"] > 0 for r in rows)
+    assert [(p["k"], p["method"]) for p in parts] == [(k, m) for k in (1, 3) for m in ("question", *ttft.KINDS)]
+    for p in parts:  # the phases add up to the whole, give or take the bookkeeping between them
+        assert p["forward_ms"] > 0 and p["attention_ms"] > 0 and p["head_ms"] > 0
+        assert sum(p[f"{name}_ms"] for name in ttft.PHASES) == pytest.approx(p["total_ms"], rel=0.25)
+    assert all(p["sink_ms"] == 0 for p in parts)  # the tiny model reads its memories without a sink
+    assert rows[1]["cpu_compact_over_question"] == rows[1]["cpu_ms_compact"] / rows[1]["cpu_ms_question"]
 
 
 def test_nbytes_match_the_codec_and_the_budgets(setup):
