@@ -1,4 +1,4 @@
-"""Greedy decoding from a prompt of memories, text and [LM] (SAC_SPEC section 8)."""
+"""Greedy decoding from a prompt of memories, text and [LM] (docs/sac.md section 8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Lay memories and text out in one position space (SAC_SPEC sections 8 and 12).
+"""Lay memories and text out in one position space (docs/sac.md sections 8 and 12).
 
 A prompt is a list of segments: MemoryChunks, token-id lists, the learned [LM] embedding and the attention
 sink. Position ids start at 1 (as in the official context, whose BOS is at position 1). A memory of
