@@ -54,14 +54,25 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
-def atomic_write_dir(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Fill a fresh temporary directory with ``write(tmp_dir)``, then swap it in for ``path``."""
-    path = Path(path)
+def _filled_temp_dir(path: Path, write: Callable[[Path], None]) -> Path:
+    """A fresh temporary directory beside ``path``, filled by ``write`` and given ``path``'s permissions
+    (removed again if ``write`` fails)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         write(tmp)
         os.chmod(tmp, _mode(path, directory=True))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return tmp
+
+
+def atomic_write_dir(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Fill a fresh temporary directory with ``write(tmp_dir)``, then swap it in for ``path``."""
+    path = Path(path)
+    tmp = _filled_temp_dir(path, write)
+    try:
         if path.exists():
             old = path.with_name(f".{path.name}.old.{os.getpid()}")
             os.replace(path, old)
@@ -81,11 +92,8 @@ def atomic_create_dir(path: str | Path, write: Callable[[Path], None]) -> None:
     process created it first), nothing is replaced and :class:`FileExistsError` is raised.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = _filled_temp_dir(path, write)
     try:
-        write(tmp)
-        os.chmod(tmp, _mode(path, directory=True))
         os.rename(tmp, path)  # replaces an empty directory; fails on anything else
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
