@@ -10,30 +10,16 @@ text; then the stored memory is the memory of what is shown, whatever the id's o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from sac_rag.memory.chunk import MemoryChunk
+from sac_rag.store.protocol import PassageStore
 
-
-class StoredPassage(Protocol):
-    """What the session reads of a stored passage (``sac_rag.store.PassageRow`` fits)."""
-
-    text: str
+#: The memory store a session takes (``SACSession(store=...)``, exported by ``sac_rag.bridge``): the store
+#: layer's one protocol, which a single store and a sharded one both satisfy.
+MemoryStoreLike = PassageStore
 
 
-@runtime_checkable
-class MemoryStoreLike(Protocol):
-    """What a session needs from a memory store (``sac_rag.store.MemoryStore`` fits).
-
-    ``get`` and ``memories`` raise ``ValueError`` for an id that is malformed or not in the store.
-    """
-
-    def get(self, ids: Sequence[int]) -> Sequence[StoredPassage]: ...
-
-    def memories(self, ids: Sequence[int]) -> list[MemoryChunk]: ...
-
-
-def stored_text(store: MemoryStoreLike, store_id: Any) -> str | None:
+def stored_text(store: PassageStore, store_id: Any) -> str | None:
     """The text ``store`` holds under ``store_id``; None when the id is malformed or not in the store."""
     if store_id is None or isinstance(store_id, bool):
         return None
@@ -43,7 +29,7 @@ def stored_text(store: MemoryStoreLike, store_id: Any) -> str | None:
         return None
 
 
-def verified_store_ids(store: MemoryStoreLike, texts: Sequence[str | None], store_ids: Sequence[Any]) -> dict[int, int]:
+def verified_store_ids(store: PassageStore, texts: Sequence[str | None], store_ids: Sequence[Any]) -> dict[int, int]:
     """``{index: store id}`` for the passages whose store id names a stored passage with exactly their text."""
     verified = {}
     for i, (text, store_id) in enumerate(zip(texts, store_ids, strict=True)):

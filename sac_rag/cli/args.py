@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sac_rag.config import MEMORY_KINDS
 from sac_rag.store import MEMORY_DTYPES as STORE_DTYPES
+from sac_rag.store.validate import check_query
 
 MEMORY_DTYPES = tuple(STORE_DTYPES)  # the --memory-dtype choices: the store codec's names
 
@@ -62,6 +63,15 @@ def at_least(low: int) -> Callable[[str], int]:
 positive_int = at_least(1)
 #: A passage id, as stores keep them: an integer in [0, 2**63).
 store_id = integer(0, 2**63 - 1)
+
+
+def question(text: str) -> str:
+    """An argparse ``type`` for a question: the store's own check of a query (a non-empty string of valid
+    Unicode), at the command's entry, so a bad question stops the command before any store or model opens."""
+    try:
+        return check_query(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def embedder_spec(text: str) -> str:

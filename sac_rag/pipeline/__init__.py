@@ -1,4 +1,4 @@
-"""The RAG pipeline: retrieve passages from a MemoryStore, compose their SAC memories, answer."""
+"""The RAG pipeline: retrieve passages from a store (single or sharded), compose their SAC memories, answer."""
 
 from sac_rag.pipeline.rag import SACRAG, Figures, RAGResult
 

@@ -13,8 +13,8 @@ from sac_rag.decoding.text import TextStream
 from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.memory.geometry import full_kv_nbytes
 from sac_rag.model import SACModel
-from sac_rag.store import Hit, MemoryStore
-from sac_rag.store.validate import check_k, check_positive, check_query
+from sac_rag.store import Hit, PassageStore
+from sac_rag.store.validate import check_positive, compressor_mismatch
 
 
 @dataclass
@@ -63,24 +63,25 @@ class RAGResult:
 
 
 class SACRAG:
-    """Retrieval-augmented answering over a :class:`MemoryStore` of SAC memories.
+    """Retrieval-augmented answering over a store of SAC memories (a :class:`~sac_rag.store.PassageStore`: a
+    :class:`~sac_rag.store.MemoryStore` or a sharded store, as :func:`sac_rag.scale.open_store` opens them).
 
     ``query`` answers from the stored memories of the top ``k`` passages (or, with
     ``raw_text=True``, from the same passages as plain text, for comparison); ``stream`` yields the
-    answer in pieces and leaves the full result in :attr:`last_result`.
+    answer in pieces and leaves the full result in :attr:`last_result`. ``model`` defaults to the one
+    the store was opened with.
     """
 
     def __init__(
-        self, store: MemoryStore, model: SACModel | None = None, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+        self, store: PassageStore, model: SACModel | None = None, *, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     ) -> None:
         self.store = store
         self.model = model if model is not None else store.model
         if self.model is None:
             raise ValueError("SACRAG needs the SACModel the store was built with")
-        if self.model.fingerprint != store.fingerprint:
-            raise ValueError(
-                f"the store's memories come from compressor {store.fingerprint}, the model is {self.model.fingerprint}"
-            )
+        mismatch = compressor_mismatch(self.model, store.fingerprint)
+        if mismatch:
+            raise ValueError(f"{store.path}: {mismatch}")
         self.max_new_tokens = check_positive(max_new_tokens, "max_new_tokens")
         self.last_result: RAGResult | None = None
 
@@ -95,16 +96,18 @@ class SACRAG:
     def stream(
         self, question: str, k: int = 5, *, raw_text: bool = False, max_new_tokens: int | None = None
     ) -> Iterator[str]:
-        """Yield the answer in text pieces as it is generated; then :attr:`last_result` holds the result."""
-        check_query(question)
-        check_k(k)
-        n = self._n(max_new_tokens)  # checked before anything runs
-        if len(self.store) == 0:
-            raise ValueError(f"the store {self.store.path} is empty: index some passages first")
+        """Yield the answer in text pieces as it is generated; then :attr:`last_result` holds the result.
+
+        The store's ``search`` checks ``question`` and ``k`` (the one place a query is checked), before the
+        model runs.
+        """
+        n = self._n(max_new_tokens)
         figures = Figures(mode="raw_text" if raw_text else "sac")
         t0 = time.perf_counter()
         sources = self.store.search(question, k)
         figures.retrieval_s = time.perf_counter() - t0
+        if not sources and len(self.store) == 0:
+            raise ValueError(f"the store {self.store.path} is empty: index some passages first")
         figures.passages = len(sources)
         if raw_text:
             prompt, memories = self._raw_prompt(question, sources, figures), None

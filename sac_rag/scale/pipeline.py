@@ -23,13 +23,13 @@ from sac_rag.config import CONFIG_NAME
 from sac_rag.corpus import Passages, read_documents, to_passages
 from sac_rag.corpus.passages import DEFAULT_PASSAGE_TOKENS
 from sac_rag.scale.merge import PartMerger
+from sac_rag.scale.open import open_store
 from sac_rag.scale.plan import Plan, make_plan
 from sac_rag.scale.recipe import EmbedderSpec, ModelSpec, Recipe
 from sac_rag.scale.sharded import ShardedStore
 from sac_rag.scale.worker import UnitWriter
-from sac_rag.store import MemoryStore
+from sac_rag.store import MemoryStore, store_kind
 from sac_rag.store.codec import DEFAULT_MEMORY_DTYPE, dtype_name
-from sac_rag.store.layout import MANIFEST
 from sac_rag.store.validate import Record, records
 
 STAGING = ".scale-staging"
@@ -106,10 +106,9 @@ def _worker_recipe(recipe: Recipe, sac, staging: Path) -> Recipe:
 
 def _open_target(path: Path, shards: int, model, embedder: EmbedderSpec, memory_dtype) -> list[MemoryStore]:
     """The store parts to write: an existing store's (its layout wins), else new ones."""
-    if ShardedStore.is_sharded(path):
-        return ShardedStore.open(path, model, embedder).parts
-    if (path / MANIFEST).is_file():
-        return [MemoryStore.open(path, model, embedder)]
+    if store_kind(path) is not None:
+        store = open_store(path, model, embedder)
+        return store.parts if isinstance(store, ShardedStore) else [store]
     if shards > 1:
         return ShardedStore.create(path, model, embedder, memory_dtype, parts=shards).parts
     return [MemoryStore.create(path, model, embedder, memory_dtype)]

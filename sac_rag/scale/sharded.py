@@ -27,12 +27,12 @@ from sac_rag.io import atomic_write_dir, atomic_write_text
 from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.scale import ivf
 from sac_rag.scale.plan import part_of
-from sac_rag.store import Hit, MemoryStore, PassageRow, RepairReport, StoreError, VerifyReport
-from sac_rag.store.layout import MANIFEST
+from sac_rag.store import Hit, MemoryStore, PassageRow, RepairReport, StoreError, VerifyReport, store_kind
+from sac_rag.store.layout import MANIFEST, SHARDED, not_a_store
 from sac_rag.store.manifest import Manifest
 from sac_rag.store.validate import check_ids, check_k, check_query
 
-LAYOUT = "sharded.json"
+LAYOUT = SHARDED  # sharded.json: its name lives with the store's other file names (sac_rag/store/layout.py)
 FORMAT = "sac_rag.sharded/1"
 IVF_DIR = "ivf"
 
@@ -64,7 +64,7 @@ def _map(fn: Callable, jobs: list[tuple], parallel: bool | None) -> list:
 
 
 class ShardedStore:
-    """Parts of one store, answered as one: ``search``, ``memories``, ``get`` with the MemoryStore API."""
+    """Parts of one store, answered as one: a :class:`~sac_rag.store.PassageStore`, as a MemoryStore is."""
 
     def __init__(self, path: Path, parts: list[MemoryStore], layout: dict, nprobe: int = 16) -> None:
         self.path = path
@@ -76,7 +76,7 @@ class ShardedStore:
     # ------------------------------------------------------------------ create / open
     @staticmethod
     def is_sharded(path: str | Path) -> bool:
-        return (Path(path) / LAYOUT).is_file()
+        return store_kind(path) == "sharded"
 
     @classmethod
     def create(
@@ -115,8 +115,11 @@ class ShardedStore:
     ) -> ShardedStore:
         """Open every part (each refuses another compressor or embedder, as MemoryStore.open does)."""
         path = Path(path)
-        if not cls.is_sharded(path):
-            raise FileNotFoundError(f"no sharded sac_rag store at {path}: {path / LAYOUT} is missing")
+        kind = store_kind(path)
+        if kind == "single":
+            raise StoreError(f"{path} is a single store, not a sharded one: open it with sac_rag.scale.open_store")
+        if kind is None:
+            raise FileNotFoundError(not_a_store(path))
         layout = json.loads((path / LAYOUT).read_text(encoding="utf-8"))
         if layout.get("format") != FORMAT:
             raise StoreError(f"{path / LAYOUT}: format {layout.get('format')!r}, this sac_rag reads {FORMAT!r}")

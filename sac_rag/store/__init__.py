@@ -1,9 +1,16 @@
-"""The memory store: passages with FAISS embeddings and reusable SAC anchor-KV memories on disk."""
+"""The memory store: passages with FAISS embeddings and reusable SAC anchor-KV memories on disk.
+
+``PassageStore`` is what a single store and a sharded one (``sac_rag.scale.ShardedStore``) both answer;
+``store_kind`` tells which is on disk, and ``sac_rag.scale.open_store`` opens either (it lives one floor up,
+where both classes can be imported).
+"""
 
 from sac_rag.store.codec import DEFAULT_MEMORY_DTYPE, MEMORY_DTYPES
 from sac_rag.store.errors import StoreCorrupted, StoreError, StoreExists, StoreMismatch
 from sac_rag.store.inspect import VerifyReport
+from sac_rag.store.layout import store_kind
 from sac_rag.store.manifest import PassageRow
+from sac_rag.store.protocol import PassageStore
 from sac_rag.store.repair import RepairReport
 from sac_rag.store.store import Hit, MemoryStore
 
@@ -13,10 +20,12 @@ __all__ = [
     "Hit",
     "MemoryStore",
     "PassageRow",
+    "PassageStore",
     "RepairReport",
     "StoreCorrupted",
     "StoreError",
     "StoreExists",
     "StoreMismatch",
     "VerifyReport",
+    "store_kind",
 ]

@@ -13,10 +13,13 @@ import errno
 import os
 import stat
 from pathlib import Path
+from typing import Literal
 
 from sac_rag.store.errors import StoreCorrupted
 
 MANIFEST = "manifest.sqlite"
+#: The layout file of a sharded store (:class:`sac_rag.scale.ShardedStore`: parts, each a store of its own).
+SHARDED = "sharded.json"
 SHARDS = "shards"
 INDEX = "index"
 LOCK = "write.lock"
@@ -25,6 +28,30 @@ SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 #: The store's own directories, and the files beside them that it writes (the lock file may be missing).
 DIRECTORIES = (SHARDS, INDEX)
 REPAIR = "`sac-rag verify --store {store} --repair` fixes it"
+
+
+def store_kind(path: str | Path) -> Literal["single", "sharded"] | None:
+    """What is on disk at ``path``: a single store (``"single"``: its manifest), a sharded one (``"sharded"``:
+    its layout file), or neither (``None``). :func:`sac_rag.scale.open_store` opens either."""
+    path = Path(path)
+    if (path / SHARDED).is_file():
+        return "sharded"
+    if os.path.lexists(path / MANIFEST):
+        return "single"
+    return None
+
+
+def not_a_store(path: str | Path) -> str:
+    """Why there is no store of either kind at ``path``, with what to do."""
+    path = Path(path)
+    if not os.path.lexists(path):
+        return f"no sac_rag store at {path} (create one with `sac-rag index FILES --store {path}`)"
+    if not path.is_dir():
+        return f"no sac_rag store at {path}: it is a file, and a store is a directory"
+    return (
+        f"no sac_rag store at {path}: it holds neither {MANIFEST} (a store) nor {SHARDED} (a sharded store); "
+        "a store is a directory made by `sac-rag index FILES --store DIR`"
+    )
 
 
 def entry_problem(path: Path, kind: str) -> str | None:

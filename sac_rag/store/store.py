@@ -37,12 +37,20 @@ from sac_rag.store.digest import content_hash
 from sac_rag.store.errors import ShardMissing, StoreCorrupted, StoreError, StoreExists, StoreMismatch
 from sac_rag.store.index_cache import IndexCache
 from sac_rag.store.inspect import VerifyReport, store_stats, verify_store
-from sac_rag.store.layout import INDEX, LOCK, MANIFEST, SHARDS, discard, layout_problems
+from sac_rag.store.layout import INDEX, LOCK, MANIFEST, SHARDS, discard, layout_problems, not_a_store, store_kind
 from sac_rag.store.lock import WriterLock
 from sac_rag.store.manifest import Manifest, MemoryRow, PassageRow
 from sac_rag.store.repair import RepairReport, repair_store
 from sac_rag.store.shards import ShardReader, tensors_crc, write_shard
-from sac_rag.store.validate import Record, check_ids, check_k, check_positive, check_query, records
+from sac_rag.store.validate import (
+    Record,
+    check_ids,
+    check_k,
+    check_positive,
+    check_query,
+    compressor_mismatch,
+    records,
+)
 
 if TYPE_CHECKING:
     from sac_rag.model import SACModel
@@ -58,23 +66,16 @@ class Hit:
     metadata: dict = field(default_factory=dict)
 
 
-def _not_a_store(path: Path) -> str:
-    """Why there is no store at ``path``, with what to do."""
-    if not os.path.lexists(path):
-        return f"no sac_rag store at {path} (create one with `sac-rag index FILES --store {path}`)"
-    if not path.is_dir():
-        return f"no sac_rag store at {path}: it is a file, and a store is a directory"
-    return (
-        f"no sac_rag store at {path}: {path / MANIFEST} is missing (a store is a directory made by "
-        f"`sac-rag index FILES --store DIR`)"
-    )
-
-
 def _check_new_store_path(path: Path) -> None:
     """Raise unless a store can be created at ``path`` (missing, or an empty directory, under directories)."""
     blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
     if blocking is not None:
         raise StoreError(f"cannot create a store at {path}: {blocking} is a file, not a directory")
+    if store_kind(path) == "sharded":
+        raise StoreExists(
+            f"cannot create a store at {path}: it is a sharded store; add passages to it with "
+            f"`sac-rag index FILES --store {path} --ray` (sac_rag.scale.index_with_ray)"
+        )
     if os.path.lexists(path / MANIFEST):
         raise StoreExists(f"{path} already exists and holds {MANIFEST}: open it instead (MemoryStore.open)")
     if os.path.lexists(path) and (not path.is_dir() or any(path.iterdir())):
@@ -179,7 +180,9 @@ class MemoryStore:
         path = Path(path)
         manifest_path = path / MANIFEST
         if not os.path.lexists(manifest_path):
-            raise FileNotFoundError(_not_a_store(path))
+            if store_kind(path) == "sharded":
+                raise StoreError(f"{path} is a sharded store, not a single one: open it with sac_rag.scale.open_store")
+            raise FileNotFoundError(not_a_store(path))
         manifest = Manifest(manifest_path)
         try:
             if manifest.check_format():
@@ -212,17 +215,21 @@ class MemoryStore:
         *,
         max_passage_tokens: int | None = None,
     ) -> MemoryStore:
-        """Open the store at ``path`` if there is one, else create it (``memory_dtype`` None: the codec's default).
+        """Open the store at ``path`` if there is one, else create it (``memory_dtype`` None: the codec's default);
+        the store's :attr:`created` says which.
 
-        A ``memory_dtype`` other than an existing store's is an error, as is ``max_passage_tokens``
-        above its limit: a store keeps the dtype and limit it was created with.
+        ``max_passage_tokens`` is the longest passage the caller will add: a new store takes passages of that
+        many tokens and at least :meth:`default_max_passage_tokens`. A ``memory_dtype`` other than an existing
+        store's is an error, as is an existing store whose limit is below ``max_passage_tokens``: a store keeps
+        the dtype and limit it was created with.
         """
         wanted = None if memory_dtype is None else dtype_name(memory_dtype)
         if not os.path.lexists(Path(path) / MANIFEST):
+            limit = max_passage_tokens
+            if limit is not None and model is not None:
+                limit = max(check_positive(limit, "max_passage_tokens"), cls.default_max_passage_tokens(model))
             try:
-                return cls.create(
-                    path, model, embedder, wanted or DEFAULT_MEMORY_DTYPE, max_passage_tokens=max_passage_tokens
-                )
+                return cls.create(path, model, embedder, wanted or DEFAULT_MEMORY_DTYPE, max_passage_tokens=limit)
             except StoreExists:
                 if not os.path.lexists(Path(path) / MANIFEST):
                     raise
@@ -242,16 +249,10 @@ class MemoryStore:
 
     def _mismatches(self) -> list[str]:
         found = []
-        stored_fp = self._manifest.meta("fingerprint")
-        if self.model is not None and self.model.fingerprint != stored_fp:
-            other = "sac" if self.model.config.memory_kind == "compact" else "compact"
-            hint = ""
-            if self.model.memory_fingerprint(other) == stored_fp:
-                hint = f": the store holds {other} memories, load the model with memory_kind={other!r} (--memory-kind)"
-            found.append(
-                f"its memories were made by {stored_fp} ({self._manifest.meta('model')}), "
-                f"the model given makes {self.model.config.memory_kind} memories {self.model.fingerprint}{hint}"
-            )
+        if self.model is not None:
+            problem = compressor_mismatch(self.model, self.fingerprint, self._manifest.meta("model"))
+            if problem:
+                found.append(problem)
         if self._embedder_spec is not None:
             name = resolve_embedder(self._embedder_spec).name
             if name != self._manifest.meta("embedder"):

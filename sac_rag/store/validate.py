@@ -93,3 +93,19 @@ def check_query(query: object) -> str:
 
 def check_k(k: object) -> int:
     return check_positive(k, "k")
+
+
+def compressor_mismatch(model, fingerprint: str, made_by: str | None = None) -> str | None:
+    """Why memories made by the compressor ``fingerprint`` (of the base model ``made_by``) are not ``model``'s
+    (a :class:`~sac_rag.SACModel`), naming the ``memory_kind`` to load it with when it makes the other kind of
+    memory; None when they are its own."""
+    if model.fingerprint == fingerprint:
+        return None
+    kind = model.config.memory_kind
+    other = "sac" if kind == "compact" else "compact"
+    hint = ""
+    if model.memory_fingerprint(other) == fingerprint:
+        hint = f": the store holds {other} memories, load the model with memory_kind={other!r} (--memory-kind)"
+    source = f" ({made_by})" if made_by else ""
+    given = f"the model given is compressor {model.fingerprint} ({kind})"
+    return f"its memories were made by {fingerprint}{source}, {given}{hint}"

@@ -6,13 +6,13 @@ import argparse
 import json
 import sys
 
-from sac_rag.cli.args import add_json_flag, add_model_flags, embedder_spec, positive_int
+from sac_rag.cli.args import add_json_flag, add_model_flags, embedder_spec, positive_int, question
 from sac_rag.config import DEFAULT_MAX_NEW_TOKENS
 
 
 def register(sub) -> None:
     p = sub.add_parser("ask", help="answer a question from a store's passage memories")
-    p.add_argument("question")
+    p.add_argument("question", type=question, help="the question (checked here, before anything opens)")
     p.add_argument("--store", required=True, help="store directory")
     p.add_argument("-k", type=positive_int, default=5, help="passages to retrieve (default 5)")
     add_model_flags(p, "the SAC checkpoint/base model the store was built with")
@@ -32,17 +32,15 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sac_rag.cli.stores import open_store
     from sac_rag.model import SACModel
     from sac_rag.pipeline import SACRAG
     from sac_rag.pipeline.report import format_figures, format_sources
-    from sac_rag.store.validate import check_query
+    from sac_rag.scale import open_store
 
-    check_query(args.question)
-    open_store(args.store).close()  # a bad store path fails before the model loads
-    model = SACModel.load(args.model, memory_kind=args.memory_kind)
-    with open_store(args.store, model, args.embedder) as store:
-        rag = SACRAG(store, max_new_tokens=args.max_new_tokens)
+    # opened once, before the model loads (a bad store path fails first); SACRAG checks the model against it
+    with open_store(args.store, embedder=args.embedder) as store:
+        model = SACModel.load(args.model, memory_kind=args.memory_kind)
+        rag = SACRAG(store, model, max_new_tokens=args.max_new_tokens)
         if args.stream and not args.json:
             for piece in rag.stream(args.question, args.k, raw_text=args.raw_text):
                 print(piece, end="", flush=True)

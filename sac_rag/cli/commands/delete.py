@@ -18,7 +18,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sac_rag.cli.stores import open_store
+    from sac_rag.scale import open_store
 
     with open_store(args.store) as store:
         report = {"deleted": store.delete(args.ids), "left": 0, "compacted": None}

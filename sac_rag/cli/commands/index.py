@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
@@ -55,14 +54,13 @@ def run(args: argparse.Namespace) -> int:
     from sac_rag.corpus import read_documents
     from sac_rag.model import SACModel
     from sac_rag.store import MemoryStore
-    from sac_rag.store.layout import MANIFEST
 
     documents = read_documents(args.paths)  # every file read and checked before the store is touched
     model = SACModel.load(args.model, memory_kind=args.memory_kind)
-    path = Path(args.store)
-    new = not os.path.lexists(path / MANIFEST)
-    limit = max(args.passage_tokens, MemoryStore.default_max_passage_tokens(model)) if new else None
-    store = MemoryStore.open_or_create(path, model, args.embedder, args.memory_dtype, max_passage_tokens=limit)
+    # a new store takes passages of --passage-tokens (and at least its default); an existing one must take them
+    store = MemoryStore.open_or_create(
+        Path(args.store), model, args.embedder, args.memory_dtype, max_passage_tokens=args.passage_tokens
+    )
     try:
         report = _index(store, documents, model, args)
     except BaseException:
@@ -87,8 +85,6 @@ def run(args: argparse.Namespace) -> int:
 def _index(store, documents, model, args: argparse.Namespace) -> dict:
     from sac_rag.corpus import index_documents
 
-    if args.passage_tokens > store.max_passage_tokens:
-        raise ValueError(f"--passage-tokens {args.passage_tokens}: {store.path} takes up to {store.max_passage_tokens}")
     before = set(store.ids())
     t0 = time.perf_counter()
     result = index_documents(

@@ -16,7 +16,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sac_rag.cli.stores import open_store
+    from sac_rag.scale import open_store
 
     with open_store(args.store) as store:
         stats = store.stats()
