@@ -3,7 +3,8 @@
 Sizes are those of the tensors the store's codec writes for a memory (``sac_rag.store.codec.pack_memory``:
 K/V in the dtype, or Hadamard-rotated int8 values plus one float16 scale per (K/V, layer, kv head); the
 positions; for a compaction memory its real entries only, each with its float16 bias and int16 position,
-and the per-head entry counts). File headers are not included.
+and the per-head entry counts). File headers are not included. ``compact`` is the model's compact memory
+(int8 entries by default: meant for an int8 store), ``compact_bf16`` the same budget spent on bfloat16 entries.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from bench.common import parser, passages, report, setup, table
 from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.model import SACModel
 from sac_rag.store.codec import pack_memory
+from sac_rag.text.prompt import context_ids
 
-KINDS = ("sac", "compact", "full_kv")
+KINDS = ("sac", "compact", "compact_bf16", "full_kv")  # compact: the model's own (int8 by default)
 DTYPES = ("bfloat16", "int8")
 
 
@@ -30,9 +32,11 @@ def stored_bytes(chunk: MemoryChunk, dtype: str) -> int:
 def measure(model: SACModel, texts: Sequence[str]) -> dict:
     """Mean stored bytes per passage of each memory kind and dtype, and the full K/V's bf16 bytes over each."""
     texts = list(texts)
+    bf16 = model.compactor(dtype="bfloat16")
     chunks = {
         "sac": model.compress(texts, kind="sac"),
         "compact": model.compress(texts, kind="compact"),
+        "compact_bf16": [bf16.compact(context_ids(model.tokenizer, t, model.config)) for t in texts],
         "full_kv": model.encode_full_kv(texts),
     }
     full = chunks["full_kv"]
@@ -64,7 +68,11 @@ def main(argv: list[str] | None = None) -> None:
         for kind in KINDS
         for dtype in DTYPES
     ]
-    info = {"ratio": model.config.ratio, "compact_keep": model.config.compact_keep}
+    info = {
+        "ratio": model.config.ratio,
+        "compact_keep": model.config.compact_keep,
+        "compact_dtype": model.config.compact_dtype,
+    }
     text = f"{info}, {result}\n\n" + table(rows, ["store", "entries/head", "KiB/passage", "full KV bf16 / this"])
     report("nbytes", {**info, **result}, text, args.out)
 

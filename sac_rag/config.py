@@ -19,9 +19,10 @@ EXTENSION_FIELDS = (
     "causal_compressor",
 )
 MEMORY_KINDS = ("sac", "compact")
+COMPACT_DTYPE_NAMES = ("int8", "bfloat16")  # what a compact memory's K/V may be budgeted and quantised as
 DEFAULT_MAX_NEW_TOKENS = 64  # most tokens an answer generates, unless the caller says otherwise
 # what memories a model makes, not how its SAC compressor behaves: never part of the compressor's identity
-MEMORY_FIELDS = ("memory_kind", "compact_keep", "compact_refit")
+MEMORY_FIELDS = ("memory_kind", "compact_keep", "compact_refit", "compact_dtype")
 # Configs once had a free-form ``extra`` dict, always empty: saved configs still carry ``"extra": {}``, and the
 # identity text keeps it so that the fingerprints of existing compressors (and their stores) do not change.
 LEGACY_IDENTITY = {"extra": {}}
@@ -56,6 +57,9 @@ class SACConfig:
             biases, positions and counts included (0.2: 5x smaller).
         compact_refit: refit the kept entries' logit bias and values to the whole passage (attention
             matching); ``False`` keeps the selected entries as they are (KVzip).
+        compact_dtype: what a compact memory's K/V are budgeted and quantised as: ``"int8"`` (the store's int8
+            codec: twice the entries for the same bytes) or ``"bfloat16"``. Write int8 compact memories to an
+            int8 store, or they take twice ``compact_keep``.
     """
 
     ratio: int = 5
@@ -75,6 +79,7 @@ class SACConfig:
     memory_kind: str = "sac"
     compact_keep: float = 0.2
     compact_refit: bool = True
+    compact_dtype: str = "int8"
 
     def __post_init__(self) -> None:
         self.lora_targets = tuple(self.lora_targets)
@@ -96,6 +101,9 @@ class SACConfig:
         self.compact_keep = float(self.compact_keep)
         if not 0 < self.compact_keep <= 1:
             raise ValueError(f"compact_keep must be in (0, 1], got {self.compact_keep!r}")
+        if self.compact_dtype not in COMPACT_DTYPE_NAMES:
+            names = ", ".join(COMPACT_DTYPE_NAMES)
+            raise ValueError(f"compact_dtype must be one of {names}, got {self.compact_dtype!r}")
         for name in ("attention_sink", "causal_compressor", "compact_refit"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -145,7 +153,10 @@ class SACConfig:
 
     def compaction_identity(self) -> dict:
         """What identifies compact memories besides the decoder: the kind and its settings."""
-        return {"memory_kind": "compact", "compact_keep": self.compact_keep, "compact_refit": self.compact_refit}
+        identity = {"memory_kind": "compact", "compact_keep": self.compact_keep, "compact_refit": self.compact_refit}
+        if self.compact_dtype != "bfloat16":  # bfloat16 memories were the only kind at first: their fingerprints stay
+            identity["compact_dtype"] = self.compact_dtype
+        return identity
 
     @classmethod
     def from_dict(cls, d: dict) -> SACConfig:

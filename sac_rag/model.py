@@ -18,8 +18,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 
 from sac_rag.checkpoint.native import load_reader_weights, load_sac_weights, read_reader_adapter, save_sac_weights
 from sac_rag.checkpoint.official import load_official_adapter
+from sac_rag.compaction.compactor import COMPACT_DTYPES, Compactor
 from sac_rag.compaction.compactor import KIND as COMPACT_KIND
-from sac_rag.compaction.compactor import Compactor
 from sac_rag.compaction.score import REPEAT_PROMPT
 from sac_rag.compression.encoder import AnchorKV, encode_anchor_kv
 from sac_rag.compression.lora import (
@@ -382,16 +382,18 @@ class SACModel(nn.Module):
             return [replace(compactor.compact(ids, position_offset), fingerprint=fingerprint) for ids in bar]
         return self._memories(texts, False, batch_size, add_context_prefix, position_offset, progress)
 
-    def compactor(self, *, keep: float | None = None, refit: bool | None = None) -> Compactor:
+    def compactor(self, *, keep: float | None = None, refit: bool | None = None, dtype: str | None = None) -> Compactor:
         """Builds compact memories with this model's decoder (the reader on, as it will answer) at ``keep``
-        of the full K/V's bytes, refitted or not (defaults: the config's ``compact_keep``, ``compact_refit``).
-        Its memories carry no fingerprint; :meth:`compress` stamps them when the config asks for this kind."""
+        of the full K/V's bytes, refitted or not, their K/V as ``dtype`` ("int8" or "bfloat16") (defaults: the
+        config's ``compact_keep``, ``compact_refit``, ``compact_dtype``). Its memories carry no fingerprint;
+        :meth:`compress` stamps them when the config asks for this kind."""
         return Compactor(
             self.transformer,
             lambda: self.adapter(False),
             encode(self.tokenizer, REPEAT_PROMPT),
             keep=self.config.compact_keep if keep is None else keep,
             refit_values=self.config.compact_refit if refit is None else refit,
+            dtype=COMPACT_DTYPES[self.config.compact_dtype if dtype is None else dtype],
         )
 
     @torch.inference_mode()

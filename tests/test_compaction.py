@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
 
 import pytest
 import torch
@@ -17,7 +16,8 @@ from sac_rag.compaction.compactor import compact_analysis, compact_entries
 from sac_rag.compaction.refit import attention_output, refit
 from sac_rag.compaction.select import entry_budget, select_entries
 from sac_rag.memory.geometry import full_kv_nbytes
-from sac_rag.store import MemoryStore, StoreCorrupted
+from sac_rag.store import MEMORY_DTYPES, MemoryStore, StoreCorrupted
+from sac_rag.store.codec import pack_memory, unpack_memory
 from sac_rag.text.prompt import context_ids
 
 TEXT = "Alan Turing was born in 1912 in London. He studied mathematics at Cambridge. Paris is the capital of France."
@@ -83,26 +83,41 @@ def test_selection_keeps_the_budget_over_all_heads_and_bos_everywhere():
     assert float(rest[kept & (rest >= 0)].min()) >= float(rest[~kept].max())  # one global threshold
 
 
-def test_a_memory_takes_at_most_its_share_of_the_full_kv_bytes(model):
+@pytest.mark.parametrize("dtype", ["bfloat16", "int8"])
+def test_a_memory_takes_at_most_its_share_of_the_full_kv_bytes(model, dtype):
+    shape = model.kv_shape
     for keep in (0.5, 0.2, 0.1):
-        memory = model.compactor(keep=keep).compact(ids(model, TEXT))
-        shape = model.kv_shape
-        budget = entry_budget(shape, memory.length, keep)
-        assert memory.entries == budget
-        bf16 = replace(memory, keys=memory.keys.bfloat16(), values=memory.values.bfloat16())
-        counts_bytes = shape[0] * shape[1] * 4
-        assert bf16.nbytes + counts_bytes <= keep * full_kv_nbytes(shape, memory.length, torch.bfloat16)
+        memory = model.compactor(keep=keep, dtype=dtype).compact(ids(model, TEXT))
+        assert memory.entries == entry_budget(shape, memory.length, keep, getattr(torch, dtype))
+        stored = sum(t.numel() * t.element_size() for t in pack_memory(memory, dtype).values())
+        assert stored <= keep * full_kv_nbytes(shape, memory.length, torch.bfloat16)  # bias, counts, scales counted
         assert bool(torch.isfinite(memory.bias[..., 0]).all())  # BOS kept in every head
 
 
-def test_a_memory_moved_to_another_position_equals_one_compressed_in_place(model):
+def test_int8_memories_hold_twice_the_entries_and_are_what_an_int8_store_gives_back(model):
+    analysis = model.compactor().analyse(ids(model, TEXT))
+    bf16 = compact_analysis(analysis, 0.2, dtype=torch.bfloat16)
+    int8 = compact_analysis(analysis, 0.2, dtype=torch.int8)
+    assert int8.meta["dtype"] == "int8" and "dtype" not in bf16.meta
+    assert 1.8 * bf16.entries <= int8.entries <= 2.1 * bf16.entries
+    keys, values, positions, _ = unpack_memory(pack_memory(int8, "int8"))
+    torch.testing.assert_close(keys, int8.keys.float(), atol=1e-5, rtol=0)  # already int8: stored as it is
+    torch.testing.assert_close(values, int8.values.float(), atol=1e-5, rtol=0)
+    assert torch.equal(positions, int8.positions)
+    assert not torch.equal(
+        int8.keys, analysis.keys.gather(2, int8.positions.clamp_min(0)[..., None].expand_as(int8.keys))
+    )
+
+
+@pytest.mark.parametrize(("dtype", "tol"), [("bfloat16", 2e-4), ("int8", 2e-3)])  # int8: rounding moves with RoPE
+def test_a_memory_moved_to_another_position_equals_one_compressed_in_place(model, dtype, tol):
     first = model.encode_full_kv([OTHER])[0]
-    compactor = model.compactor()
+    compactor = model.compactor(dtype=dtype)
     at_start = compactor.compact(ids(model, TEXT), offset=1)
     in_place = compactor.compact(ids(model, TEXT), offset=1 + first.length)
     assert torch.equal(at_start.positions, in_place.positions)
     moved = first_logits(model, [first, at_start])
-    torch.testing.assert_close(moved, first_logits(model, [first, in_place]), atol=2e-4, rtol=0)
+    torch.testing.assert_close(moved, first_logits(model, [first, in_place]), atol=tol, rtol=0)
 
 
 def test_two_composed_memories_answer_like_the_full_blocks_and_the_refit_helps(model):
@@ -127,7 +142,9 @@ def test_compress_stamps_the_decoder_and_the_settings_and_sac_memories_keep_thei
     assert sac.fingerprint == before
     compact = compact_model(compact_keep=0.2)
     other = compact_model(compact_keep=0.1)
-    assert len({before, compact.fingerprint, other.fingerprint}) == 3
+    bf16 = compact_model(compact_keep=0.2, compact_dtype="bfloat16")
+    assert len({before, compact.fingerprint, other.fingerprint, bf16.fingerprint}) == 4
+    assert "compact_dtype" not in bf16.config.compaction_identity()  # bfloat16 memories keep their fingerprints
     memory = compact.compress(TEXT)[0]
     assert memory.fingerprint == compact.fingerprint and memory.meta["kind"] == "compact"
     segments = compact.build_prompt(QUESTION, [memory])
@@ -136,7 +153,9 @@ def test_compress_stamps_the_decoder_and_the_settings_and_sac_memories_keep_thei
         other.build_prompt(QUESTION, [memory])
 
 
-@pytest.mark.parametrize("bad", [{"memory_kind": "zip"}, {"compact_keep": 0}, {"compact_keep": 1.5}])
+@pytest.mark.parametrize(
+    "bad", [{"memory_kind": "zip"}, {"compact_keep": 0}, {"compact_keep": 1.5}, {"compact_dtype": "float16"}]
+)
 def test_bad_compaction_settings_are_refused(bad):
     with pytest.raises(ValueError):
         SACConfig(**bad)
@@ -156,7 +175,10 @@ def test_a_store_keeps_compact_memories_ragged_and_answers_from_them(tmp_path, m
         tol = 0 if dtype == "float32" else 0.05
         torch.testing.assert_close(got.keys.float(), want.keys, atol=tol * 4, rtol=tol)
         torch.testing.assert_close(got.bias.nan_to_num(neginf=0), want.bias.nan_to_num(neginf=0), atol=1e-2, rtol=0)
-        assert got.meta["stored_nbytes"] < want.keys.numel() * 2 * want.keys.element_size()  # ragged, not padded
+        layers, heads, width, dim = want.keys.shape
+        per_entry = 2 * dim * MEMORY_DTYPES[dtype].itemsize + 8  # K/V, then bias and position at most
+        assert want.entries < layers * heads * width  # heads are ragged ...
+        assert got.meta["stored_nbytes"] <= want.entries * per_entry + layers * heads * 8  # ... and stored so
     if dtype == "float32":
         assert model.generate(QUESTION, stored, max_new_tokens=6) == model.generate(QUESTION, fresh, max_new_tokens=6)
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 import ast
 import inspect
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 from setuptools.config.pyprojecttoml import read_configuration
 
 import sac_rag
-from sac_rag import SACModel
+from sac_rag import SACConfig, SACModel
 from sac_rag.bridge import SACSession
 from sac_rag.cli.main import build_parser
 from sac_rag.compression.encoder import COMPRESS_BATCH_SIZE, encode_anchor_kv
@@ -22,7 +23,7 @@ from sac_rag.device import default_device
 from sac_rag.pipeline import SACRAG
 from sac_rag.scale.pipeline import index_with_ray
 from sac_rag.scale.worker import UnitWriter
-from sac_rag.store import DEFAULT_MEMORY_DTYPE, MEMORY_DTYPES, MemoryStore
+from sac_rag.store import DEFAULT_MEMORY_DTYPE, MEMORY_DTYPES, MemoryStore, memory_dtype_for
 from sac_rag.training.pipeline import pick_device
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,8 +58,17 @@ def test_memory_dtype_flags_offer_the_codecs_dtypes(command):
         assert parsed(command, "--memory-dtype", dtype)["memory_dtype"] == dtype
     with pytest.raises(SystemExit):
         parsed(command, "--memory-dtype", "float64")
-    assert parsed(command)["memory_dtype"] in (None, DEFAULT_MEMORY_DTYPE)  # None: an existing store's, else it
-    assert default_of(MemoryStore.create, "memory_dtype") == DEFAULT_MEMORY_DTYPE == "bfloat16"
+    assert parsed(command)["memory_dtype"] is None  # None: an existing store's, else its model's (memory_dtype_for)
+    assert default_of(MemoryStore.create, "memory_dtype") is None
+
+
+def test_a_new_store_holds_memories_in_the_dtype_they_are_made_for():
+    def model(**config):
+        return SimpleNamespace(config=SACConfig(**config))
+
+    assert memory_dtype_for(model()) == DEFAULT_MEMORY_DTYPE == "bfloat16"  # SAC anchors
+    assert memory_dtype_for(model(memory_kind="compact")) == "int8"  # int8 compact memories (the default)
+    assert memory_dtype_for(model(memory_kind="compact", compact_dtype="bfloat16")) == "bfloat16"
 
 
 def test_answer_length_default_has_one_home():

@@ -80,7 +80,12 @@ def test_extensions_left_off_keep_the_official_identity():
     legacy.pop("base_model")
     for name in ("attention_sink", "reader_rank", "reader_alpha", "reader_targets", "causal_compressor"):
         legacy.pop(name)
-    for name in ("memory_kind", "compact_keep", "compact_refit"):  # what memories, not how SAC compresses
+    for name in (
+        "memory_kind",
+        "compact_keep",
+        "compact_refit",
+        "compact_dtype",
+    ):  # what memories, not how SAC compresses
         legacy.pop(name)
     assert config.identity() == legacy  # fingerprints of existing stores stay valid
     assert "attention_sink" in SACConfig(attention_sink=True).identity()

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from sac_rag.store.codec import decode_kv, dequantize_int8, encode_kv, hadamard, quantize_int8
+from sac_rag.memory.quant import dequantize_int8, hadamard, quantize_int8
+from sac_rag.store.codec import decode_kv, encode_kv
 
 
 @pytest.mark.parametrize("n", [64, 128, 80, 96, 6])

@@ -5,6 +5,10 @@ The decoder reads the passage once (its full K/V), scores every entry by a repea
 (:mod:`~sac_rag.compaction.select`) and refits their bias and values so that the kept entries answer
 like the whole passage (:mod:`~sac_rag.compaction.refit`). Nothing is trained and the question is never
 seen: the memory is built once, stored, and composed with any others.
+
+An int8 memory (``dtype=torch.int8``) spends the same bytes on twice as many entries, quantised as the
+store's int8 codec does (:mod:`sac_rag.memory.quant`): its keys are quantised before the refit, so the
+bias and values are fitted to the keys the decoder will read, and its values after it.
 """
 
 from __future__ import annotations
@@ -20,30 +24,52 @@ from torch import nn
 from sac_rag.compaction.refit import refit
 from sac_rag.compaction.score import PassageAnalysis, analyse_passage
 from sac_rag.compaction.select import entry_budget, gather_kept, select_entries
+from sac_rag.config import COMPACT_DTYPE_NAMES
 from sac_rag.memory.chunk import MemoryChunk
+from sac_rag.memory.quant import int8_round_trip
 
 KIND = "compact"
 REFIT_BATCH_BYTES = 256 << 20  # float64 work per refit batch of heads
 
 
-def compact_analysis(analysis: PassageAnalysis, keep: float, *, refit_values: bool = True) -> MemoryChunk:
-    """The compact memory of an analysed passage: the best entries for ``keep`` of the full K/V's bytes,
-    with their bias and values refitted (``refit_values``) or as they are (selection alone, bias 0)."""
+COMPACT_DTYPES = {name: getattr(torch, name) for name in COMPACT_DTYPE_NAMES}
+
+
+def compact_analysis(
+    analysis: PassageAnalysis, keep: float, *, refit_values: bool = True, dtype: torch.dtype = torch.bfloat16
+) -> MemoryChunk:
+    """The compact memory of an analysed passage: the best entries for ``keep`` of the full K/V's bytes, their
+    K/V stored as ``dtype`` (bfloat16 or int8), with their bias and values refitted (``refit_values``) or as they
+    are (selection alone, bias 0)."""
     layers, heads, length, dim = analysis.keys.shape
-    kept = select_entries(analysis.scores, entry_budget((layers, heads, dim), length, keep))
-    memory = compact_entries(analysis, kept, refit_values=refit_values)
+    kept = select_entries(analysis.scores, entry_budget((layers, heads, dim), length, keep, dtype))
+    memory = compact_entries(analysis, kept, refit_values=refit_values, dtype=dtype)
     memory.meta["keep"] = keep
     return memory
 
 
-def compact_entries(analysis: PassageAnalysis, kept: torch.Tensor, *, refit_values: bool = True) -> MemoryChunk:
-    """The memory holding the ``kept [layers, kv_heads, T]`` entries of an analysed passage, refitted or not."""
+def compact_entries(
+    analysis: PassageAnalysis,
+    kept: torch.Tensor,
+    *,
+    refit_values: bool = True,
+    dtype: torch.dtype = torch.bfloat16,
+) -> MemoryChunk:
+    """The memory holding the ``kept [layers, kv_heads, T]`` entries of an analysed passage, refitted or not;
+    with ``dtype=torch.int8`` its K/V are the int8 codec's (keys quantised before the refit, values after)."""
+    if dtype not in COMPACT_DTYPES.values():
+        raise ValueError(f"compact memories are bfloat16 or int8, got {dtype}")
+    quantised = dtype == torch.int8
     mask, index, (keys, values) = gather_kept(kept, analysis.keys, analysis.values)
+    if quantised:
+        keys = int8_round_trip(keys).to(keys.dtype)
     if refit_values:
         bias, values = _refit_heads(analysis, keys, values, mask)
     else:
         bias = torch.zeros(mask.shape).masked_fill(~mask, -math.inf)
-    meta = {"kind": KIND, "refit": refit_values}
+    if quantised:
+        values = int8_round_trip(values).to(values.dtype)
+    meta = {"kind": KIND, "refit": refit_values, **({"dtype": "int8"} if quantised else {})}
     return MemoryChunk(keys, values, index, analysis.length, analysis.offset, "", meta, bias.to(torch.float32))
 
 
@@ -118,7 +144,8 @@ class Compactor:
     """Builds compact memories with a decoder (``decoder_mode`` makes ``transformer`` the decoder).
 
     ``repeat_ids``: the repeat prompt's token ids; ``keep``: the fraction of the full K/V's bytes a memory
-    may take; ``refit_values``: refit bias and values (else selection alone).
+    may take; ``refit_values``: refit bias and values (else selection alone); ``dtype``: what the memory's K/V
+    are budgeted and quantised as (bfloat16 or int8, see :data:`COMPACT_DTYPES`).
     """
 
     def __init__(
@@ -129,14 +156,18 @@ class Compactor:
         *,
         keep: float,
         refit_values: bool = True,
+        dtype: torch.dtype = torch.bfloat16,
     ) -> None:
         if not 0 < keep <= 1:
             raise ValueError(f"keep must be in (0, 1], got {keep!r}")
+        if dtype not in COMPACT_DTYPES.values():
+            raise ValueError(f"compact memories are bfloat16 or int8, got {dtype}")
         self.transformer = transformer
         self.decoder_mode = decoder_mode
         self.repeat_ids = list(repeat_ids)
         self.keep = keep
         self.refit_values = refit_values
+        self.dtype = dtype
 
     def analyse(self, ids: Sequence[int], offset: int = 1) -> PassageAnalysis:
         """The passage's full K/V, entry scores and reference queries (see :func:`analyse_passage`)."""
@@ -144,4 +175,4 @@ class Compactor:
 
     def compact(self, ids: Sequence[int], offset: int = 1) -> MemoryChunk:
         """The compact memory of one token sequence (BOS first) whose first token sits at ``offset``."""
-        return compact_analysis(self.analyse(ids, offset), self.keep, refit_values=self.refit_values)
+        return compact_analysis(self.analyse(ids, offset), self.keep, refit_values=self.refit_values, dtype=self.dtype)

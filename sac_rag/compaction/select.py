@@ -10,16 +10,25 @@ from __future__ import annotations
 import torch
 
 from sac_rag.memory.geometry import entry_nbytes, full_kv_nbytes
+from sac_rag.memory.quant import SCALE_DTYPE, SCALES_PER_HEAD
 
 COUNT_BYTES = 4  # a stored memory's per-(layer, kv head) entry count is int32
 
 
-def entry_budget(kv_shape: tuple[int, int, int], length: int, keep: float) -> int:
-    """Entries a memory of a ``length``-token passage may hold so that it takes at most ``keep`` of the full
-    K/V's bytes in bfloat16, biases, positions and counts included (never fewer than one per head)."""
+def head_overhead_nbytes(dtype: torch.dtype) -> int:
+    """Bytes a stored memory spends per (layer, kv head) besides its entries: the entry count, and the K and V
+    scales when ``dtype`` is int8."""
+    scales = SCALES_PER_HEAD * SCALE_DTYPE.itemsize if dtype == torch.int8 else 0
+    return COUNT_BYTES + scales
+
+
+def entry_budget(kv_shape: tuple[int, int, int], length: int, keep: float, dtype: torch.dtype = torch.bfloat16) -> int:
+    """Entries a memory of a ``length``-token passage may hold, its K/V stored as ``dtype``, so that it takes at
+    most ``keep`` of the full K/V's bytes in bfloat16, biases, positions, counts and scales included (never
+    fewer than one per head). int8 entries take half the bytes, so twice as many fit."""
     layers, heads, dim = kv_shape
-    allowed = keep * full_kv_nbytes(kv_shape, length, torch.bfloat16) - layers * heads * COUNT_BYTES
-    return max(layers * heads, int(allowed // entry_nbytes(dim, torch.bfloat16, biased=True)))
+    allowed = keep * full_kv_nbytes(kv_shape, length, torch.bfloat16) - layers * heads * head_overhead_nbytes(dtype)
+    return max(layers * heads, int(allowed // entry_nbytes(dim, dtype, biased=True)))
 
 
 def select_entries(scores: torch.Tensor, budget: int) -> torch.Tensor:

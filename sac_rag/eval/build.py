@@ -110,8 +110,10 @@ def build_methods(
             methods += [Truncate(base, r, reader=reader) for r in ratios]
         elif name == "drop":
             methods += [UniformDrop(base, r, reader=reader) for r in ratios]
-        elif name in ("compact", "select"):
-            methods += [Compacted(base, r, analyses, refit=name == "compact") for r in ratios]
+        elif name in ("compact", "select", "compact_bf16", "select_bf16"):
+            dtype = "bfloat16" if name.endswith("_bf16") else base.config.compact_dtype
+            refit = name.startswith("compact")
+            methods += [Compacted(base, r, analyses, refit=refit, dtype=dtype) for r in ratios]
         elif name == "sac_refit":
             methods += [SACRefit(model, label, analyses) for label, model in sac_models]
         elif name == "sac":

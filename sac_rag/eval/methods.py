@@ -19,7 +19,7 @@ from pathlib import Path
 
 from transformers import PreTrainedModel
 
-from sac_rag.compaction.compactor import compact_analysis, refit_anchors
+from sac_rag.compaction.compactor import COMPACT_DTYPES, compact_analysis, refit_anchors
 from sac_rag.compaction.score import PassageAnalysis
 from sac_rag.data.qa import QAExample
 from sac_rag.decoding.generate import MemoryDecoder
@@ -33,7 +33,7 @@ from sac_rag.text.prompt import bos_ids, context_ids, encode, question_ids
 PASSAGE_SEPARATOR = "\n\n"  # between the passages of a multi-passage text prompt, as the RAG pipeline joins them
 
 BASE_METHODS = ("raw", "no_context", "truncate", "drop", "full_kv")
-COMPACT_METHODS = ("compact", "select", "sac_refit")
+COMPACT_METHODS = ("compact", "select", "compact_bf16", "select_bf16", "sac_refit")
 ALL_METHODS = (*BASE_METHODS, *COMPACT_METHODS, "sac", "full_ft")
 TEXT_METHODS = ("raw", "no_context", "truncate", "drop")
 # a text method named with this suffix is decoded by the plain base even when the SAC model has a reader
@@ -211,20 +211,26 @@ class PassageAnalyses:
 
 
 class Compacted(_Memorised):
-    """A compaction memory of the passage at ``1/ratio`` of its full K/V's bytes (bias, positions and counts
-    included), built by the decoder: per-head selection, with the attention-matching refit (``refit``) or
-    without it (KVzip selection alone). No [LM] follows it."""
+    """A compaction memory of the passage at ``1/ratio`` of its full K/V's bytes (bias, positions, counts and
+    scales included), built by the decoder: per-head selection, with the attention-matching refit (``refit``)
+    or without it (KVzip selection alone), its K/V as ``dtype`` ("int8" or "bfloat16"). No [LM] follows it."""
 
-    def __init__(self, model: SACModel, ratio: int, analyses: PassageAnalyses, *, refit: bool = True) -> None:
+    def __init__(
+        self, model: SACModel, ratio: int, analyses: PassageAnalyses, *, refit: bool = True, dtype: str = "bfloat16"
+    ) -> None:
         super().__init__(model)
         self.ratio = ratio
         self.refit = refit
+        self.dtype = COMPACT_DTYPES[dtype]
         self.analyses = analyses
-        self.key = f"{'compact' if refit else 'select'}_r{ratio}"
-        self.label = f"{'Selection + refit' if refit else 'Selection only (KVzip)'} (1/{ratio} bytes)"
+        # bfloat16 memories keep the keys they had before int8 ones existed, so earlier predictions stay valid
+        tag = "" if dtype == "bfloat16" else f"_{dtype}"
+        self.key = f"{'compact' if refit else 'select'}{tag}_r{ratio}"
+        self.label = f"{'Selection + refit' if refit else 'Selection only (KVzip)'}, {dtype} (1/{ratio} bytes)"
 
     def _encode(self, context: str) -> MemoryChunk:
-        return compact_analysis(self.analyses.get(context), 1 / self.ratio, refit_values=self.refit)
+        analysis = self.analyses.get(context)
+        return compact_analysis(analysis, 1 / self.ratio, refit_values=self.refit, dtype=self.dtype)
 
 
 class SAC(_Memorised):

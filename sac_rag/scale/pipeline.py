@@ -29,7 +29,7 @@ from sac_rag.scale.recipe import EmbedderSpec, ModelSpec, Recipe
 from sac_rag.scale.sharded import ShardedStore
 from sac_rag.scale.worker import UnitWriter
 from sac_rag.store import MemoryStore, store_kind
-from sac_rag.store.codec import DEFAULT_MEMORY_DTYPE, dtype_name
+from sac_rag.store.codec import dtype_name, memory_dtype_for
 from sac_rag.store.validate import Record, records
 
 STAGING = ".scale-staging"
@@ -178,7 +178,7 @@ def index_with_ray(
     *,
     model: ModelSpec = None,
     embedder: EmbedderSpec = None,
-    memory_dtype: torch.dtype | str = DEFAULT_MEMORY_DTYPE,
+    memory_dtype: torch.dtype | str | None = None,
     metadata: Sequence[dict] | None = None,
     ids: Sequence[int] | None = None,
     shards: int = 1,
@@ -206,7 +206,7 @@ def index_with_ray(
     batch = corpus_records(paths_or_texts, load_model, passage_tokens, metadata, ids)
     sac = load_model()
     store_dir = Path(store_dir)
-    parts = _open_target(store_dir, shards, sac, embedder, dtype_name(memory_dtype))
+    parts = _open_target(store_dir, shards, sac, embedder, dtype_name(memory_dtype or memory_dtype_for(sac)))
     staging = store_dir / STAGING
     started = False
     try:

@@ -84,7 +84,7 @@ class ShardedStore:
         path: str | Path,
         model,
         embedder: Embedder | str | None = None,
-        memory_dtype: torch.dtype | str = torch.bfloat16,
+        memory_dtype: torch.dtype | str | None = None,
         *,
         parts: int,
         max_passage_tokens: int | None = None,

@@ -5,7 +5,7 @@
 where both classes can be imported).
 """
 
-from sac_rag.store.codec import DEFAULT_MEMORY_DTYPE, MEMORY_DTYPES
+from sac_rag.store.codec import DEFAULT_MEMORY_DTYPE, MEMORY_DTYPES, memory_dtype_for
 from sac_rag.store.errors import StoreCorrupted, StoreError, StoreExists, StoreMismatch
 from sac_rag.store.inspect import VerifyReport
 from sac_rag.store.layout import store_kind
@@ -27,5 +27,6 @@ __all__ = [
     "StoreExists",
     "StoreMismatch",
     "VerifyReport",
+    "memory_dtype_for",
     "store_kind",
 ]

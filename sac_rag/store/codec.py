@@ -1,12 +1,11 @@
 """How a memory chunk's K/V are stored: bfloat16, float16, float32, or int8.
 
-int8 rotates each head's vectors by a fixed Hadamard matrix (orthonormal, its own inverse), then
-quantises symmetrically with one float16 scale per (layer, kv head): ``x ≈ (q * scale) @ H``.
-RoPE'd keys carry a few large channels; the rotation spreads them over the whole head so that one
-scale per head suffices. That keeps the overhead at 2 x layers x kv heads scales per passage (360
-bytes on SmolLM2-135M), so int8 memory is 1/(2r) of a bf16 full KV cache. Per-channel scales, the
-usual remedy, would cost 22.5 KiB per passage there (6% of the int8 memory). Memories written by
-the earlier per-channel format (scales ``[layers, kv heads, 1, head_dim]``) still decode.
+int8 rotates each head's vectors by a fixed Hadamard matrix, then quantises symmetrically with one
+float16 scale per (layer, kv head) (:mod:`sac_rag.memory.quant`). That keeps the overhead at
+2 x layers x kv heads scales per passage (360 bytes on SmolLM2-135M), so int8 memory is 1/(2r) of a
+bf16 full KV cache. Per-channel scales, the usual remedy, would cost 22.5 KiB per passage there (6% of
+the int8 memory). Memories written by the earlier per-channel format (scales
+``[layers, kv heads, 1, head_dim]``) still decode.
 
 A biased memory (compaction: each (layer, kv head) keeps its own number of entries) is stored ragged:
 its real entries only, head after head, as ``[entries, head_dim]`` K/V (int8 scales still one per head),
@@ -18,13 +17,13 @@ stores): it is a log-weight of a few units whose error multiplies an entry's att
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 
 from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.memory.geometry import BIAS_DTYPE
+from sac_rag.memory.quant import dequantize_int8, quantize_int8
 
 MEMORY_DTYPES: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16,
@@ -32,8 +31,7 @@ MEMORY_DTYPES: dict[str, torch.dtype] = {
     "float32": torch.float32,
     "int8": torch.int8,
 }
-DEFAULT_MEMORY_DTYPE = "bfloat16"  # of a new store
-SCALE_DTYPE = torch.float16
+DEFAULT_MEMORY_DTYPE = "bfloat16"  # of a new store, unless its model's memories ask for another (memory_dtype_for)
 SUFFIXES = ("k", "v", "ks", "vs", "pos", "b", "cnt")  # a memory's tensors in a shard, in CRC order
 
 
@@ -51,30 +49,13 @@ def dtype_name(dtype: torch.dtype | str) -> str:
     return name
 
 
-@functools.lru_cache(maxsize=8)
-def hadamard(n: int) -> torch.Tensor:
-    """An orthonormal, symmetric ``n x n`` rotation: Sylvester Hadamard blocks of the largest power of two
-    dividing ``n`` on the diagonal (one block when ``n`` is a power of two, as head dims usually are)."""
-    block = n & -n
-    h = torch.ones(1, 1)
-    while h.shape[0] < block:
-        h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
-    return torch.block_diag(*[h / block**0.5] * (n // block))
-
-
-def quantize_int8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """int8 values of the Hadamard-rotated ``x [layers, heads, n, d]`` and float16 scales, one per head."""
-    y = x.float() @ hadamard(x.shape[-1]).to(x.device)
-    scale = (y.abs().amax(dim=(2, 3), keepdim=True) / 127.0).clamp_min(1e-8).to(SCALE_DTYPE)
-    q = torch.round(y / scale.float()).clamp_(-127, 127).to(torch.int8)
-    return q, scale
-
-
-def dequantize_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    x = q.float() * scale.float()
-    if scale.shape[-1] == 1:  # rotated, one scale per head; else the earlier per-channel format
-        x = x @ hadamard(q.shape[-1]).to(q.device)
-    return x
+def memory_dtype_for(model) -> str:
+    """The dtype a new store holds ``model``'s memories in, unless told otherwise: int8 for int8 compact memories
+    (their bytes budget counts int8 entries), else :data:`DEFAULT_MEMORY_DTYPE`."""
+    config = model.config
+    if config.memory_kind == "compact" and config.compact_dtype == "int8":
+        return "int8"
+    return DEFAULT_MEMORY_DTYPE
 
 
 def encode_kv(keys: torch.Tensor, values: torch.Tensor, dtype: str) -> dict[str, torch.Tensor]:

@@ -32,7 +32,7 @@ from sac_rag.embedding import Embedder, resolve_embedder
 from sac_rag.io import atomic_create_dir
 from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.memory.geometry import kv_shape
-from sac_rag.store.codec import DEFAULT_MEMORY_DTYPE, SUFFIXES, dtype_name, pack_memory, unpack_memory
+from sac_rag.store.codec import SUFFIXES, dtype_name, memory_dtype_for, pack_memory, unpack_memory
 from sac_rag.store.digest import content_hash
 from sac_rag.store.errors import ShardMissing, StoreCorrupted, StoreError, StoreExists, StoreMismatch
 from sac_rag.store.index_cache import IndexCache
@@ -117,11 +117,12 @@ class MemoryStore:
         path: str | Path,
         model: SACModel,
         embedder: Embedder | Callable | str | None = None,
-        memory_dtype: torch.dtype | str = DEFAULT_MEMORY_DTYPE,
+        memory_dtype: torch.dtype | str | None = None,
         *,
         max_passage_tokens: int | None = None,
     ) -> MemoryStore:
-        """Create an empty store at ``path`` (which must not exist, or be an empty directory).
+        """Create an empty store at ``path`` (which must not exist, or be an empty directory), holding its memories
+        as ``memory_dtype`` (None: what the model's memories are made for, :func:`memory_dtype_for`).
 
         Raises :class:`StoreExists` when something is there already, including a store another process
         created meanwhile (:meth:`open_or_create` then opens that one).
@@ -130,7 +131,7 @@ class MemoryStore:
         _check_new_store_path(path)
         if model is None:
             raise ValueError("a store is created for one compressor: pass the SACModel")
-        memory_dtype = dtype_name(memory_dtype)
+        memory_dtype = dtype_name(memory_dtype or memory_dtype_for(model))
         if max_passage_tokens is not None:
             check_positive(max_passage_tokens, "max_passage_tokens")
         resolved = resolve_embedder(embedder)
@@ -215,7 +216,8 @@ class MemoryStore:
         *,
         max_passage_tokens: int | None = None,
     ) -> MemoryStore:
-        """Open the store at ``path`` if there is one, else create it (``memory_dtype`` None: the codec's default);
+        """Open the store at ``path`` if there is one, else create it (``memory_dtype`` None: the model's, see
+        :func:`memory_dtype_for`);
         the store's :attr:`created` says which.
 
         ``max_passage_tokens`` is the longest passage the caller will add: a new store takes passages of that
@@ -229,7 +231,7 @@ class MemoryStore:
             if limit is not None and model is not None:
                 limit = max(check_positive(limit, "max_passage_tokens"), cls.default_max_passage_tokens(model))
             try:
-                return cls.create(path, model, embedder, wanted or DEFAULT_MEMORY_DTYPE, max_passage_tokens=limit)
+                return cls.create(path, model, embedder, wanted, max_passage_tokens=limit)
             except StoreExists:
                 if not os.path.lexists(Path(path) / MANIFEST):
                     raise

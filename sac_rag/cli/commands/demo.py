@@ -12,7 +12,7 @@ import argparse
 import time
 
 from sac_rag.cli.args import MEMORY_DTYPES, add_model_flags, positive_int
-from sac_rag.store import DEFAULT_MEMORY_DTYPE
+from sac_rag.store import memory_dtype_for
 
 QUESTIONS = (
     "What is the capital of Algeria?",
@@ -31,7 +31,9 @@ def register(sub) -> None:
     p.add_argument("--max-new-tokens", type=positive_int, default=32, help="answer length limit (default 32)")
     add_model_flags(p, "SAC checkpoint dir or base model (default: the offline default)")
     p.add_argument("--store", default=None, help="store directory (default: under $SAC_RAG_HOME/stores)")
-    p.add_argument("--memory-dtype", default=DEFAULT_MEMORY_DTYPE, choices=MEMORY_DTYPES)
+    p.add_argument(
+        "--memory-dtype", default=None, choices=MEMORY_DTYPES, help="of the store (default: the model's memories')"
+    )
     p.add_argument("--question", action="append", help="ask this instead of the built-in questions (repeatable)")
     p.set_defaults(func=run)
 
@@ -77,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
         else f"SAC r={cfg.ratio}"
     )
     print(f"model: {cfg.base_model} ({kind} memories, {model.fingerprint}), loaded in {time.perf_counter() - t0:.1f}s")
-    path = args.store or sac_home() / "stores" / f"demo-wikipedia-{model.fingerprint}-{args.memory_dtype}"
-    with build_store(model, path, args.passages, args.memory_dtype) as store:
+    memory_dtype = args.memory_dtype or memory_dtype_for(model)
+    path = args.store or sac_home() / "stores" / f"demo-wikipedia-{model.fingerprint}-{memory_dtype}"
+    with build_store(model, path, args.passages, memory_dtype) as store:
         rag = SACRAG(store, model, max_new_tokens=args.max_new_tokens)
         rag.query("warm-up", 1, max_new_tokens=1)  # first-call costs (embedder, kernels) out of the timings
         saved = []

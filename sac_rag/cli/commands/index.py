@@ -34,7 +34,7 @@ def register(sub) -> None:
         "--memory-dtype",
         default=None,
         choices=MEMORY_DTYPES,
-        help=f"of a new store (default {DEFAULT_MEMORY_DTYPE}); must match",
+        help=f"of a new store (default: int8 for int8 compact memories, else {DEFAULT_MEMORY_DTYPE}); must match",
     )
     p.add_argument(
         "--batch-size", type=positive_int, default=COMPRESS_BATCH_SIZE, help="passages compressed per forward pass"

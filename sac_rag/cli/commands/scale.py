@@ -13,7 +13,6 @@ from pathlib import Path
 from sac_rag.cli.args import MEMORY_DTYPES, add_json_flag, at_least, embedder_spec, positive_int
 from sac_rag.compression.encoder import COMPRESS_BATCH_SIZE
 from sac_rag.corpus.passages import DEFAULT_PASSAGE_TOKENS
-from sac_rag.store import DEFAULT_MEMORY_DTYPE
 
 LOCAL = "local"
 
@@ -39,7 +38,9 @@ def register(sub) -> None:
     index.add_argument(
         "--passage-tokens", type=at_least(8), default=DEFAULT_PASSAGE_TOKENS, help="max tokens per passage"
     )
-    index.add_argument("--memory-dtype", default=DEFAULT_MEMORY_DTYPE, choices=MEMORY_DTYPES)
+    index.add_argument(
+        "--memory-dtype", default=None, choices=MEMORY_DTYPES, help="of a new store (default: the model's memories')"
+    )
     index.add_argument(
         "--batch-size", type=positive_int, default=COMPRESS_BATCH_SIZE, help="passages compressed per forward pass"
     )
@@ -74,7 +75,7 @@ def index_on_ray(args: argparse.Namespace) -> int:
         address,
         model=args.model,
         embedder=args.embedder,
-        memory_dtype=args.memory_dtype or DEFAULT_MEMORY_DTYPE,
+        memory_dtype=args.memory_dtype,
         shards=getattr(args, "shards", 1),
         workers=getattr(args, "workers", 2),
         unit_size=getattr(args, "unit_size", 64),
