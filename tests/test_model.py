@@ -4,18 +4,18 @@ import json
 
 import pytest
 import torch
-from helpers import fresh_base, sac_model
-from reference_sac import official_adapter
-from tiny import text_of_tokens, tiny_llama, tiny_tokenizer
+from support.reference_sac import official_adapter
 
 from sac_rag import MemoryChunk, SACConfig, SACModel
+from sac_rag.memory.compose import LM
+from sac_rag.testing import BUILDERS, text_of_tokens, tiny_llama, tiny_model, tiny_tokenizer
 
 QUESTION = "Where was Alan Turing born?"
 
 
 @pytest.fixture(scope="module", params=["llama", "qwen2"])
 def model(request):
-    return sac_model(request.param)
+    return tiny_model(request.param)
 
 
 def test_batched_equals_one_by_one(model):
@@ -68,8 +68,13 @@ def test_segments_with_the_official_template_equal_the_official_layout(model):
     official = model.generate_ids(QUESTION, memories=[m], max_new_tokens=8)
     segments = [m, model.config.question_prefix, QUESTION, model.config.answer_prefix]
     assert model.generate_ids(segments, max_new_tokens=8) == official
-    text_first = model.generate_ids(["Read this:", m, QUESTION], max_new_tokens=8)
-    assert len(text_first) >= 1
+    # text may open the prompt: BOS and the text, the memory right after it, then [LM] and the rest, all read
+    text_first = model.build_prompt(["Read this:", m, QUESTION])
+    assert text_first[0][0] == model.tokenizer.bos_token_id and text_first[1] is m and text_first[2] is LM
+    assert model.compose(text_first).length == len(text_first[0]) + m.length + len(text_first[3])
+    _, read, _ = model.decoder().prefill(text_first)
+    _, memory_first, _ = model.decoder().prefill(model.build_prompt([m, QUESTION]))
+    assert not torch.allclose(read, memory_first, atol=1e-4)
 
 
 def test_stream_yields_the_generated_text(model):
@@ -80,8 +85,8 @@ def test_stream_yields_the_generated_text(model):
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])
 def test_adapter_disabled_decoder_equals_plain_base(arch):
-    plain = fresh_base(arch)
-    model = sac_model(arch)  # random non-zero LoRA
+    plain = BUILDERS[arch]()
+    model = tiny_model(arch)  # random non-zero LoRA
     ids = torch.tensor([[1, 5, 9, 33, 2, 70, 101]])
     pos = torch.arange(1, 8)[None]
     with torch.no_grad():
@@ -95,7 +100,7 @@ def test_adapter_disabled_decoder_equals_plain_base(arch):
 
 
 def test_adapter_switch_restores_lora_after_nesting_and_errors():
-    model = sac_model()
+    model = tiny_model()
     ids = torch.tensor([[1, 5, 9, 33]])
     with torch.no_grad():
         before = model.base_model(input_ids=ids).logits
@@ -113,14 +118,14 @@ def test_adapter_switch_restores_lora_after_nesting_and_errors():
 
 
 def test_one_copy_of_the_base_weights():
-    model = sac_model()
+    model = tiny_model()
     base_params = sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n)
     sac = model.role_tokens.numel() + model.special_tokens.numel()
-    assert base_params - sac == sum(p.numel() for p in fresh_base().parameters())
+    assert base_params - sac == sum(p.numel() for p in tiny_llama().parameters())
 
 
 def test_save_load_round_trip(tmp_path):
-    model = sac_model()
+    model = tiny_model()
     (m,) = model.compress([text_of_tokens(200, seed=8)])
     model.save_pretrained(tmp_path / "ckpt")
     files = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
@@ -128,7 +133,7 @@ def test_save_load_round_trip(tmp_path):
         files
     )
     assert not list((tmp_path / "ckpt").glob("*.bin")) and not list((tmp_path / "ckpt").glob("*.pt"))
-    loaded = SACModel.from_pretrained(tmp_path / "ckpt", base=fresh_base(), tokenizer=tiny_tokenizer())
+    loaded = SACModel.from_pretrained(tmp_path / "ckpt", base=tiny_llama(), tokenizer=tiny_tokenizer())
     (m2,) = loaded.compress([text_of_tokens(200, seed=8)])
     torch.testing.assert_close(m.keys, m2.keys, atol=0, rtol=0)
     assert loaded.fingerprint == model.fingerprint == m2.fingerprint
@@ -136,14 +141,14 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_load_refuses_corrupted_checkpoint(tmp_path):
-    model = sac_model()
+    model = tiny_model()
     model.save_pretrained(tmp_path / "ckpt")
     (tmp_path / "ckpt" / "adapter_model.safetensors").write_bytes(b"garbage" * 10)
     with pytest.raises(ValueError, match="adapter_model.safetensors"):
-        SACModel.from_pretrained(tmp_path / "ckpt", base=fresh_base(), tokenizer=tiny_tokenizer())
+        SACModel.from_pretrained(tmp_path / "ckpt", base=tiny_llama(), tokenizer=tiny_tokenizer())
     (tmp_path / "ckpt" / "sac_config.json").write_text("{not json")
     with pytest.raises(ValueError, match="sac_config.json"):
-        SACModel.from_pretrained(tmp_path / "ckpt", base=fresh_base(), tokenizer=tiny_tokenizer())
+        SACModel.from_pretrained(tmp_path / "ckpt", base=tiny_llama(), tokenizer=tiny_tokenizer())
 
 
 def _adapter_file(tmp_path, model, mutate=None):
@@ -156,7 +161,7 @@ def _adapter_file(tmp_path, model, mutate=None):
 
 
 def test_official_adapter_refusals(tmp_path):
-    model = sac_model(randomize=False)
+    model = tiny_model(randomize=False)
     key = "model.model.layers.1.self_attn.v_proj.lora_B"
     with pytest.raises(ValueError, match="missing"):
         model.load_official_adapter(_adapter_file(tmp_path, model, lambda s: s.pop(key)))
@@ -208,7 +213,9 @@ def test_bad_input_is_refused_clearly(model):
         model.generate(QUESTION, memories=[wrong])
     with pytest.raises(ValueError, match="empty"):
         model.generate_ids([])
-    assert len(model.generate_ids([m], max_new_tokens=3)) >= 1  # [LM] after the memory starts the answer
+    memory_only = model.build_prompt([m])
+    assert len(memory_only) == 2 and memory_only[0] is m and memory_only[1] is LM  # [LM] starts the answer
+    assert 1 <= len(model.generate_ids([m], max_new_tokens=3)) <= 3
 
 
 def test_config_json_round_trip(tmp_path):
@@ -278,10 +285,10 @@ def test_fresh_sac_parts_are_deterministic_across_thread_counts():
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = sac_model(randomize=False)
+        one = tiny_model(randomize=False)
         torch.set_num_threads(2)
         torch.manual_seed(1234)  # the global generator must not matter either
-        two = sac_model(randomize=False)
+        two = tiny_model(randomize=False)
     finally:
         torch.set_num_threads(threads)
     assert one.fingerprint == two.fingerprint
@@ -309,11 +316,16 @@ def test_saved_adapter_names_the_portable_base_not_the_local_path(tmp_path):
 
 
 def test_prompt_past_the_position_limit_is_refused_with_a_clear_error():
-    model = sac_model()
+    model = tiny_model()
     limit = model.base_model.config.max_position_embeddings
     memories = model.compress([text_of_tokens(1000, seed=s) for s in range(limit // 1000 + 1)])
     with pytest.raises(ValueError, match=f"past the {limit} positions"):
         model.generate(QUESTION, memories=memories, max_new_tokens=4)
     with pytest.raises(ValueError, match="smaller max_new_tokens"):
         list(model.stream(QUESTION, memories=memories[:1], max_new_tokens=limit))
-    assert model.generate(QUESTION, memories=memories[:1], max_new_tokens=2) is not None
+    # the limit is exact: an answer that may run up to the last position is decoded, one more is refused
+    prompt = model.compose(model.build_prompt(QUESTION, memories[:1]))
+    room = limit - prompt.length
+    with pytest.raises(ValueError, match=f"past the {limit} positions"):
+        model.stream_ids(prompt, max_new_tokens=room + 1)
+    assert isinstance(next(model.stream_ids(prompt, max_new_tokens=room)), int)
