@@ -92,6 +92,7 @@ class SACModel(nn.Module):
         self._fingerprints: dict[str, tuple[tuple, str]] = {}
         self._parameter_sets: dict[str, dict[str, nn.Parameter]] = {}  # by PEFT walk, until the adapters change
         self._sinks = SinkCache(self._decoder_state)
+        self._decoders: dict[bool, MemoryDecoder] = {}  # by `reader`, until add_reader changes the adapters
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -272,6 +273,7 @@ class SACModel(nn.Module):
         add_reader(self.peft, self.config, base_name=self.config.base_model)
         self._adapter_switch = AdapterSwitch(self.peft)
         self._parameter_sets.clear()
+        self._decoders.clear()
         if weights is not None:
             load_reader_weights(self, weights, Path(source))
 
@@ -455,17 +457,21 @@ class SACModel(nn.Module):
     # ----------------------------------------------------------------- decoding
     def decoder(self, *, reader: bool = True) -> MemoryDecoder:
         """The decoder over this model's weights: compressor LoRA off, the reader adapter on if the model
-        has one (``reader=False``: the plain base, e.g. to measure what the reader costs)."""
-        return MemoryDecoder(
-            self.transformer,
-            self.base_model.get_output_embeddings(),
-            self.base_model.get_input_embeddings(),
-            self.special_tokens[1],
-            self.shifter,
-            lambda: self.adapter(False, reader=reader),
-            sinks=self._sinks,
-            variant=reader and self.config.has_reader,
-        )
+        has one (``reader=False``: the plain base, e.g. to measure what the reader costs). Built once and kept
+        (it holds no per-question state), so a question's trip through compose and generation uses one."""
+        decoder = self._decoders.get(reader)
+        if decoder is None:
+            decoder = self._decoders[reader] = MemoryDecoder(
+                self.transformer,
+                self.base_model.get_output_embeddings(),
+                self.base_model.get_input_embeddings(),
+                lambda: self.special_tokens[1],
+                self.shifter,
+                lambda: self.adapter(False, reader=reader),
+                sinks=self._sinks,
+                variant=reader and self.config.has_reader,
+            )
+        return decoder
 
     def _check_memory(self, chunk: MemoryChunk) -> None:
         layers, heads, dim = self.kv_shape

@@ -329,3 +329,26 @@ def test_prompt_past_the_position_limit_is_refused_with_a_clear_error():
     with pytest.raises(ValueError, match=f"past the {limit} positions"):
         model.stream_ids(prompt, max_new_tokens=room + 1)
     assert isinstance(next(model.stream_ids(prompt, max_new_tokens=room)), int)
+
+
+def test_a_question_builds_its_decoder_once_and_the_lm_embedding_is_read_live(monkeypatch):
+    from sac_rag.decoding.generate import MemoryDecoder
+
+    built = []
+    init = MemoryDecoder.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(self)
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(MemoryDecoder, "__init__", counting)
+    model = tiny_model("llama")
+    memories = model.compress([text_of_tokens(60, seed=1)])
+    with torch.inference_mode():  # the decoder is first built under inference mode ...
+        first = model.generate(QUESTION, memories, max_new_tokens=4)
+    assert model.generate(QUESTION, memories, max_new_tokens=4) == first
+    assert len(built) == 1  # compose and generation share one decoder, kept across questions
+    model.special_tokens.requires_grad_(True)  # ... and still carries a gradient to [LM] afterwards
+    _, hidden, _ = model.decoder().run(model.build_prompt(QUESTION, memories))
+    hidden.sum().backward()
+    assert model.special_tokens.grad is not None and bool(model.special_tokens.grad[1].abs().sum() > 0)

@@ -119,10 +119,11 @@ class SinkCache:
 class MemoryDecoder:
     """Runs the base decoder (adapter off) over composed memories and generates greedily.
 
-    ``decoder_mode`` returns a context manager inside which ``transformer`` runs with the
-    compressor's adapter disabled; it is entered per forward call, so a paused stream never
-    leaves the shared weights in decoder mode. ``sinks``: where the attention sink's K/V is kept between
-    prompts (None: computed for each prompt); ``variant``: what else it depends on for this decoder.
+    ``lm_embedding``: the [LM] embedding, or a callable that returns it. ``decoder_mode`` returns a context
+    manager inside which ``transformer`` runs with the compressor's adapter disabled; it is entered per
+    forward call, so a paused stream never leaves the shared weights in decoder mode. ``sinks``: where the
+    attention sink's K/V is kept between prompts (None: computed for each prompt); ``variant``: what else
+    it depends on for this decoder.
     """
 
     def __init__(
@@ -130,7 +131,7 @@ class MemoryDecoder:
         transformer: nn.Module,
         lm_head: nn.Module,
         embed: nn.Module,
-        lm_embedding: torch.Tensor,
+        lm_embedding: torch.Tensor | Callable[[], torch.Tensor],
         shifter: RotaryShifter,
         decoder_mode: Callable[[], AbstractContextManager],
         sinks: SinkCache | None = None,
@@ -139,11 +140,17 @@ class MemoryDecoder:
         self.transformer = transformer
         self.lm_head = lm_head
         self.embed = embed
-        self.lm_embedding = lm_embedding
+        self._lm_embedding = lm_embedding
         self.shifter = shifter
         self.decoder_mode = decoder_mode
         self.sinks = sinks
         self.variant = variant
+
+    @property
+    def lm_embedding(self) -> torch.Tensor:
+        """The [LM] embedding, read at each use when given as a callable (a view of a trainable parameter taken
+        once could outlive a device move, or be taken under inference mode and refuse a gradient later)."""
+        return self._lm_embedding() if callable(self._lm_embedding) else self._lm_embedding
 
     def _embed_feed(self, feed: Feed, device) -> torch.Tensor:
         ids = torch.tensor([t if isinstance(t, int) else 0 for t in feed.items], device=device)

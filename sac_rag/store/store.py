@@ -467,7 +467,8 @@ class MemoryStore:
                 tensors.update(stored)
                 nbytes = sum(t.numel() * t.element_size() for t in stored.values())
                 crc = tensors_crc(stored.values())
-                rows.append(MemoryRow(h, "", chunk.length, chunk.n_anchors, chunk.offset, nbytes, crc, chunk.meta))
+                per_head = round(chunk.entries_per_head)  # SAC: its anchors; compact: its mean entries per head
+                rows.append(MemoryRow(h, "", chunk.length, per_head, chunk.offset, nbytes, crc, chunk.meta))
             bar.update(len(part))
         return tensors, rows
 

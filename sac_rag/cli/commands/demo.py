@@ -58,7 +58,8 @@ def build_store(model, path, n_passages: int, memory_dtype: str):
     stats = store.stats()
     print(
         f"store: {stats['passages']} passages, {stats['tokens_per_passage']:.0f} tokens and "
-        f"{stats['anchors_per_passage']:.0f} anchors per passage, {stats['bytes_per_passage'] / 1024:.1f} KiB memory "
+        f"{stats['anchors_per_passage']:.0f} entries per (layer, kv head) per passage (anchors, or kept tokens), "
+        f"{stats['bytes_per_passage'] / 1024:.1f} KiB memory "
         f"per passage ({stats['memory_dtype']}) vs {stats['full_kv_bf16_bytes_per_passage'] / 1024:.1f} KiB full KV"
     )
     return store
