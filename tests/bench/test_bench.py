@@ -1,9 +1,10 @@
 """The benchmark code runs on a tiny model. Its numbers are timings, not checked, except where one side is made
-slower on purpose: then each ratio must say so, the way its name reads."""
+slower on purpose (by a clock that runs ahead, support.SkewedClock): then each ratio must say so, the way its name
+reads."""
 
 import pytest
 import torch
-from support import slower
+from support import SkewedClock
 
 from bench import nbytes, peak_memory, throughput, ttft
 from bench.common import interleaved_medians, table
@@ -102,8 +103,8 @@ def test_reader_cost(monkeypatch):
 
     model = tiny_model(reader_rank=4, reader_alpha=8.0)
     texts = [text_of_tokens(n, seed=n) for n in (30, 44)]
-    reader = model.decoder()  # the decoder the benchmark times as "reader", made 0.05 s slower to answer
-    monkeypatch.setattr(reader, "greedy", slower(reader.greedy, 0.05))
+    reader = model.decoder()  # the decoder the benchmark times as "reader", made a second slower to answer
+    monkeypatch.setattr(reader, "greedy", SkewedClock(monkeypatch).slower(reader.greedy, 1.0))
     row = reader_cost.measure(model, texts, k=2, new_tokens=3, repeats=1)
     assert row["ttft_ms_sac_base"] > 0 and row["decode_tok_s_raw_base"] > 0
     assert row["ttft_sac_reader_over_base"] > 1 and row["ttft_raw_reader_over_base"] > 1  # "> 1: reader slower"
@@ -114,8 +115,9 @@ def test_distill_cache(tmp_path, monkeypatch):
     from sac_rag.training.tasks import SACTask
 
     model = tiny_model(rank=4)
-    # the teacher, 0.03 s slower a call: distilling from it at every step is slower than from the warm cache
-    monkeypatch.setattr(SACTask, "_teacher_logits", slower(SACTask._teacher_logits, 0.03))
+    # the teacher, a second slower a call: distilling from it at every step is slower than from the warm cache
+    clock = SkewedClock(monkeypatch)
+    monkeypatch.setattr(SACTask, "_teacher_logits", clock.slower(SACTask._teacher_logits, 1.0))
     texts = [text_of_tokens(n, seed=n) for n in (30, 44)]
     for stage in ("qa", "lm"):
         row = distill_cache.measure(

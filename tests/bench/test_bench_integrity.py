@@ -1,7 +1,7 @@
 """bench/integrity.py runs on a tiny model (its numbers are timings: checked only where one side is made slower on
-purpose, and that the checks on a cold ask's path are a part of it)."""
+purpose, by a clock that runs ahead, and that the checks on a cold ask's path are a part of it)."""
 
-from support import slower
+from support import SkewedClock
 from support.store import bow_embedder, numbered_text
 
 from bench import integrity
@@ -10,7 +10,8 @@ from sac_rag.testing import tiny_model
 
 
 def test_integrity_bench_measures_verify_and_cold_ask_against_baselines(monkeypatch):
-    monkeypatch.setattr(MemoryStore, "verify", slower(MemoryStore.verify, 0.05))  # verify, 0.05 s slower
+    slower = SkewedClock(monkeypatch).slower
+    monkeypatch.setattr(MemoryStore, "verify", slower(MemoryStore.verify, 1.0))  # verify, a second slower
     texts = [numbered_text(i) for i in range(12)]
     out = integrity.measure(tiny_model(), texts, embedder=bow_embedder, k=2, repeats=1)
     assert out["passages"] == 12 and out["store_bytes"] > 0
