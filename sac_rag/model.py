@@ -365,6 +365,7 @@ class SACModel(nn.Module):
         position_offset: int = 1,
         progress: bool = False,
         kind: str | None = None,
+        token_ids: Sequence[Sequence[int]] | None = None,
     ) -> list[MemoryChunk]:
         """Compress each text into one :class:`MemoryChunk` of ``kind`` (default: the configured
         ``memory_kind``): ``"sac"``, SAC anchors (split into ``chunk_size`` chunks as the spec says), or
@@ -372,17 +373,20 @@ class SACModel(nn.Module):
 
         With ``add_context_prefix`` (the default) a text is encoded as the official context,
         ``[BOS] + "### Context:\\n" + text``. ``position_offset`` is the position id of its first token.
+        ``token_ids`` (one sequence per text): the texts' ids by this model's tokenizer, no special tokens
+        (``sac_rag.text.prompt.encode``), when the caller has them already; they are used as they are, so a
+        text is not tokenised again.
         """
         kind = kind or self.config.memory_kind
         if kind not in MEMORY_KINDS:
             raise ValueError(f"kind must be one of {', '.join(MEMORY_KINDS)}, got {kind!r}")
         if kind == COMPACT_KIND:
-            sequences = self._context_sequences(texts, add_context_prefix)
+            sequences = self._context_sequences(texts, add_context_prefix, token_ids)
             compactor = self.compactor()
             fingerprint = self.memory_fingerprint(kind)
             bar = tqdm(sequences, desc="compacting passages", unit="passage", disable=not progress)
             return [replace(compactor.compact(ids, position_offset), fingerprint=fingerprint) for ids in bar]
-        return self._memories(texts, False, batch_size, add_context_prefix, position_offset, progress)
+        return self._memories(texts, False, batch_size, add_context_prefix, position_offset, progress, token_ids)
 
     def compactor(self, *, keep: float | None = None, refit: bool | None = None, dtype: str | None = None) -> Compactor:
         """Builds compact memories with this model's decoder (the reader on, as it will answer) at ``keep``
@@ -422,8 +426,9 @@ class SACModel(nn.Module):
         add_context_prefix: bool,
         position_offset: int,
         progress: bool,
+        token_ids: Sequence[Sequence[int]] | None = None,
     ) -> list[MemoryChunk]:
-        sequences = self._context_sequences(texts, add_context_prefix)
+        sequences = self._context_sequences(texts, add_context_prefix, token_ids)
         kvs = self.encode_sequences(
             sequences, full_kv=full_kv, offset=position_offset, batch_size=batch_size, progress=progress
         )
@@ -439,16 +444,22 @@ class SACModel(nn.Module):
             for kv in kvs
         ]
 
-    def _context_sequences(self, texts: Sequence[str] | str, add_context_prefix: bool) -> list[list[int]]:
+    def _context_sequences(
+        self, texts: Sequence[str] | str, add_context_prefix: bool, token_ids: Sequence[Sequence[int]] | None = None
+    ) -> list[list[int]]:
         if isinstance(texts, str):
             texts = [texts]
         if not texts:
             raise ValueError("no texts given")
+        if token_ids is not None and len(token_ids) != len(texts):
+            raise ValueError(f"{len(token_ids)} token id sequences for {len(texts)} texts")
+        # each piece is tokenised on its own: a text's context is the context of "" followed by the text's ids
+        prefix = context_ids(self.tokenizer, "", self.config) if add_context_prefix else []
         sequences = []
         for i, text in enumerate(texts):
             if not isinstance(text, str):
                 raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
-            ids = context_ids(self.tokenizer, text, self.config) if add_context_prefix else encode(self.tokenizer, text)
+            ids = prefix + (encode(self.tokenizer, text) if token_ids is None else [int(t) for t in token_ids[i]])
             if not ids:
                 raise ValueError(f"texts[{i}] is empty: nothing to compress")
             sequences.append(ids)

@@ -3,7 +3,7 @@
 from sac_rag.corpus.documents import Document, read_documents
 from sac_rag.corpus.indexing import IndexResult, index_documents
 from sac_rag.corpus.passages import Passages, passage_id, to_passages
-from sac_rag.corpus.split import split_passages
+from sac_rag.corpus.split import split_passages, split_with_ids
 
 __all__ = [
     "Document",
@@ -13,5 +13,6 @@ __all__ = [
     "passage_id",
     "read_documents",
     "split_passages",
+    "split_with_ids",
     "to_passages",
 ]

@@ -1,15 +1,16 @@
 """Merging finished work units into a store part: shards linked in, memories and passages recorded.
 
 Each unit is merged in one manifest transaction together with every passage of the run that uses one
-of its texts, so the store is consistent after each unit: a driver that dies mid-run loses nothing
-committed, and a re-run finds those texts already compressed. The vector index is rebuilt once, at the end.
+of its texts (the store's group commit, :meth:`MemoryStore.record_group`), so the store is consistent after
+each unit: a driver that dies mid-run loses nothing committed, and a re-run finds those texts already
+compressed. Memories no passage uses are dropped once, at the end (a later unit's passages may still use
+them), and the vector index is rebuilt then.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -34,13 +35,13 @@ def _link(source: Path, target: Path) -> None:
         shutil.copy2(source, target)
 
 
-def insert_passages(db: sqlite3.Connection, records: Iterable[Record], embeddings: dict[str, np.ndarray]) -> None:
-    """Write passage rows (insert or replace by id) with the embedding of their text."""
+def passage_rows(records: Iterable[Record], embeddings: dict[str, np.ndarray]) -> list[tuple]:
+    """Passage rows (``(id, content hash, text, metadata, embedding)``) with the embedding of their text."""
     rows = []
     for r in records:
         h = content_hash(r.text)
         rows.append((r.id, h, r.text, r.metadata, embeddings[h]))
-    Manifest.put_passages(db, rows)
+    return rows
 
 
 class PartMerger:
@@ -72,13 +73,11 @@ class PartMerger:
             manifest.close()
         for name in shards:
             _link(unit / SHARDS / name, self.store.path / SHARDS / name)
-        with self.store.manifest.transaction() as db:
-            for name, (sha, size) in shards.items():
-                rows = [r for r in memories.values() if r.shard == name]
-                Manifest.remove(db, shards=[name])  # a unit merged twice is merged once
-                Manifest.insert_shard(db, name, sha, size, rows)
-            insert_passages(db, (r for h in embeddings for r in self.by_hash.get(h, [])), embeddings)
-            Manifest.bump_generation(db)
+        recorded = [
+            (name, sha, size, [r for r in memories.values() if r.shard == name]) for name, (sha, size) in shards.items()
+        ]
+        passages = passage_rows((r for h in embeddings for r in self.by_hash.get(h, [])), embeddings)
+        self.store.record_group(recorded, passages, drop_unreferenced=False)  # a unit merged twice is merged once
         self.merged.update(embeddings)
 
     def finish(self) -> int:
@@ -88,9 +87,6 @@ class PartMerger:
         missing = {content_hash(r.text) for r in rest} - self.known.keys()
         if missing:
             raise StoreMismatch(f"{store.path}: no unit compressed {len(missing)} texts of this run")
-        with store.manifest.transaction() as db:
-            insert_passages(db, rest, self.known)
-            Manifest.drop_unreferenced_memories(db)
-            generation = Manifest.bump_generation(db)
+        generation = store.record_group([], passage_rows(rest, self.known))
         store.rebuild_index(generation)
         return len(rest)

@@ -50,7 +50,9 @@ from sac_rag.store.validate import (
     check_query,
     compressor_mismatch,
     records,
+    token_array,
 )
+from sac_rag.text.prompt import encode
 
 if TYPE_CHECKING:
     from sac_rag.model import SACModel
@@ -360,14 +362,21 @@ class MemoryStore:
         batch_size: int = COMPRESS_BATCH_SIZE,
         commit_every: int | None = None,
         progress: bool = True,
+        token_ids: Sequence[Sequence[int]] | None = None,
     ) -> list[int]:
         """Embed and compress new passages; return their ids (given ``ids`` must be new ones).
 
         Everything is checked before anything is written. ``batch_size`` passages are compressed per
         forward pass; they are committed in groups of ``commit_every`` (default :attr:`flush_every`, 64):
         if the process dies, every group committed so far stays in the store.
+
+        Each text is tokenised once, for its length check and its compression both. ``token_ids``, one sequence
+        per text, are the texts' ids by the model's tokenizer (no special tokens, as ``sac_rag.text.prompt.encode``
+        gives them; :attr:`Passages.token_ids <sac_rag.corpus.Passages>` when split by it): given, the texts
+        are not tokenised at all. They are trusted to be the texts' own (only ids outside the vocabulary are
+        refused): other ids make memories of other text.
         """
-        batch, commit_every = self._checked_input(texts, metadata, ids, batch_size, commit_every)
+        batch, commit_every = self._checked_input(texts, metadata, ids, batch_size, commit_every, token_ids)
         with self.writing():
             if ids is None:
                 first = self._manifest.next_id()
@@ -389,11 +398,13 @@ class MemoryStore:
         batch_size: int = COMPRESS_BATCH_SIZE,
         commit_every: int | None = None,
         progress: bool = True,
+        token_ids: Sequence[Sequence[int]] | None = None,
     ) -> list[int]:
-        """Insert or replace passages by id; a passage whose text and metadata are unchanged costs nothing."""
+        """Insert or replace passages by id; a passage whose text and metadata are unchanged costs nothing.
+        ``token_ids``: as :meth:`add` takes them."""
         if ids is None:
             raise ValueError("upsert needs ids (add assigns new ones)")
-        batch, commit_every = self._checked_input(texts, metadata, ids, batch_size, commit_every)
+        batch, commit_every = self._checked_input(texts, metadata, ids, batch_size, commit_every, token_ids)
         with self.writing():
             current = self._manifest.passages([r.id for r in batch], skip_damaged=True)  # damaged: rewritten
             changed = [
@@ -407,21 +418,29 @@ class MemoryStore:
         return [r.id for r in batch]
 
     def _checked_input(
-        self, texts, metadata, ids, batch_size: object, commit_every: object
+        self, texts, metadata, ids, batch_size: object, commit_every: object, token_ids=None
     ) -> tuple[list[Record], int]:
-        """Records of the input and the commit group size, all checked before anything is written."""
+        """Records of the input (each with its token ids) and the commit group size, all checked before anything
+        is written."""
         check_positive(batch_size, "batch_size")
         commit_every = check_positive(self.flush_every if commit_every is None else commit_every, "commit_every")
-        batch = records(texts, metadata, ids)
+        batch = records(texts, metadata, ids, token_ids)
         self._check_lengths(batch)
         return batch, commit_every
 
     def _check_lengths(self, batch: list[Record]) -> None:
+        """Refuse passages longer than the store takes, tokenising those that come without their ids: the records
+        keep them for compression (:meth:`_compress`), so a passage is tokenised once."""
         if self.model is None:
             raise StoreError("adding passages needs the compressor: open the store with model=SACModel")
         tok = self.model.tokenizer
+        vocab = len(tok)
         for n, rec in enumerate(batch):
-            count = len(tok(rec.text, add_special_tokens=False)["input_ids"])
+            if rec.token_ids is None:
+                rec.token_ids = token_array(encode(tok, rec.text))
+            elif not 0 <= min(rec.token_ids) <= max(rec.token_ids) < vocab:
+                raise ValueError(f"token_ids[{n}] holds ids outside the tokenizer's {vocab}: not this model's tokens")
+            count = len(rec.token_ids)
             if count > self.max_passage_tokens:
                 raise ValueError(
                     f"passage {n} has {count} tokens; this store takes passages of up to {self.max_passage_tokens}: "
@@ -439,29 +458,52 @@ class MemoryStore:
         hashes = [content_hash(r.text) for r in group]
         known = self._manifest.memory_rows(list(dict.fromkeys(hashes)), skip_damaged=True)
         todo = {h: r.text for h, r in zip(hashes, group) if h not in known}
+        token_ids = {h: r.token_ids for h, r in zip(hashes, group) if h in todo}
         bar.update(len(group) - len(todo))
-        tensors, rows = self._compress(todo, batch_size, bar)
+        tensors, rows = self._compress(todo, batch_size, bar, token_ids)
         vectors = self._embeddings(hashes, [r.text for r in group])
         shard = self.write_shard(tensors)
-        with self._manifest.transaction() as db:
-            if shard:
-                Manifest.insert_shard(db, *shard, rows)
-            Manifest.put_passages(db, [(r.id, h, r.text, r.metadata, v) for r, h, v in zip(group, hashes, vectors)])
-            Manifest.drop_unreferenced_memories(db)
-            generation = Manifest.bump_generation(db)
+        passages = [(r.id, h, r.text, r.metadata, v) for r, h, v in zip(group, hashes, vectors)]
+        generation = self.record_group([(*shard, rows)] if shard else [], passages)
         ids = np.array([r.id for r in group], dtype=np.int64)
         self._cache.update(generation, remove=ids, ids=ids, vectors=vectors)
 
+    def record_group(
+        self,
+        shards: Sequence[tuple[str, str, int, list[MemoryRow]]],
+        passages: Sequence[tuple[int, str, str, dict, np.ndarray]],
+        *,
+        drop_unreferenced: bool = True,
+    ) -> int:
+        """The group commit: record written ``shards`` (``(name, sha256, size, memory rows)``; a shard recorded
+        again replaces its first record), then ``passages`` (``(id, content hash, text, metadata, embedding)``,
+        inserted or replaced) and a new generation, in one manifest transaction; return the generation.
+
+        ``drop_unreferenced`` also drops the memories (and shards) no passage uses any more; a run that records
+        passages in several groups may keep them until its last group (``scale/merge.py``). The caller holds
+        the write lock (:meth:`writing`) and brings the index up to the generation.
+        """
+        with self._manifest.transaction() as db:
+            for name, sha, size, rows in shards:
+                Manifest.remove(db, shards=[name])
+                Manifest.insert_shard(db, name, sha, size, rows)
+            Manifest.put_passages(db, passages)
+            if drop_unreferenced:
+                Manifest.drop_unreferenced_memories(db)
+            return Manifest.bump_generation(db)
+
     def _compress(
-        self, todo: dict[str, str], batch_size: int, bar: tqdm
+        self, todo: dict[str, str], batch_size: int, bar: tqdm, token_ids: dict[str, Sequence[int]] | None = None
     ) -> tuple[dict[str, torch.Tensor], list[MemoryRow]]:
-        """Compress texts (keyed by content hash) into shard tensors and their manifest rows."""
+        """Compress texts (keyed by content hash) into shard tensors and their manifest rows; ``token_ids`` (by
+        hash, for every text) spares tokenising them again."""
         tensors: dict[str, torch.Tensor] = {}
         rows: list[MemoryRow] = []
         items = list(todo.items())
         for start in range(0, len(items), batch_size):
             part = items[start : start + batch_size]
-            chunks = self.model.compress([t for _, t in part], batch_size=batch_size)
+            ids = None if token_ids is None else [token_ids[h] for h, _ in part]
+            chunks = self.model.compress([t for _, t in part], batch_size=batch_size, token_ids=ids)
             for (h, _), chunk in zip(part, chunks):
                 stored = {f"{h}.{s}": t for s, t in pack_memory(chunk, self.memory_dtype).items()}
                 tensors.update(stored)

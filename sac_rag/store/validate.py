@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -16,6 +17,7 @@ class Record:
     text: str
     metadata: dict = field(default_factory=dict)
     id: int = -1
+    token_ids: array | None = None  # the text's ids by the model's tokenizer, once known (tokenised once)
 
 
 def check_id(value: object, where: str) -> int:
@@ -34,8 +36,14 @@ def check_ids(ids: Sequence[int] | int) -> list[int]:
     return out
 
 
-def records(texts: Sequence[str] | str, metadata: Sequence[dict] | None, ids: Sequence[int] | None) -> list[Record]:
-    """Validated records: non-empty texts, JSON-safe dict metadata, unique ids, all of matching lengths."""
+def records(
+    texts: Sequence[str] | str,
+    metadata: Sequence[dict] | None,
+    ids: Sequence[int] | None,
+    token_ids: Sequence[Sequence[int]] | None = None,
+) -> list[Record]:
+    """Validated records: non-empty texts, JSON-safe dict metadata, unique ids, non-empty integer token ids (as
+    :func:`token_array` s), all of matching lengths."""
     if isinstance(texts, str):
         texts = [texts]
     texts = list(texts)
@@ -66,7 +74,28 @@ def records(texts: Sequence[str] | str, metadata: Sequence[dict] | None, ids: Se
             raise ValueError(f"{len(checked)} ids for {len(texts)} texts")
         for rec, i in zip(out, checked):
             rec.id = i
+    if token_ids is not None:
+        token_ids = list(token_ids)
+        if len(token_ids) != len(texts):
+            raise ValueError(f"{len(token_ids)} token id sequences for {len(texts)} texts")
+        for n, (rec, seq) in enumerate(zip(out, token_ids)):
+            rec.token_ids = token_array(seq, f"token_ids[{n}]")
+            if not rec.token_ids:
+                raise ValueError(f"token_ids[{n}] is empty, texts[{n}] is not")
     return out
+
+
+def token_array(ids: Sequence[int], what: str = "token ids") -> array:
+    """Token ids as an array of C ints (4 bytes an id; a list of Python ints takes up to 36), for passages that
+    carry their ids from splitting to compression. ``ids`` already such an array is returned as is."""
+    if isinstance(ids, array) and ids.typecode == "i":
+        return ids
+    if isinstance(ids, (str, bytes)):
+        raise TypeError(f"{what} is {type(ids).__name__}, expected a sequence of token ids")
+    try:
+        return array("i", ids)
+    except (TypeError, OverflowError) as e:
+        raise ValueError(f"{what} must be integer token ids ({e})") from None
 
 
 def check_unicode(text: str, what: str) -> str:

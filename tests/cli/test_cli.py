@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 
 import pytest
 from support.cli import sac_rag
+from support.tokens import count_tokenised
+
+from sac_rag.store import MemoryStore
+from sac_rag.testing import tiny_tokenizer
 
 DOCS = {
     "turing.txt": "Alan Turing was born in 1912 in London. He studied mathematics at Cambridge.\n\n"
@@ -23,6 +28,16 @@ def corpus(tmp_path_factory):
         (root / name).write_text(text)
     (root / "more.jsonl").write_text(json.dumps({"text": "The quick brown fox jumps.", "title": "Fox"}) + "\n")
     return root
+
+
+def test_index_tokenises_each_passage_once(tmp_path, ckpt, corpus, monkeypatch):
+    vocab = len(tiny_tokenizer())  # the compressor's tokenizer (the embedder has its own)
+    tokenised = count_tokenised(monkeypatch, lambda tok: len(tok) == vocab)
+    assert sac_rag("index", corpus, "--store", tmp_path / "s", "--model", ckpt, "--passage-tokens", "12") == 0
+    monkeypatch.undo()
+    with MemoryStore.open(tmp_path / "s") as store:
+        texts = [r.text for r in store.get(store.ids())]
+    assert len(texts) >= 6 and {t: tokenised[t] for t in texts} == Counter(texts)  # split, checked, compressed
 
 
 def test_index_ask_stats_verify_delete(tmp_path, ckpt, corpus, capsys):

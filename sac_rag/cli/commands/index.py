@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -84,12 +85,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _index(store, documents, model, args: argparse.Namespace) -> dict:
     from sac_rag.corpus import index_documents
+    from sac_rag.text.prompt import encode
 
     before = set(store.ids())
     t0 = time.perf_counter()
     result = index_documents(
-        store, documents, args.passage_tokens, model.count_tokens, batch_size=args.batch_size,
-        commit_every=args.commit_every, progress=args.progress,
+        store, documents, args.passage_tokens, batch_size=args.batch_size, commit_every=args.commit_every,
+        progress=args.progress, tokenize=functools.partial(encode, model.tokenizer),  # each passage tokenised once
     )  # fmt: skip
     seconds = time.perf_counter() - t0
     stats = store.stats()
