@@ -139,6 +139,8 @@ def test_cli(tmp_path, model, monkeypatch, capsys):
     assert main([*argv, "--max-new-tokens", "3", "--no-progress"]) == 0
     assert "| Raw context (base) |" in capsys.readouterr().out
     assert len(_keys(tmp_path / "o")) == 4
+    run = json.loads((tmp_path / "o" / "results.json").read_text())["run"]
+    assert run["data"] == ["toy.jsonl", "toy.json"]  # by name: no path of this machine in a results file
 
 
 PLUGIN = """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from sac_rag.cli.args import at_least, positive_int
 
@@ -71,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     names = args.methods or [m for m in DEFAULT_METHODS if m != "full_ft" or args.full_ft] + list(installed_methods())
     sac_models = [load_sac(spec) for spec in args.sac or ["default"]]
     methods = build_methods(names, sac_models, full_ft=args.full_ft, ratios=args.ratios or ())
-    info = {"data": [str(d) for d in args.data], "limit": args.limit, "sac": args.sac or ["default"]}
+    # the files by name: a results file names no path of the machine it ran on
+    info = {"data": [Path(d).name for d in args.data], "limit": args.limit, "sac": args.sac or ["default"]}
     if args.distractors:
         info["distractors"] = args.distractors
     summary, files = evaluate(
