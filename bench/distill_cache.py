@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 
 from bench.common import QUESTION, interleaved_medians, parser, passages, report, setup, table
+from sac_rag.data.qa import QAExample
 from sac_rag.model import SACModel
-from sac_rag.training.data import LMSample, QASample
+from sac_rag.training.data import LMSample
 from sac_rag.training.tasks import SACTask, Sample
 from sac_rag.training.teacher_cache import TeacherCache
 
@@ -27,7 +28,7 @@ def samples(texts: Sequence[str], stage: str) -> list[Sample]:
         return [LMSample(t) for t in texts]
     others = [*texts[1:], texts[0]]
     return [
-        QASample(f"b{i}", QUESTION, " ".join(t.split()[:4]), (), (t, o), 0)
+        QAExample(f"b{i}", QUESTION, t, (" ".join(t.split()[:4]),), passages=(t, o))
         for i, (t, o) in enumerate(zip(texts, others))
     ]
 

@@ -18,8 +18,13 @@ class MalformedRecord(ValueError):
 
 @dataclass(frozen=True)
 class QAExample:
-    """One question about ``context``. ``passages``: when the question is set among distractor passages,
-    every passage of its prompt in order (``context`` among them); empty when ``context`` stands alone."""
+    """One question about ``context``, the one QA type of the library: evaluation scores it, training learns
+    from it (``sac_rag.training.data.QAPool`` sets each among distractors in the serving layout).
+
+    ``passages``: when the question is set among other passages, every passage of its prompt in order
+    (``context`` among them, unless training deliberately sets it among another question's passages to see
+    what the memories carry); empty when ``context`` stands alone.
+    """
 
     qid: str
     question: str
@@ -33,6 +38,14 @@ class QAExample:
     def prompt_passages(self) -> tuple[str, ...]:
         """The passages a prompt for this question holds, in order."""
         return self.passages or (self.context,)
+
+    @property
+    def answer(self) -> str:
+        """The answer a model is trained to give: the first non-blank one, stripped."""
+        for a in self.answers:
+            if a.strip():
+                return a.strip()
+        raise ValueError(f"question {self.qid} has no answer to train on")
 
 
 def _clean_question(q: str) -> str:

@@ -12,17 +12,49 @@ from sac_rag.io import atomic_write_text
 CONFIG_NAME = "train_config.json"
 TASKS = ("sac", "fullft")
 STAGES = ("qa", "lm")
-# SACConfig fields a run takes from elsewhere: the base model, attention sink and reader are TrainConfig's own
-# fields, since they also apply to (and may change) an init checkpoint
-RUN_SAC_FIELDS = ("base_model", "attention_sink", "reader_rank", "reader_alpha", "reader_targets")
-# the compressor fields a run sets (also accepted flat, as train_config.json files before ``sac`` have them)
-TRAINED_SAC_FIELDS = tuple(f.name for f in fields(SACConfig) if f.name not in RUN_SAC_FIELDS)
+# SACConfig fields a run may change on an init checkpoint (left at their defaults: the checkpoint's own)
+INIT_OVERRIDES = ("base_model", "attention_sink")
+# the SACConfig fields an init checkpoint's own config must agree with, unless the run leaves them all at their defaults
+TRAINED_SAC_FIELDS = tuple(f.name for f in fields(SACConfig) if f.name not in INIT_OVERRIDES)
 
 
 def fresh_compressor() -> SACConfig:
     """The compressor a run trains when it starts from none: the official design at LoRA rank 32 (scale 2),
     sized for CPU runs (the shipped default compressor has it)."""
     return SACConfig(lora_rank=32, lora_alpha=64.0)
+
+
+def nest_sac_keys(d: dict) -> dict:
+    """``d`` (a train config's keys) with the SACConfig fields it has at the top level moved into ``sac``.
+
+    Older ``train_config.json`` files have them there: every compressor field in files from before ``sac``
+    existed; ``base_model`` and ``attention_sink`` in files from before they moved into it, whose ``sac``
+    holds them at their defaults (a top-level ``null``, "the library's or the init checkpoint's", is what
+    that default means, so it is dropped). A field set both ways, to different values, is refused.
+    """
+    d = dict(d)
+    sac = dict(d.pop("sac", None) or {})
+    unset = fresh_compressor().to_dict()
+    for f in fields(SACConfig):
+        if f.name not in d:
+            continue
+        value = d.pop(f.name)
+        if value is None and f.name in INIT_OVERRIDES:
+            continue
+        nested = _json(sac.get(f.name, unset[f.name]))
+        if nested not in (_json(value), unset[f.name]):
+            raise ValueError(
+                f"{f.name} is set twice: {value!r} at the top level (as older train_config.json files have it) "
+                f"and {sac[f.name]!r} in sac"
+            )
+        sac[f.name] = value
+    if sac:
+        d["sac"] = sac
+    return d
+
+
+def _json(value):
+    return list(value) if isinstance(value, tuple) else value
 
 
 @dataclass
@@ -32,17 +64,23 @@ class TrainConfig:
     ``task`` is ``sac`` (train a SAC compressor) or ``fullft`` (the raw-context LoRA reference).
     ``stage`` is ``lm`` (continuation pretraining from plain text) or ``qa`` (QA fine-tuning).
     A step is one optimizer update over ``grad_accum`` examples (batch size 1 each, as the official code).
-    ``sac`` is the compressor a fresh run trains (ratio, chunk size, LoRA rank/alpha/targets, prompt strings;
-    default :func:`fresh_compressor`); with ``init_checkpoint`` the checkpoint's own config is trained
-    and ``sac`` must agree with it or be left at its default. The base model, attention sink and reader
-    are set by ``base_model``, ``attention_sink`` and ``reader``.
+
+    ``sac`` is the one home of the model's settings: the compressor a fresh run trains (ratio, chunk size,
+    LoRA rank/alpha/targets, prompt strings; default :func:`fresh_compressor`), the base model it runs over
+    (``base_model``; None: the library's default base), the attention sink and the shape of a fresh reader
+    (``reader_rank`` > 0: a new reader LoRA for the decoder). With ``init_checkpoint`` the checkpoint's own
+    config is trained: ``base_model`` and ``attention_sink`` (:data:`INIT_OVERRIDES`), when set, change it
+    (another name for the base, the sink switched on; left at their defaults they are the checkpoint's), and
+    every other field must agree with it or all be left at their defaults.
+
+    ``reader`` is where a trained reader comes from: the decoder gets the PEFT adapter in that directory (its
+    rank, alpha and targets are the adapter's, so ``sac.reader_rank`` stays 0); ``reader_lr`` trains it.
     """
 
     output_dir: str
     task: str = "sac"
     stage: str = "qa"
     train_files: list[str] = field(default_factory=list)
-    base_model: str | None = None  # None: the library's default base
     init_checkpoint: str | None = None  # start from a saved SAC checkpoint (e.g. stage 1's output)
     sac: SACConfig = field(default_factory=fresh_compressor)
     steps: int = 100
@@ -57,7 +95,6 @@ class TrainConfig:
     max_distractors: int = 2  # each QA example: gold passage + 0..max_distractors random other passages
     max_passage_tokens: int = 400  # longer passages are cut (keeps CPU steps bounded)
     lm_max_tokens: int = 256  # stage 1: text tokens per example, first half compressed
-    attention_sink: bool | None = None  # decoder reads the BOS K/V before the memories; None: the init checkpoint's
     reader: str | None = None  # give the decoder this PEFT adapter as its reader (e.g. a fullft run's final/)
     reader_lr: float = 0.0  # >0: train the reader jointly at this rate; 0: the reader (if any) stays frozen
     distill_weight: float = 0.0  # >0: add KL(teacher || student) on the target tokens, teacher reads the raw context
@@ -71,11 +108,13 @@ class TrainConfig:
     checkpoint_minutes: float = 5.0
     max_minutes: float | None = None  # stop (with a checkpoint and the final model) after this wall time
     precision: str = "fp32"  # or bf16 (autocast)
-    device: str | None = None  # None: cuda if available, else cpu
+    device: str | None = None  # None: sac_rag.device.default_device()
     threads: int | None = None
     limit_examples: int | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.sac, SACConfig):
+            raise TypeError(f"sac must be a SACConfig, got {type(self.sac).__name__}")
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.stage not in STAGES:
@@ -90,8 +129,13 @@ class TrainConfig:
             raise ValueError("no train_files given")
         if self.reader_lr < 0:
             raise ValueError(f"reader_lr must be >= 0, got {self.reader_lr}")
-        if self.task == "fullft" and (self.reader or self.reader_lr or self.attention_sink):
-            raise ValueError("reader, reader_lr and attention_sink apply to task 'sac' only")
+        if self.task == "fullft" and (self.reader or self.reader_lr or self.sac.attention_sink or self.sac.has_reader):
+            raise ValueError("reader, reader_lr, sac.attention_sink and sac.reader_rank apply to task 'sac' only")
+        if self.reader and self.sac.has_reader:
+            raise ValueError(
+                "reader gives the decoder a trained adapter with its own rank, alpha and targets: "
+                "leave sac.reader_rank at 0 (it asks for a fresh reader)"
+            )
         if self.distill_teacher and (self.task != "sac" or self.distill_weight <= 0):
             raise ValueError("distill_teacher needs task 'sac' and distill_weight > 0")
         if self.distill_top_k < 0:
@@ -102,13 +146,6 @@ class TrainConfig:
             raise ValueError("distill_cache needs distill_top_k > 0 (only top-k targets are cached)")
         if self.distill_top_k and self.reader_lr > 0 and not self.distill_teacher:
             raise ValueError("a cached teacher must stay frozen: with reader_lr > 0 the reader teaches and changes")
-        if not isinstance(self.sac, SACConfig):
-            raise TypeError(f"sac must be a SACConfig, got {type(self.sac).__name__}")
-        default = SACConfig()
-        for name in RUN_SAC_FIELDS:
-            if getattr(self.sac, name) != getattr(default, name):
-                home = "reader" if name.startswith("reader") else name
-                raise ValueError(f"set the run's {name} with TrainConfig.{home}, not in sac")
 
     def to_dict(self) -> dict:
         """JSON-ready fields, ``sac`` as a nested :meth:`SACConfig.to_dict`."""
@@ -116,12 +153,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        """The config of :meth:`to_dict`. Compressor fields may also come flat (``"ratio": 10``, as files
-        written before ``sac`` existed have them); flat ones override those in ``sac``, and both start
-        from :func:`fresh_compressor`."""
-        d = dict(d)
-        sac = {**fresh_compressor().to_dict(), **(d.pop("sac", None) or {})}
-        sac.update({name: d.pop(name) for name in TRAINED_SAC_FIELDS if name in d})
+        """The config of :meth:`to_dict`. SACConfig fields may also come at the top level, as older files have
+        them (:func:`nest_sac_keys`); ``sac`` starts from :func:`fresh_compressor`."""
+        d = nest_sac_keys(d)
+        sac = {**fresh_compressor().to_dict(), **d.pop("sac", {})}
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:

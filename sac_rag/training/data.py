@@ -1,5 +1,8 @@
 """Training data: QA examples in the serving layout (gold + distractor passages) and plain texts for stage 1.
 
+QA data is read by :mod:`sac_rag.data.qa` and stays a :class:`~sac_rag.data.qa.QAExample`: a drawn training
+example is the same example with its ``passages`` set (the gold ``context`` among distractors).
+
 Every example drawn for training is a pure function of ``(seed, index)``, so a resumed run sees exactly
 the examples the uninterrupted run would have seen, without saving any random-generator state.
 Held-out examples are whole contexts set aside from the training files (never a dev file).
@@ -9,23 +12,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from sac_rag.data.corpus import is_corpus, read_corpus
 from sac_rag.data.qa import MalformedRecord, QAExample, load_qa
-
-
-@dataclass(frozen=True)
-class QASample:
-    """One QA training example: the question, its target answer and the passages compressed for it."""
-
-    qid: str
-    question: str
-    answer: str
-    answers: tuple[str, ...]
-    passages: tuple[str, ...]
-    gold: int  # index of the passage that holds the answer (-1: none, as in the memory-information check)
 
 
 @dataclass(frozen=True)
@@ -121,7 +112,7 @@ class QAPool:
         self.seed, self.max_distractors = seed, max_distractors
         self._order = _Epochs(len(self.train), seed)
 
-    def _sample(self, ex: QAExample, rng: random.Random) -> QASample:
+    def _sample(self, ex: QAExample, rng: random.Random) -> QAExample:
         k = rng.randint(0, min(self.max_distractors, len(self.contexts) - 1))
         distractors: list[str] = []
         while len(distractors) < k:
@@ -130,14 +121,13 @@ class QAPool:
                 distractors.append(c)
         passages = [ex.context, *distractors]
         rng.shuffle(passages)
-        answer = next(a for a in ex.answers if a.strip()).strip()
-        return QASample(ex.qid, ex.question, answer, ex.answers, tuple(passages), passages.index(ex.context))
+        return replace(ex, passages=tuple(passages))
 
-    def sample(self, index: int) -> QASample:
+    def sample(self, index: int) -> QAExample:
         """The ``index``-th training example (a pure function of the seed and the index)."""
         return self._sample(self.train[self._order(index)], _rng(self.seed, index))
 
-    def eval_samples(self) -> list[QASample]:
+    def eval_samples(self) -> list[QAExample]:
         """The held-out examples, each with a fixed set of distractors."""
         return [self._sample(ex, _rng(self.seed, i, salt=3)) for i, ex in enumerate(self.held_out)]
 

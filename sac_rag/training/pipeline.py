@@ -36,8 +36,10 @@ def load_pool(cfg: TrainConfig) -> QAPool | TextPool:
 
 
 def _check_init_config(cfg: TrainConfig) -> None:
-    """Refuse compressor settings that contradict the init checkpoint's (at their defaults they are not asked for)."""
-    if cfg.sac == fresh_compressor():
+    """Refuse compressor settings that contradict the init checkpoint's (all at their defaults they are not
+    asked for; the base model and the sink, ``config.INIT_OVERRIDES``, may change it)."""
+    fresh = fresh_compressor()
+    if all(getattr(cfg.sac, n) == getattr(fresh, n) for n in TRAINED_SAC_FIELDS):
         return
     own = SACConfig.load(cfg.init_checkpoint)
     differ = [n for n in TRAINED_SAC_FIELDS if getattr(cfg.sac, n) != getattr(own, n)]
@@ -51,20 +53,21 @@ def _check_init_config(cfg: TrainConfig) -> None:
 def build_task(cfg: TrainConfig, device: torch.device) -> Task:
     """The model to train, in fp32 master weights (``precision='bf16'`` autocasts the compute)."""
     torch.manual_seed(cfg.seed)  # the fresh SAC embeddings and LoRA A are random
-    base = cfg.base_model or DEFAULT_BASE_MODEL
+    sac = cfg.sac
+    base = sac.base_model or DEFAULT_BASE_MODEL
     if cfg.task == "fullft":
         path = resolve_model_path(base)
-        config = replace(cfg.sac, base_model=base)
+        config = replace(sac, base_model=base)
         return FullFTTask(_load_base(base, device), AutoTokenizer.from_pretrained(path), config)
     if cfg.init_checkpoint:
         _check_init_config(cfg)
-        model = SACModel.from_pretrained(cfg.init_checkpoint, base=cfg.base_model, dtype=torch.float32, device=device)
+        model = SACModel.from_pretrained(cfg.init_checkpoint, base=sac.base_model, dtype=torch.float32, device=device)
+        if sac.attention_sink:
+            model.config.attention_sink = True
     else:
-        model = SACModel.from_base(base, cfg.sac, dtype=torch.float32, device=device)
+        model = SACModel.from_base(base, sac, dtype=torch.float32, device=device)
     if cfg.reader:
         model.add_reader(cfg.reader)
-    if cfg.attention_sink is not None:
-        model.config.attention_sink = cfg.attention_sink
     teacher = None
     if cfg.distill_teacher:
         student_base = model.config.base_model

@@ -19,16 +19,17 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sac_rag.compression.lora import attach_lora, lora_parameters
 from sac_rag.config import SACConfig
+from sac_rag.data.qa import QAExample
 from sac_rag.io import atomic_write_dir, atomic_write_text
 from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.memory.compose import LM
 from sac_rag.model import SACModel
 from sac_rag.text.prompt import bos_ids, context_ids, encode, question_ids
-from sac_rag.training.data import LMSample, QASample
+from sac_rag.training.data import LMSample
 from sac_rag.training.objectives import cross_entropy, distill_kl, shifted, target_logits, topk_distill_kl
 from sac_rag.training.teacher_cache import TeacherCache
 
-Sample = QASample | LMSample
+Sample = QAExample | LMSample
 PASSAGE_SEPARATOR = "\n\n"
 
 
@@ -37,7 +38,7 @@ class Task(Protocol):
     def loss(self, sample: Sample) -> tuple[torch.Tensor, dict[str, float]]: ...
     def save(self, directory: Path) -> None: ...
     def load(self, directory: Path) -> None: ...
-    def answer(self, sample: QASample, max_new_tokens: int = 32) -> str: ...
+    def answer(self, sample: QAExample, max_new_tokens: int = 32) -> str: ...
 
 
 def answer_ids(tokenizer: PreTrainedTokenizerBase, answer: str) -> list[int]:
@@ -95,15 +96,16 @@ class SACTask:
     def _layout(self, sample: Sample) -> tuple[list[list[int]], list, list[int], list[int]]:
         """Compressed sequences, decoder prompt (after the memories), target, and the raw teacher prefix."""
         tok, cfg = self.tok, self.model.config
-        if isinstance(sample, QASample):
+        if isinstance(sample, QAExample):
+            passages = sample.prompt_passages
             seqs = [
                 context_ids(tok, p, cfg)
-                if i == sample.gold
+                if p == sample.context  # the gold passage is never cut
                 else _truncate(context_ids(tok, p, cfg), self.max_distractor_tokens)
-                for i, p in enumerate(sample.passages)
+                for p in passages
             ]
             q = question_ids(tok, sample.question, cfg)
-            return seqs, [LM, *q], answer_ids(tok, sample.answer), raw_context_ids(tok, sample.passages, cfg) + q
+            return seqs, [LM, *q], answer_ids(tok, sample.answer), raw_context_ids(tok, passages, cfg) + q
         ids = encode(tok, sample.text)
         whole = len(ids) <= self.lm_max_tokens
         ids = ids[: self.lm_max_tokens]
@@ -157,8 +159,8 @@ class SACTask:
 
         load_sac_weights(self.model, directory)
 
-    def answer(self, sample: QASample, max_new_tokens: int = 32) -> str:
-        memories = self.model.compress(list(sample.passages))
+    def answer(self, sample: QAExample, max_new_tokens: int = 32) -> str:
+        memories = self.model.compress(list(sample.prompt_passages))
         return self.model.generate(sample.question, memories=memories, max_new_tokens=max_new_tokens)
 
 
@@ -206,13 +208,13 @@ class FullFTTask:
     def parameters(self) -> dict[str, nn.Parameter]:
         return lora_parameters(self.peft)
 
-    def _prompt(self, sample: QASample) -> list[int]:
-        return raw_context_ids(self.tok, sample.passages, self.config) + question_ids(
+    def _prompt(self, sample: QAExample) -> list[int]:
+        return raw_context_ids(self.tok, sample.prompt_passages, self.config) + question_ids(
             self.tok, sample.question, self.config
         )
 
     def loss(self, sample: Sample) -> tuple[torch.Tensor, dict[str, float]]:
-        if not isinstance(sample, QASample):
+        if not isinstance(sample, QAExample):
             raise TypeError("the Full-FT reference trains on QA samples only")
         inputs, labels = shifted(self._prompt(sample), answer_ids(self.tok, sample.answer))
         model = self.peft.get_base_model()
@@ -238,7 +240,7 @@ class FullFTTask:
         set_peft_model_state_dict(self.peft, load_file(str(Path(directory) / "adapter_model.safetensors")))
 
     @torch.no_grad()
-    def answer(self, sample: QASample, max_new_tokens: int = 32) -> str:
+    def answer(self, sample: QAExample, max_new_tokens: int = 32) -> str:
         ids = torch.tensor([self._prompt(sample)], device=self.device)
         out = self.peft.generate(
             input_ids=ids,

@@ -14,9 +14,10 @@ import torch
 from tqdm.auto import tqdm
 
 from sac_rag.compression.lora import READER_NAME
+from sac_rag.data.qa import QAExample
 from sac_rag.io import atomic_write_dir
 from sac_rag.training.config import TrainConfig
-from sac_rag.training.data import QAPool, QASample, TextPool
+from sac_rag.training.data import QAPool, TextPool
 from sac_rag.training.metrics import MetricsLog, em_f1
 from sac_rag.training.state import MODEL_DIR, TrainerState, load_optimizer, save_optimizer
 from sac_rag.training.tasks import Task
@@ -68,15 +69,15 @@ def _autocast(cfg: TrainConfig, device: torch.device):
     return contextlib.nullcontext()
 
 
-def unrelated_samples(samples: list) -> list[QASample]:
-    """Each QA sample with the passages of the next one (no passage holds its answer), for the memory check."""
-    qa = [s for s in samples if isinstance(s, QASample)]
+def unrelated_samples(samples: list) -> list[QAExample]:
+    """Each QA sample with the passages of the next one (none of them its context), for the memory check."""
+    qa = [s for s in samples if isinstance(s, QAExample)]
     if len(qa) < 2:
         return []
     return [
-        dataclasses.replace(s, passages=other.passages, gold=-1)
+        dataclasses.replace(s, passages=other.prompt_passages)
         for s, other in zip(qa, qa[1:] + qa[:1])
-        if not set(other.passages) & set(s.passages)
+        if not set(other.prompt_passages) & set(s.prompt_passages)
     ]
 
 
@@ -127,7 +128,7 @@ class Trainer:
                 ces = [self.task.loss(s)[1]["ce"] for s in unrelated]
             out["eval_loss_unrelated"] = sum(ces) / len(ces)
             out["memory_information"] = out["eval_loss_unrelated"] - out["eval_loss"]
-        qa = [s for s in self.eval_samples if isinstance(s, QASample)][: self.cfg.eval_generate]
+        qa = [s for s in self.eval_samples if isinstance(s, QAExample)][: self.cfg.eval_generate]
         if qa:
             scores = [em_f1(self.task.answer(s), s.answers) for s in qa]
             out["eval_em"] = 100 * sum(e for e, _ in scores) / len(scores)

@@ -4,7 +4,7 @@ import json
 import pytest
 from support import ROOT
 
-from sac_rag.data import MalformedRecord, load_qa
+from sac_rag.data import MalformedRecord, QAExample, load_qa
 
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -85,3 +85,12 @@ def test_real_files_load():
     assert len(dev) == 50 and dev[0].dataset == "SQuAD" and all(ex.answers for ex in dev)
     train = load_qa(SHARED / "train" / "squad-train-seed-42-1024.jsonl")
     assert len(train) == 1024 and not any(ex.question.endswith("[MASK].") for ex in train)
+
+
+def test_a_question_trains_on_its_first_non_blank_answer_and_sits_among_its_passages():
+    ex = QAExample("q", "Where is Paris?", "Paris is in France.", (" ", " France ", "FR"))
+    assert ex.answer == "France" and ex.prompt_passages == ("Paris is in France.",)
+    among = QAExample("q", "Where?", "b", ("x",), passages=("a", "b"))
+    assert among.prompt_passages == ("a", "b")
+    with pytest.raises(ValueError, match="question q has no answer to train on"):
+        _ = QAExample("q", "Where?", "b", ("", "  ")).answer

@@ -6,14 +6,15 @@ import pytest
 import torch
 from support.training import config, write_mrqa
 
+from sac_rag.data.qa import QAExample
 from sac_rag.testing import tiny_model
 from sac_rag.training import TrainConfig, train
-from sac_rag.training.data import QASample
 from sac_rag.training.objectives import distill_kl, topk_distill_kl
 from sac_rag.training.tasks import SACTask
 from sac_rag.training.teacher_cache import TeacherCache, TeacherCacheError, TopK, example_key
 
-SAMPLE = QASample("q", "Where is Paris?", "France", ("France",), ("Paris is in France.", "Turing was born in 1912."), 0)
+PARIS, TURING = "Paris is in France.", "Turing was born in 1912."
+SAMPLE = QAExample("q", "Where is Paris?", PARIS, ("France",), passages=(PARIS, TURING))
 
 
 def test_topk_kl_is_the_full_kl_when_k_is_the_vocabulary_and_never_negative():

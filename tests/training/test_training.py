@@ -1,16 +1,17 @@
 """Training pipeline on the tiny random model: loss goes down, resume is exact, QA loss masks all but the answer."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 from support.training import config, write_mrqa
 
-from sac_rag.data import MalformedRecord
+from sac_rag.data import MalformedRecord, QAExample
 from sac_rag.memory.compose import LM
 from sac_rag.testing import TOKENIZER_CORPUS, tiny_llama, tiny_model, tiny_tokenizer
 from sac_rag.training import train
-from sac_rag.training.data import QAPool, QASample, load_examples, load_texts
+from sac_rag.training.data import QAPool, load_examples, load_texts
 from sac_rag.training.objectives import IGNORE, shifted
 from sac_rag.training.tasks import FullFTTask, SACTask, answer_ids, load_fullft_teacher
 from sac_rag.training.trainer import Interrupted
@@ -72,20 +73,20 @@ def test_resume_continues_the_same_trajectory(tmp_path):
 def test_qa_loss_masks_everything_but_the_answer():
     tok = tiny_tokenizer()
     t = task()
-    sample = QASample("q", "Where is Paris?", "France", ("France",), ("Paris is in France.",), 0)
+    sample = QAExample("q", "Where is Paris?", "Paris is in France.", ("France",))
     _, prompt, target, _ = t._layout(sample)
     assert target == answer_ids(tok, "France") and target[-1] == tok.eos_token_id
     inputs, labels = shifted(prompt, target)
     assert prompt[0] is LM and inputs[: len(prompt)] == prompt
     assert labels == [IGNORE] * (len(prompt) - 1) + target  # question and [LM] unscored, answer + EOS scored
     # changing the question's tokens changes nothing scored; changing the answer changes the loss
-    other = QASample("q", "Where is Paris?", "Paris", ("Paris",), ("Paris is in France.",), 0)
+    other = QAExample("q", "Where is Paris?", "Paris is in France.", ("Paris",))
     assert t.loss(sample)[0].item() != pytest.approx(t.loss(other)[0].item())
 
 
 def test_qa_loss_gradient_reaches_only_through_answer_positions():
     t = task()
-    sample = QASample("q", "Where is Paris?", "France", ("Paris is in France.",), ("Paris is in France.",), 0)
+    sample = QAExample("q", "Where is Paris?", "Paris is in France.", ("France",))
     loss, _ = t.loss(sample)
     loss.backward()
     assert t.model.special_tokens.grad[0].abs().sum() == 0  # [AE] is never used
@@ -102,8 +103,25 @@ def test_pool_holds_out_whole_contexts_and_is_deterministic(tmp_path):
     for i in range(10):
         s = pool.sample(i)
         assert s == again.sample(i)
-        assert s.passages[s.gold] in {ex.context for ex in pool.train} and not set(s.passages) & held
+        assert s.context in s.passages and s.context in {ex.context for ex in pool.train} and not set(s.passages) & held
         assert len(set(s.passages)) == len(s.passages) <= 3
+
+
+def test_a_drawn_example_is_the_files_qa_example_among_passages_and_only_distractors_are_cut(tmp_path):
+    from sac_rag.data import load_qa
+    from sac_rag.training.trainer import unrelated_samples
+
+    path = write_mrqa(tmp_path / "t.jsonl")
+    pool = QAPool(load_examples([path]), seed=0, eval_size=1, max_distractors=2)
+    drawn = [pool.sample(i) for i in range(12)]
+    read = {ex.qid: ex for ex in load_qa(path)}
+    assert all(isinstance(s, QAExample) and s == replace(read[s.qid], passages=s.passages) for s in drawn)
+    s = next(s for s in drawn if len(s.passages) > 1)
+    seqs = task(max_distractor_tokens=3)._layout(s)[0]
+    assert [len(q) > 3 for q in seqs] == [p == s.context for p in s.passages]  # the gold passage is never cut
+    (swapped, *_) = unrelated_samples([s, QAExample("o", "?", "Another text here.", ("x",))])
+    assert swapped.prompt_passages == ("Another text here.",) and swapped.answer == s.answer
+    assert all(len(q) <= 3 for q in task(max_distractor_tokens=3)._layout(swapped)[0])  # no gold among them
 
 
 def test_loaders_reject_malformed_records(tmp_path):
@@ -133,7 +151,7 @@ def test_lm_stage_on_plain_text(tmp_path):
 
 def test_distillation_adds_a_kl_term(tmp_path):
     t = task(distill_weight=0.5)
-    sample = QASample("q", "Where is Paris?", "France", ("France",), ("Paris is in France.",), 0)
+    sample = QAExample("q", "Where is Paris?", "Paris is in France.", ("France",))
     loss, parts = t.loss(sample)
     assert parts["kl"] >= 0 and loss.item() == pytest.approx(parts["ce"] + 0.5 * parts["kl"], rel=1e-5)
 
@@ -150,7 +168,7 @@ def test_fullft_reference_trains_and_teaches(tmp_path):
 
     # the saved adapter, loaded as a distillation teacher, is the trained reference reading the raw context
     teacher = load_fullft_teacher(result.final_dir, tiny_llama(), "tiny-llama")
-    sample = QASample("q", "Where is Paris?", "France", ("France",), ("Paris is in France.",), 0)
+    sample = QAExample("q", "Where is Paris?", "Paris is in France.", ("France",))
     student = task(distill_weight=0.5, teacher=teacher)
     _, _, target, prefix = student._layout(sample)
     inputs, labels = shifted(prefix, target)

@@ -9,15 +9,16 @@ import torch
 from support.training import config
 
 from sac_rag.data import MalformedRecord
+from sac_rag.data.qa import QAExample
 from sac_rag.decoding.generate import MemoryDecoder
 from sac_rag.memory.compose import Sink
 from sac_rag.testing import tiny_model
 from sac_rag.training import train
-from sac_rag.training.data import QASample, load_texts
+from sac_rag.training.data import load_texts
 from sac_rag.training.tasks import SACTask
 from sac_rag.training.trainer import make_optimizer
 
-SAMPLE = QASample("q", "Where is Paris?", "France", ("France",), ("Paris is in France.",), 0)
+SAMPLE = QAExample("q", "Where is Paris?", "Paris is in France.", ("France",))
 
 
 def snapshot(params: dict) -> dict:

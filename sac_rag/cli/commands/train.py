@@ -18,8 +18,13 @@ HELP = {
     "stage": "lm: continuation pretraining on plain text; qa: QA fine-tuning",
     "train_files": "QA files (MRQA .jsonl(.gz), SQuAD .json) or, for --stage lm, .txt files too",
     "init_checkpoint": "start from this SAC checkpoint (e.g. the stage-1 output's final/)",
+    "base_model": "the base LM: a library alias, Hugging Face id or local directory "
+    "(default: the --init-checkpoint's, else the library's default base)",
     "attention_sink": "true/false: the decoder reads the BOS token's K/V before the memories "
-    "(default: as the --init-checkpoint has it; off for a fresh compressor)",
+    "(default: as the --init-checkpoint has it, which a run may switch on but not off; off for a fresh compressor)",
+    "reader_rank": "give the decoder a fresh reader LoRA of this rank (default 0: none; --reader gives a trained one)",
+    "reader_alpha": "the fresh reader's LoRA alpha",
+    "reader_targets": "projections the fresh reader adapts",
     "reader": "give the decoder this PEFT adapter as its reader (e.g. a --task fullft run's final/)",
     "reader_lr": "train the reader jointly at this learning rate (default 0: frozen)",
     "distill_teacher": "distil from the base with this Full-FT adapter (a --task fullft run's final/) "
@@ -55,7 +60,8 @@ RANGES: dict[str, Callable[[str], object]] = {
     "eval_size": integer(0), "eval_every": integer(1), "eval_generate": integer(0),
     "checkpoint_minutes": number(0, above=True), "max_minutes": number(0, above=True), "threads": integer(1),
     "limit_examples": integer(1), "ratio": integer(1), "chunk_size": integer(1), "lora_rank": integer(1),
-    "lora_alpha": number(0, above=True), "compact_keep": number(0, 1, above=True),
+    "lora_alpha": number(0, above=True), "compact_keep": number(0, 1, above=True), "reader_rank": integer(0),
+    "reader_alpha": number(0, above=True),
 }  # fmt: skip
 
 
@@ -72,7 +78,7 @@ def _type(name: str, annotation) -> Callable[[str], object]:
 
 def register(sub) -> None:
     from sac_rag.config import SACConfig
-    from sac_rag.training.config import TRAINED_SAC_FIELDS, TrainConfig, fresh_compressor
+    from sac_rag.training.config import TrainConfig, fresh_compressor
 
     p = sub.add_parser("train", help="train a SAC compressor or the Full-FT reference (resumable)")
     p.add_argument("--output", "-o", required=True, help="run directory (checkpoints, metrics.jsonl, final/)")
@@ -88,18 +94,19 @@ def register(sub) -> None:
         default = defaults[f.name].default
         p.add_argument(_flag(f.name), type=kind, default=None, help=HELP.get(f.name, f"default: {default}"))
     compressor = fresh_compressor()
-    for f in fields(SACConfig):  # the compressor of a fresh run (TrainConfig.sac)
-        if f.name in TRAINED_SAC_FIELDS:
-            default = getattr(compressor, f.name)
-            help = f"{HELP[f.name]}; " if f.name in HELP else ""
-            many = {"nargs": "+"} if str(f.type).startswith("tuple") else {"type": _type(f.name, f.type)}
-            p.add_argument(_flag(f.name), **many, default=None, help=f"{help}default: {default!r}")
+    for f in fields(SACConfig):  # the model's settings (TrainConfig.sac): every field a flag of its own name
+        default = f"default: {getattr(compressor, f.name)!r}"
+        help = HELP.get(f.name, "")
+        help = help if "default" in help else "; ".join(filter(None, (help, default)))
+        many = {"nargs": "+"} if str(f.type).startswith("tuple") else {"type": _type(f.name, f.type)}
+        p.add_argument(_flag(f.name), **many, default=None, help=help)
     p.add_argument("--checkpoint-every", type=integer(1), default=None, help="also checkpoint every N steps")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from sac_rag.training.config import CONFIG_NAME, TRAINED_SAC_FIELDS, TrainConfig
+    from sac_rag.config import SACConfig
+    from sac_rag.training.config import CONFIG_NAME, TrainConfig, nest_sac_keys
     from sac_rag.training.pipeline import train
 
     out = Path(args.output)
@@ -108,12 +115,18 @@ def run(args: argparse.Namespace) -> int:
         values.update(json.loads(Path(args.config).read_text(encoding="utf-8")))
     elif (out / CONFIG_NAME).is_file():
         values.update(TrainConfig.load(out).to_dict())  # resuming: the saved run's settings
-    for name in [f.name for f in fields(TrainConfig)] + list(TRAINED_SAC_FIELDS):
-        v = getattr(args, name, None)
-        if v is not None:
-            values[name] = v  # compressor fields flat: TrainConfig.from_dict puts them into sac
+    values = nest_sac_keys(values)  # a --config file may be an older one, SACConfig fields at the top level
+    sac = values.setdefault("sac", {})
+    for names, into in (([f.name for f in fields(TrainConfig)], values), ([f.name for f in fields(SACConfig)], sac)):
+        for name in names:
+            v = getattr(args, name, None)
+            if v is not None:
+                into[name] = v
     values["output_dir"] = str(out)
     cfg = TrainConfig.from_dict(values)
+    if args.attention_sink is False and cfg.init_checkpoint and SACConfig.load(cfg.init_checkpoint).attention_sink:
+        print(f"--attention-sink false: a run cannot switch off the attention sink of {cfg.init_checkpoint}")
+        return 2
     if (out / CONFIG_NAME).is_file():
         changed = cfg.same_run(TrainConfig.load(out))
         if changed:
