@@ -21,7 +21,7 @@ from sac_rag.checkpoint.official import load_official_adapter
 from sac_rag.compaction.compactor import COMPACT_DTYPES, Compactor
 from sac_rag.compaction.compactor import KIND as COMPACT_KIND
 from sac_rag.compaction.score import REPEAT_PROMPT
-from sac_rag.compression.encoder import AnchorKV, encode_anchor_kv
+from sac_rag.compression.encoder import COMPRESS_BATCH_SIZE, AnchorKV, encode_anchor_kv
 from sac_rag.compression.lora import (
     ADAPTER_NAME,
     READER_NAME,
@@ -30,9 +30,10 @@ from sac_rag.compression.lora import (
     attach_lora,
     lora_parameters,
 )
-from sac_rag.config import CONFIG_NAME, MEMORY_KINDS, SACConfig
+from sac_rag.config import CONFIG_NAME, DEFAULT_MAX_NEW_TOKENS, MEMORY_KINDS, SACConfig
 from sac_rag.decoding.generate import MemoryDecoder, SinkCache
 from sac_rag.decoding.text import TextStream
+from sac_rag.device import default_device
 from sac_rag.home import DEFAULT_BASE_MODEL, resolve_model_path
 from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.memory.compose import LM, ComposedPrompt, Segment, Sink
@@ -45,10 +46,6 @@ PromptSegment = str | MemoryChunk
 
 def _is_sac(chunk: MemoryChunk) -> bool:
     return chunk.meta.get("kind", "sac") == "sac"
-
-
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _default_dtype(device: torch.device) -> torch.dtype:
@@ -117,7 +114,7 @@ class SACModel(nn.Module):
         else:
             name = str(base)
             path = resolve_model_path(name)
-            device = device or _default_device()
+            device = device or default_device()
             dtype = dtype or _default_dtype(device)
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation="sdpa").to(device)
             tokenizer = tokenizer or AutoTokenizer.from_pretrained(path)
@@ -331,7 +328,7 @@ class SACModel(nn.Module):
         *,
         full_kv: bool = False,
         offset: int = 1,
-        batch_size: int = 8,
+        batch_size: int = COMPRESS_BATCH_SIZE,
         progress: bool = False,
     ) -> list[AnchorKV]:
         """Anchor K/V of token sequences (differentiable: training calls this with grad enabled); chunks are
@@ -360,7 +357,7 @@ class SACModel(nn.Module):
         self,
         texts: Sequence[str] | str,
         *,
-        batch_size: int = 8,
+        batch_size: int = COMPRESS_BATCH_SIZE,
         add_context_prefix: bool = True,
         position_offset: int = 1,
         progress: bool = False,
@@ -407,7 +404,7 @@ class SACModel(nn.Module):
         self,
         texts: Sequence[str] | str,
         *,
-        batch_size: int = 8,
+        batch_size: int = COMPRESS_BATCH_SIZE,
         add_context_prefix: bool = True,
         position_offset: int = 1,
         progress: bool = False,
@@ -573,7 +570,7 @@ class SACModel(nn.Module):
         self,
         prompt: Sequence[Segment] | ComposedPrompt,
         *,
-        max_new_tokens: int = 64,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         stop_token_ids: Sequence[int] | None = None,
     ) -> Iterator[int]:
         """Greedy token ids, one at a time, from a built (:meth:`build_prompt`) or composed
@@ -587,7 +584,7 @@ class SACModel(nn.Module):
         prompt: str | Sequence[PromptSegment],
         memories: Sequence[MemoryChunk] | None = None,
         *,
-        max_new_tokens: int = 64,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         stop_token_ids: Sequence[int] | None = None,
     ) -> list[int]:
         """Greedy token ids (a final EOS included, as in the official loop)."""
@@ -599,7 +596,7 @@ class SACModel(nn.Module):
         prompt: str | Sequence[PromptSegment],
         memories: Sequence[MemoryChunk] | None = None,
         *,
-        max_new_tokens: int = 64,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         stop_token_ids: Sequence[int] | None = None,
     ) -> str:
         """Greedy answer text to ``prompt`` over ``memories`` (see :meth:`build_prompt`)."""
@@ -611,7 +608,7 @@ class SACModel(nn.Module):
         prompt: str | Sequence[PromptSegment],
         memories: Sequence[MemoryChunk] | None = None,
         *,
-        max_new_tokens: int = 64,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         stop_token_ids: Sequence[int] | None = None,
     ) -> Iterator[str]:
         """Yield the answer as text pieces while it is generated (greedy, same tokens as :meth:`generate`)."""

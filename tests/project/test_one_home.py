@@ -74,7 +74,6 @@ def test_answer_length_default_has_one_home():
         "SACRAG": default_of(SACRAG.__init__, "max_new_tokens"),
         "SACSession": default_of(SACSession.__init__, "max_new_tokens"),
         "sac-rag ask": parsed("ask")["max_new_tokens"],
-        # model.py still writes the literal; it adopts the constant with the model core's move (issue 20)
         "SACModel.generate": default_of(SACModel.generate, "max_new_tokens"),
         "SACModel.stream": default_of(SACModel.stream, "max_new_tokens"),
     }
@@ -91,7 +90,7 @@ def test_compression_batch_size_has_one_home():
         "index_with_ray": default_of(index_with_ray, "batch_size"),
         "sac-rag index": parsed("index")["batch_size"],
         "sac-rag scale index": parsed("scale index")["batch_size"],
-        "SACModel.compress": default_of(SACModel.compress, "batch_size"),  # model.py: a literal still
+        "SACModel.compress": default_of(SACModel.compress, "batch_size"),
     }
     assert defaults == dict.fromkeys(defaults, COMPRESS_BATCH_SIZE)
 
@@ -106,3 +105,11 @@ def test_the_version_lives_in_the_package():
 def test_training_picks_the_default_device():
     assert pick_device(None) == default_device() == torch.device("cuda" if torch.cuda.is_available() else "cpu")
     assert pick_device("cpu") == torch.device("cpu")
+
+
+def test_the_model_takes_its_default_device_from_its_home():
+    import sac_rag.device
+    import sac_rag.model
+
+    assert sac_rag.model.default_device is sac_rag.device.default_device
+    assert not hasattr(sac_rag.model, "_default_device")  # no second definition beside the home
