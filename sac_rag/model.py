@@ -29,6 +29,7 @@ from sac_rag.compression.lora import (
     add_reader,
     attach_lora,
     lora_parameters,
+    weights_version,
 )
 from sac_rag.config import CONFIG_NAME, DEFAULT_MAX_NEW_TOKENS, MEMORY_KINDS, SACConfig
 from sac_rag.decoding.generate import MemoryDecoder, SinkCache
@@ -252,7 +253,7 @@ class SACModel(nn.Module):
         params = self._parameter_set("decoder").values()
         if torch.is_grad_enabled() and any(p.requires_grad for p in params):
             return None
-        return tuple(p._version for p in params)
+        return weights_version(params)
 
     def add_reader(self, source: str | Path | None = None, *, rank: int = 32, alpha: float | None = None) -> None:
         """Give the decoder a reader adapter: the PEFT LoRA adapter in ``source`` (e.g. a Full-FT run's
@@ -299,7 +300,7 @@ class SACModel(nn.Module):
             config_text = json.dumps(self.config.identity(), sort_keys=True)
         else:
             raise ValueError(f"no fingerprint for memories of kind {kind!r}")
-        version = (*(p._version for p in params.values()), id(self.role_tokens), config_text)
+        version = (*weights_version(params.values()), id(self.role_tokens), config_text)
         cached = self._fingerprints.get(kind)
         if cached is None or cached[0] != version:
             cached = self._fingerprints[kind] = (version, self._weights_digest(config_text, params))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -113,3 +114,17 @@ def test_the_model_takes_its_default_device_from_its_home():
 
     assert sac_rag.model.default_device is sac_rag.device.default_device
     assert not hasattr(sac_rag.model, "_default_device")  # no second definition beside the home
+
+
+def test_private_attributes_of_peft_and_torch_are_touched_in_one_module():
+    private = {"_version", "_disable_adapters", "_active_adapter", "_active_adapters"}
+    root = Path(sac_rag.__file__).parent
+    touching = sorted(
+        str(path.relative_to(root.parent))
+        for path in root.rglob("*.py")
+        if any(
+            isinstance(node, ast.Attribute) and node.attr in private
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        )
+    )
+    assert touching == ["sac_rag/compression/lora.py"]
