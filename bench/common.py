@@ -45,7 +45,7 @@ def setup(args: argparse.Namespace, **load):
 
 def distinct_contexts(path: str | Path) -> Iterator[str]:
     """The distinct contexts of a QA file, in file order."""
-    from sac_rag.data import load_qa
+    from sac_rag.qa import load_qa
 
     seen: set[str] = set()
     for ex in load_qa(path):

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from bench.common import QUESTION, interleaved_medians, parser, passages, report, setup, table
-from sac_rag.data.qa import QAExample
 from sac_rag.model import SACModel
+from sac_rag.qa.datasets import QAExample
 from sac_rag.training.data import LMSample
 from sac_rag.training.tasks import SACTask, Sample
 from sac_rag.training.teacher_cache import TeacherCache

@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 from collections.abc import Sequence
 
-from sac_rag.data.qa import QAExample
+from sac_rag.qa.datasets import QAExample
 
 
 def distractor_label(dataset: str, n: int) -> str:

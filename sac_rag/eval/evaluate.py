@@ -12,12 +12,12 @@ from pathlib import Path
 
 import torch
 
-from sac_rag.data.qa import QAExample, load_qa
 from sac_rag.eval.methods import Method
 from sac_rag.eval.report import summarize, write_report
 from sac_rag.eval.runner import run_methods
 from sac_rag.io import atomic_write_text
 from sac_rag.model import SACModel
+from sac_rag.qa.datasets import QAExample, load_qa
 
 RUN_JSON = "run.json"
 

@@ -21,12 +21,12 @@ from transformers import PreTrainedModel
 
 from sac_rag.compaction.compactor import COMPACT_DTYPES, compact_analysis, refit_anchors
 from sac_rag.compaction.score import PassageAnalysis
-from sac_rag.data.qa import QAExample
 from sac_rag.decoding.generate import MemoryDecoder
 from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.memory.compose import Segment
 from sac_rag.memory.rope import RotaryShifter
 from sac_rag.model import SACModel
+from sac_rag.qa.datasets import QAExample
 from sac_rag.text.anchors import anchor_indices
 from sac_rag.text.prompt import bos_ids, context_ids, encode, question_ids
 

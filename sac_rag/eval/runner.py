@@ -8,9 +8,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from sac_rag.data.qa import QAExample
-from sac_rag.eval.decode import greedy_answer
+from sac_rag.eval.answer import greedy_answer
 from sac_rag.eval.methods import Method
+from sac_rag.qa.datasets import QAExample
 
 PREDICTIONS = "predictions.jsonl"
 

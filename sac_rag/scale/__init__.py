@@ -3,7 +3,7 @@
 
 from sac_rag.scale.ivf import IVFIndex
 from sac_rag.scale.open import open_store
-from sac_rag.scale.pipeline import IndexReport, index_with_ray
+from sac_rag.scale.ray_index import IndexReport, index_with_ray
 from sac_rag.scale.recipe import Recipe
 from sac_rag.scale.sharded import ShardedStore
 from sac_rag.scale.worker import UnitWriter

@@ -1,6 +1,6 @@
 """Training data: QA examples in the serving layout (gold + distractor passages) and plain texts for stage 1.
 
-QA data is read by :mod:`sac_rag.data.qa` and stays a :class:`~sac_rag.data.qa.QAExample`: a drawn training
+QA data is read by :mod:`sac_rag.qa.datasets` and stays a :class:`~sac_rag.qa.datasets.QAExample`: a drawn training
 example is the same example with its ``passages`` set (the gold ``context`` among distractors).
 
 Every example drawn for training is a pure function of ``(seed, index)``, so a resumed run sees exactly
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from sac_rag.data.corpus import is_corpus, read_corpus
-from sac_rag.data.qa import MalformedRecord, QAExample, load_qa
+from sac_rag.qa.datasets import MalformedRecord, QAExample, load_qa
+from sac_rag.training.pretraining_text import is_corpus, read_corpus
 
 
 @dataclass(frozen=True)

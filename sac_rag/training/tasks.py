@@ -19,11 +19,11 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sac_rag.compression.lora import attach_lora, lora_parameters
 from sac_rag.config import SACConfig
-from sac_rag.data.qa import QAExample
 from sac_rag.io import atomic_write_dir, atomic_write_text
 from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.memory.compose import LM
 from sac_rag.model import SACModel
+from sac_rag.qa.datasets import QAExample
 from sac_rag.text.prompt import bos_ids, context_ids, encode, question_ids
 from sac_rag.training.data import LMSample
 from sac_rag.training.objectives import cross_entropy, distill_kl, shifted, target_logits, topk_distill_kl

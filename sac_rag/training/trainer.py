@@ -14,8 +14,8 @@ import torch
 from tqdm.auto import tqdm
 
 from sac_rag.compression.lora import READER_NAME
-from sac_rag.data.qa import QAExample
 from sac_rag.io import atomic_write_dir
+from sac_rag.qa.datasets import QAExample
 from sac_rag.training.config import TrainConfig
 from sac_rag.training.data import QAPool, TextPool
 from sac_rag.training.metrics import MetricsLog, em_f1

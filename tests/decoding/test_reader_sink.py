@@ -196,8 +196,8 @@ def test_export_keeps_the_reader(tmp_path):
 
 
 def test_eval_baselines_decoded_by_a_reader_are_named_apart():
-    from sac_rag.data import QAExample
     from sac_rag.eval.build import build_methods
+    from sac_rag.qa import QAExample
 
     plain = build_methods(["raw", "no_context"], [("p", tiny_model())])
     model = tiny_model(reader_rank=4, reader_alpha=8.0)

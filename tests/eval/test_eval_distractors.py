@@ -5,12 +5,12 @@ import json
 import pytest
 
 from sac_rag.cli.main import main
-from sac_rag.data.qa import QAExample
 from sac_rag.eval import build
 from sac_rag.eval.distractors import distractor_label, with_distractors
 from sac_rag.eval.methods import FullKV, Truncate
 from sac_rag.eval.runner import PREDICTIONS, read_predictions
 from sac_rag.memory.chunk import MemoryChunk
+from sac_rag.qa.datasets import QAExample
 from sac_rag.testing import tiny_model
 
 CONTEXTS = [

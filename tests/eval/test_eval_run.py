@@ -7,8 +7,8 @@ from peft import LoraConfig, get_peft_model
 
 from sac_rag.cli.main import main
 from sac_rag.eval import build
+from sac_rag.eval.answer import answer_text, stop_ids
 from sac_rag.eval.build import build_methods
-from sac_rag.eval.decode import answer_text, stop_ids
 from sac_rag.eval.evaluate import evaluate, load_examples
 from sac_rag.eval.methods import SAC, Truncate, UniformDrop
 from sac_rag.eval.runner import PREDICTIONS, read_predictions

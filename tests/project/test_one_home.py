@@ -22,10 +22,10 @@ from sac_rag.config import DEFAULT_MAX_NEW_TOKENS
 from sac_rag.corpus.indexing import index_documents
 from sac_rag.device import default_device
 from sac_rag.pipeline import SACRAG
-from sac_rag.scale.pipeline import index_with_ray
+from sac_rag.scale.ray_index import index_with_ray
 from sac_rag.scale.worker import UnitWriter
 from sac_rag.store import DEFAULT_MEMORY_DTYPE, MEMORY_DTYPES, MemoryStore, memory_dtype_for
-from sac_rag.training.pipeline import pick_device
+from sac_rag.training.run import pick_device
 
 
 def default_of(function, name: str) -> object:

@@ -12,7 +12,7 @@ from support.scale import DIE, FAIL, FlakyWriter, corpus, ray_init_args  # noqa:
 from support.store import bow_embedder  # noqa: E402
 
 from sac_rag.scale import ShardedStore, index_with_ray  # noqa: E402
-from sac_rag.scale.pipeline import STAGING  # noqa: E402
+from sac_rag.scale.ray_index import STAGING  # noqa: E402
 from sac_rag.store import MemoryStore  # noqa: E402
 from sac_rag.testing import tiny_model  # noqa: E402
 

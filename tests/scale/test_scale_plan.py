@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sac_rag.corpus import Passages
-from sac_rag.scale.pipeline import corpus_records
 from sac_rag.scale.plan import make_plan, part_of
+from sac_rag.scale.ray_index import corpus_records
 from sac_rag.store.digest import content_hash
 from sac_rag.store.validate import records
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from support.training import config, write_mrqa
 
-from sac_rag.data.qa import QAExample
+from sac_rag.qa.datasets import QAExample
 from sac_rag.testing import tiny_model
 from sac_rag.training import TrainConfig, train
 from sac_rag.training.objectives import distill_kl, topk_distill_kl

@@ -7,8 +7,8 @@ import pytest
 import torch
 from support.training import config, write_mrqa
 
-from sac_rag.data import MalformedRecord, QAExample
 from sac_rag.memory.compose import LM
+from sac_rag.qa import MalformedRecord, QAExample
 from sac_rag.testing import TOKENIZER_CORPUS, tiny_llama, tiny_model, tiny_tokenizer
 from sac_rag.training import train
 from sac_rag.training.data import QAPool, load_examples, load_texts
@@ -108,7 +108,7 @@ def test_pool_holds_out_whole_contexts_and_is_deterministic(tmp_path):
 
 
 def test_a_drawn_example_is_the_files_qa_example_among_passages_and_only_distractors_are_cut(tmp_path):
-    from sac_rag.data import load_qa
+    from sac_rag.qa import load_qa
     from sac_rag.training.trainer import unrelated_samples
 
     path = write_mrqa(tmp_path / "t.jsonl")

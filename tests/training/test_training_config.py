@@ -14,17 +14,17 @@ from support.training import config
 from sac_rag.config import SACConfig
 from sac_rag.training import TrainConfig
 from sac_rag.training.config import CONFIG_NAME, fresh_compressor, nest_sac_keys
-from sac_rag.training.pipeline import build_task
+from sac_rag.training.run import build_task
 
 
 def run_cli(argv: list[str], monkeypatch) -> tuple[int, list[TrainConfig]]:
     """``sac-rag train ARGV`` with training replaced by a recorder of the config it gets."""
-    import sac_rag.training.pipeline as pipeline
+    import sac_rag.training.run as training_run
     from sac_rag.cli.commands.train import register
 
     seen: list[TrainConfig] = []
     done = SimpleNamespace(state=SimpleNamespace(step=0, examples=0, elapsed_s=0.0), final_dir="final")
-    monkeypatch.setattr(pipeline, "train", lambda cfg, **kw: seen.append(cfg) or done)
+    monkeypatch.setattr(training_run, "train", lambda cfg, **kw: seen.append(cfg) or done)
     parser = argparse.ArgumentParser()
     register(parser.add_subparsers())
     args = parser.parse_args(["train", *argv])

@@ -8,10 +8,10 @@ import pytest
 import torch
 from support.training import config
 
-from sac_rag.data import MalformedRecord
-from sac_rag.data.qa import QAExample
 from sac_rag.decoding.generate import MemoryDecoder
 from sac_rag.memory.compose import Sink
+from sac_rag.qa import MalformedRecord
+from sac_rag.qa.datasets import QAExample
 from sac_rag.testing import tiny_model
 from sac_rag.training import train
 from sac_rag.training.data import load_texts

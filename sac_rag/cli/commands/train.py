@@ -107,7 +107,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from sac_rag.config import SACConfig
     from sac_rag.training.config import CONFIG_NAME, TrainConfig, nest_sac_keys
-    from sac_rag.training.pipeline import train
+    from sac_rag.training.run import train
 
     out = Path(args.output)
     values: dict = {}

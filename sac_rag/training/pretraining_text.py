@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from sac_rag.data.qa import MalformedRecord, json_lines, open_text
+from sac_rag.qa.datasets import MalformedRecord, json_lines, open_text
 
 
 def is_corpus(path: str | Path) -> bool:

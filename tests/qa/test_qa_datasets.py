@@ -4,7 +4,7 @@ import json
 import pytest
 from support import ROOT
 
-from sac_rag.data import MalformedRecord, QAExample, load_qa
+from sac_rag.qa import MalformedRecord, QAExample, load_qa
 
 SHARED = ROOT.parent / "shared" / "data"
 
