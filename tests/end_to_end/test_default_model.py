@@ -6,6 +6,8 @@ from support.reference_sac import official_adapter, reference_compress, referenc
 
 from sac_rag import SACConfig, SACModel
 from sac_rag.home import DEFAULT_BASE_MODEL, resolve_model_path
+from sac_rag.store import memory_dtype_for
+from sac_rag.store.codec import pack_memory
 
 pytestmark = pytest.mark.slow
 
@@ -28,8 +30,10 @@ def test_default_model_compresses_and_answers():
     (sac,) = model.compress([PASSAGE], kind="sac")
     assert sac.keys.shape[:2] == (30, 3) and sac.n_anchors == -(-(sac.length - 2) // 5)
     assert sac.full_kv_nbytes() / sac.nbytes == pytest.approx(sac.length / sac.n_anchors)
-    (memory,) = model.compress([PASSAGE])  # the default kind: compact, 1/5 of the full K/V's bytes
-    assert memory.bias is not None and memory.nbytes <= memory.full_kv_nbytes() * model.config.compact_keep
+    (memory,) = model.compress([PASSAGE])  # the default kind: compact, 1/5 of the full K/V's bytes as stored
+    stored = sum(t.numel() * t.element_size() for t in pack_memory(memory, memory_dtype_for(model)).values())
+    assert memory_dtype_for(model) == "int8" and memory.meta["dtype"] == "int8"
+    assert memory.bias is not None and stored <= memory.full_kv_nbytes() * model.config.compact_keep
     answer = model.generate("Where was Alan Turing born?", memories=[memory], max_new_tokens=16)
     assert "London" in answer or "Maida Vale" in answer
     raw = model.generate(
