@@ -35,6 +35,11 @@ REFIT_BATCH_BYTES = 256 << 20  # float64 work per refit batch of heads
 COMPACT_DTYPES = {name: getattr(torch, name) for name in COMPACT_DTYPE_NAMES}
 
 
+def _check_dtype(dtype: torch.dtype) -> None:
+    if dtype not in COMPACT_DTYPES.values():
+        raise ValueError(f"compact memories are {' or '.join(COMPACT_DTYPE_NAMES)}, got {dtype}")
+
+
 def compact_analysis(
     analysis: PassageAnalysis, keep: float, *, refit_values: bool = True, dtype: torch.dtype = torch.bfloat16
 ) -> MemoryChunk:
@@ -57,8 +62,7 @@ def compact_entries(
 ) -> MemoryChunk:
     """The memory holding the ``kept [layers, kv_heads, T]`` entries of an analysed passage, refitted or not;
     with ``dtype=torch.int8`` its K/V are the int8 codec's (keys quantised before the refit, values after)."""
-    if dtype not in COMPACT_DTYPES.values():
-        raise ValueError(f"compact memories are bfloat16 or int8, got {dtype}")
+    _check_dtype(dtype)
     quantised = dtype == torch.int8
     mask, index, (keys, values) = gather_kept(kept, analysis.keys, analysis.values)
     if quantised:
@@ -160,8 +164,7 @@ class Compactor:
     ) -> None:
         if not 0 < keep <= 1:
             raise ValueError(f"keep must be in (0, 1], got {keep!r}")
-        if dtype not in COMPACT_DTYPES.values():
-            raise ValueError(f"compact memories are bfloat16 or int8, got {dtype}")
+        _check_dtype(dtype)
         self.transformer = transformer
         self.decoder_mode = decoder_mode
         self.repeat_ids = list(repeat_ids)
