@@ -106,9 +106,10 @@ def one_query(args: argparse.Namespace) -> dict:
         segments = raw_prompt(model, passages(args.data, k))
     else:
         memories = load_memories(Path(args.memories) / f"{method}.safetensors")
-        segments = model.build_prompt(QUESTION, memories=memories)
-    decoder = model.decoder()
-    list(decoder.greedy(model.build_prompt(QUESTION), 2, set()))  # page in the (mmapped) weights first
+        segments = model.generator().build_prompt(QUESTION, memories=memories)
+    generator = model.generator()
+    decoder = generator.decoder
+    list(decoder.greedy(generator.build_prompt(QUESTION), 2, set()))  # page in the (mmapped) weights first
     gc.collect()
     before = rss_bytes()
     with PeakSampler() as sampler:

@@ -18,10 +18,10 @@ from sac_rag.model import SACModel
 def measure(model: SACModel, texts: Sequence[str], k: int, new_tokens: int, repeats: int) -> dict:
     """TTFT / total / decode speed per prompt kind and reader state, and the reader-on / reader-off ratios."""
     prompts = {
-        "sac": model.build_prompt(QUESTION, memories=model.compress(list(texts[:k]))),
+        "sac": model.generator().build_prompt(QUESTION, memories=model.compress(list(texts[:k]))),
         "raw": raw_prompt(model, texts[:k]),
     }
-    decoders = {"reader": model.decoder(), "base": model.decoder(reader=False)}
+    decoders = {"reader": model.generator().decoder, "base": model.generator(reader=False).decoder}
     fns = {f"{p}_{d}": timed_answer(dec, seg, new_tokens) for p, seg in prompts.items() for d, dec in decoders.items()}
     row: dict = {"k": k}
     for name, times in interleaved(fns, repeats).items():

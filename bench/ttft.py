@@ -66,7 +66,8 @@ def measure(
     model: SACModel, texts: Sequence[str], ks: Sequence[int], new_tokens: int, repeats: int
 ) -> tuple[list[dict], list[dict]]:
     """One row per k (TTFT and total time per method, ratios) and one breakdown row per (k, method)."""
-    decoder = model.decoder()
+    generator = model.generator()
+    decoder = generator.decoder
     memories = {
         "sac": model.compress(list(texts), kind="sac"),
         "compact": model.compress(list(texts), kind="compact"),
@@ -78,14 +79,14 @@ def measure(
         prompts = {
             "question": [bos_ids(model.tokenizer) + question],
             "raw": raw_prompt(model, texts[:k]),
-            **{m: model.build_prompt(QUESTION, memories=memories[m][:k]) for m in KINDS},
+            **{m: generator.build_prompt(QUESTION, memories=memories[m][:k]) for m in KINDS},
         }
         runs = interleaved({m: timed_answer(decoder, s, new_tokens) for m, s in prompts.items()}, repeats)
         row = {"k": k, "raw_tokens": len(prompts["raw"][0])}
         for m, times in runs.items():
             row.update(answer_times(m, times, new_tokens))
         timed = {m: prompts[m] for m in ("question", *KINDS)}
-        timed["sac_no_lm"] = model.memory_prompt(memories["sac"][:k], [question])
+        timed["sac_no_lm"] = generator.memory_prompt(memories["sac"][:k], [question])
         cpu = breakdown(decoder, timed, repeats)
         for m, phases in cpu.items():
             row[f"cpu_ms_{m}"] = phases["total"]

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from sac_rag.checkpoint.native import load_reader_weights, load_sac_weights, read_reader_adapter, save_sac_weights
@@ -33,20 +32,15 @@ from sac_rag.compression.lora import (
 )
 from sac_rag.config import CONFIG_NAME, DEFAULT_MAX_NEW_TOKENS, MEMORY_KINDS, SACConfig
 from sac_rag.decoding.generate import MemoryDecoder, SinkCache
-from sac_rag.decoding.text import TextStream
+from sac_rag.decoding.generator import Generator, PromptSegment
 from sac_rag.device import default_device
 from sac_rag.home import DEFAULT_BASE_MODEL, resolve_model_path
 from sac_rag.memory.chunk import MemoryChunk
-from sac_rag.memory.compose import LM, ComposedPrompt, Segment, Sink
 from sac_rag.memory.geometry import kv_shape
+from sac_rag.memory.maker import MemoryMaker
 from sac_rag.memory.rope import RotaryShifter
-from sac_rag.text.prompt import bos_ids, context_ids, encode, question_ids
-
-PromptSegment = str | MemoryChunk
-
-
-def _is_sac(chunk: MemoryChunk) -> bool:
-    return chunk.meta.get("kind", "sac") == "sac"
+from sac_rag.memory.sac import FULL_KV_KIND, SAC_KIND, EncodedMemories
+from sac_rag.text.prompt import context_sequences, encode
 
 
 def _default_dtype(device: torch.device) -> torch.dtype:
@@ -90,7 +84,7 @@ class SACModel(nn.Module):
         self._fingerprints: dict[str, tuple[tuple, str]] = {}
         self._parameter_sets: dict[str, dict[str, nn.Parameter]] = {}  # by PEFT walk, until the adapters change
         self._sinks = SinkCache(self._decoder_state)
-        self._decoders: dict[bool, MemoryDecoder] = {}  # by `reader`, until add_reader changes the adapters
+        self._generators: dict[bool, Generator] = {}  # by `reader`, until add_reader changes the adapters
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -271,7 +265,7 @@ class SACModel(nn.Module):
         add_reader(self.peft, self.config, base_name=self.config.base_model)
         self._adapter_switch = AdapterSwitch(self.peft)
         self._parameter_sets.clear()
-        self._decoders.clear()
+        self._generators.clear()
         if weights is not None:
             load_reader_weights(self, weights, Path(source))
 
@@ -367,7 +361,7 @@ class SACModel(nn.Module):
     ) -> list[MemoryChunk]:
         """Compress each text into one :class:`MemoryChunk` of ``kind`` (default: the configured
         ``memory_kind``): ``"sac"``, SAC anchors (split into ``chunk_size`` chunks as the spec says), or
-        ``"compact"``, a compaction of the decoder's own K/V.
+        ``"compact"``, a compaction of the decoder's own K/V (:meth:`memory_maker` makes them).
 
         With ``add_context_prefix`` (the default) a text is encoded as the official context,
         ``[BOS] + "### Context:\\n" + text``. ``position_offset`` is the position id of its first token.
@@ -378,27 +372,12 @@ class SACModel(nn.Module):
         kind = kind or self.config.memory_kind
         if kind not in MEMORY_KINDS:
             raise ValueError(f"kind must be one of {', '.join(MEMORY_KINDS)}, got {kind!r}")
-        if kind == COMPACT_KIND:
-            sequences = self._context_sequences(texts, add_context_prefix, token_ids)
-            compactor = self.compactor()
-            fingerprint = self.memory_fingerprint(kind)
-            bar = tqdm(sequences, desc="compacting passages", unit="passage", disable=not progress)
-            return [replace(compactor.compact(ids, position_offset), fingerprint=fingerprint) for ids in bar]
-        return self._memories(texts, False, batch_size, add_context_prefix, position_offset, progress, token_ids)
-
-    def compactor(self, *, keep: float | None = None, refit: bool | None = None, dtype: str | None = None) -> Compactor:
-        """Builds compact memories with this model's decoder (the reader on, as it will answer) at ``keep``
-        of the full K/V's bytes, refitted or not, their K/V as ``dtype`` ("int8" or "bfloat16") (defaults: the
-        config's ``compact_keep``, ``compact_refit``, ``compact_dtype``). Its memories carry no fingerprint;
-        :meth:`compress` stamps them when the config asks for this kind."""
-        return Compactor(
-            self.transformer,
-            lambda: self.adapter(False),
-            encode(self.tokenizer, REPEAT_PROMPT),
-            keep=self.config.compact_keep if keep is None else keep,
-            refit_values=self.config.compact_refit if refit is None else refit,
-            dtype=COMPACT_DTYPES[self.config.compact_dtype if dtype is None else dtype],
+        sequences = context_sequences(self.tokenizer, self.config, texts, add_context_prefix, token_ids)
+        memories = self.memory_maker(kind).make(
+            sequences, position_offset=position_offset, batch_size=batch_size, progress=progress
         )
+        fingerprint = self.memory_fingerprint(kind)
+        return [replace(m, fingerprint=fingerprint) for m in memories]
 
     @torch.inference_mode()
     def encode_full_kv(
@@ -414,63 +393,47 @@ class SACModel(nn.Module):
 
         The uncompressed reference (TurboRAG-style): composes like SAC memories, but no [LM] follows it.
         """
-        return self._memories(texts, True, batch_size, add_context_prefix, position_offset, progress)
-
-    def _memories(
-        self,
-        texts: Sequence[str] | str,
-        full_kv: bool,
-        batch_size: int,
-        add_context_prefix: bool,
-        position_offset: int,
-        progress: bool,
-        token_ids: Sequence[Sequence[int]] | None = None,
-    ) -> list[MemoryChunk]:
-        sequences = self._context_sequences(texts, add_context_prefix, token_ids)
-        kvs = self.encode_sequences(
-            sequences, full_kv=full_kv, offset=position_offset, batch_size=batch_size, progress=progress
+        sequences = context_sequences(self.tokenizer, self.config, texts, add_context_prefix)
+        return self.memory_maker(FULL_KV_KIND).make(
+            sequences, position_offset=position_offset, batch_size=batch_size, progress=progress
         )
-        if full_kv:
-            fingerprint, meta = "", {"kind": "full_kv"}
-        else:
-            fingerprint = self.memory_fingerprint("sac")
-            meta = {"kind": "sac", "ratio": self.config.ratio, "chunk_size": self.config.chunk_size}
-        return [
-            MemoryChunk(
-                kv.keys.clone(), kv.values.clone(), kv.positions, kv.length, position_offset, fingerprint, dict(meta)
+
+    def memory_maker(self, kind: str) -> MemoryMaker:
+        """What makes memories of ``kind`` with this model: ``"sac"`` (the compressor's anchors), ``"compact"``
+        (:meth:`compactor` with the config's settings) or ``"full_kv"`` (every token's K/V from the decoder)."""
+        if kind == COMPACT_KIND:
+            return self.compactor()
+        if kind in (SAC_KIND, FULL_KV_KIND):
+            full_kv = kind == FULL_KV_KIND
+            return EncodedMemories(
+                self.encode_sequences, full_kv=full_kv, ratio=self.config.ratio, chunk_size=self.config.chunk_size
             )
-            for kv in kvs
-        ]
+        raise ValueError(f"no memories of kind {kind!r}: expected {', '.join((*MEMORY_KINDS, FULL_KV_KIND))}")
 
-    def _context_sequences(
-        self, texts: Sequence[str] | str, add_context_prefix: bool, token_ids: Sequence[Sequence[int]] | None = None
-    ) -> list[list[int]]:
-        if isinstance(texts, str):
-            texts = [texts]
-        if not texts:
-            raise ValueError("no texts given")
-        if token_ids is not None and len(token_ids) != len(texts):
-            raise ValueError(f"{len(token_ids)} token id sequences for {len(texts)} texts")
-        # each piece is tokenised on its own: a text's context is the context of "" followed by the text's ids
-        prefix = context_ids(self.tokenizer, "", self.config) if add_context_prefix else []
-        sequences = []
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
-            ids = prefix + (encode(self.tokenizer, text) if token_ids is None else [int(t) for t in token_ids[i]])
-            if not ids:
-                raise ValueError(f"texts[{i}] is empty: nothing to compress")
-            sequences.append(ids)
-        return sequences
+    def compactor(self, *, keep: float | None = None, refit: bool | None = None, dtype: str | None = None) -> Compactor:
+        """Builds compact memories with this model's decoder (the reader on, as it will answer) at ``keep``
+        of the full K/V's bytes, refitted or not, their K/V as ``dtype`` ("int8" or "bfloat16") (defaults: the
+        config's ``compact_keep``, ``compact_refit``, ``compact_dtype``). Its memories carry no fingerprint;
+        :meth:`compress` stamps them when the config asks for this kind."""
+        return Compactor(
+            self.transformer,
+            lambda: self.adapter(False),
+            encode(self.tokenizer, REPEAT_PROMPT),
+            keep=self.config.compact_keep if keep is None else keep,
+            refit_values=self.config.compact_refit if refit is None else refit,
+            dtype=COMPACT_DTYPES[self.config.compact_dtype if dtype is None else dtype],
+        )
 
-    # ----------------------------------------------------------------- decoding
-    def decoder(self, *, reader: bool = True) -> MemoryDecoder:
-        """The decoder over this model's weights: compressor LoRA off, the reader adapter on if the model
-        has one (``reader=False``: the plain base, e.g. to measure what the reader costs). Built once and kept
-        (it holds no per-question state), so a question's trip through compose and generation uses one."""
-        decoder = self._decoders.get(reader)
-        if decoder is None:
-            decoder = self._decoders[reader] = MemoryDecoder(
+    # ----------------------------------------------------------------- answering
+    def generator(self, *, reader: bool = True) -> Generator:
+        """Lays out, composes and answers prompts over memories with this model's decoder: compressor LoRA
+        off, the reader adapter on if the model has one (``reader=False``: the plain base, e.g. to measure what
+        the reader costs). Built once and kept (it holds nothing of a question), so a question's trip through
+        layout, composition and generation uses one decoder; its ``decoder`` runs prompts for training and
+        evaluation."""
+        generator = self._generators.get(reader)
+        if generator is None:
+            decoder = MemoryDecoder(
                 self.transformer,
                 self.base_model.get_output_embeddings(),
                 self.base_model.get_input_embeddings(),
@@ -480,7 +443,11 @@ class SACModel(nn.Module):
                 sinks=self._sinks,
                 variant=reader and self.config.has_reader,
             )
-        return decoder
+            limit = getattr(self.base_model.config, "max_position_embeddings", None)
+            generator = self._generators[reader] = Generator(
+                decoder, self.tokenizer, self.config, self._check_memory, limit
+            )
+        return generator
 
     def _check_memory(self, chunk: MemoryChunk) -> None:
         layers, heads, dim = self.kv_shape
@@ -491,106 +458,13 @@ class SACModel(nn.Module):
             )
         if not chunk.fingerprint:
             return
-        kind = chunk.meta.get("kind", "sac")
+        kind = chunk.meta.get("kind", SAC_KIND)
         expected = self.memory_fingerprint(kind) if kind in MEMORY_KINDS else None
         if chunk.fingerprint != expected:
             raise ValueError(
                 f"{kind} memory was made by {chunk.fingerprint}, this model makes {expected}: "
                 "re-compress the passage with this model"
             )
-
-    def build_prompt(
-        self, prompt: str | Sequence[PromptSegment], memories: Sequence[MemoryChunk] | None = None
-    ) -> list[Segment]:
-        """The decoder's segment list for a question over memories, or for an explicit segment list.
-
-        ``prompt`` as a string with ``memories``: the official layout, memories then [LM] and the
-        question in its template. ``prompt`` as a list of strings and MemoryChunks: text encoded as
-        is, [LM] right after the last SAC memory (full-KV memories get none). A prompt that starts
-        with text gets the BOS token; one that starts with a SAC memory gets the attention sink when
-        the config asks for it.
-        """
-        if isinstance(prompt, str):
-            if memories:
-                for m in memories:
-                    self._check_memory(m)
-                lm = [LM] if any(_is_sac(m) for m in memories) else []
-                return self._with_sink([*memories, *lm, question_ids(self.tokenizer, prompt, self.config)])
-            return [bos_ids(self.tokenizer) + encode(self.tokenizer, prompt)]
-        if memories:
-            raise ValueError("pass memories either inside the segment list or as `memories`, not both")
-        segments: list[Segment] = []
-        last_memory = max((i for i, s in enumerate(prompt) if isinstance(s, MemoryChunk) and _is_sac(s)), default=-1)
-        for i, seg in enumerate(prompt):
-            if isinstance(seg, MemoryChunk):
-                self._check_memory(seg)
-                segments.append(seg)
-                if i == last_memory:
-                    segments.append(LM)
-            elif isinstance(seg, str):
-                ids = encode(self.tokenizer, seg)
-                segments.append(bos_ids(self.tokenizer) + ids if i == 0 else ids)
-            else:
-                raise TypeError(f"prompt segment {i} is {type(seg).__name__}: expected str or MemoryChunk")
-        return self._with_sink(segments)
-
-    def memory_prompt(self, memories: Sequence[MemoryChunk], tail: Sequence[Segment]) -> list[Segment]:
-        """``memories`` then ``tail`` (e.g. [LM] and token ids), with the attention sink when configured:
-        the decoder's input layout, shared by serving and training."""
-        return self._with_sink([*memories, *tail])
-
-    def _with_sink(self, segments: list[Segment]) -> list[Segment]:
-        opens_with_memory = bool(segments) and isinstance(segments[0], MemoryChunk) and _is_sac(segments[0])
-        bos = self.tokenizer.bos_token_id
-        if self.config.attention_sink and opens_with_memory and bos is not None:
-            return [Sink(bos), *segments]
-        return segments
-
-    def compose(self, segments: Sequence[Segment]) -> ComposedPrompt:
-        """A built prompt (:meth:`build_prompt`) laid out for the decoder: memories' keys rotated into their
-        places, text and [LM] at their position ids."""
-        return self.decoder().compose(list(segments))
-
-    def _check_fits(self, prompt: ComposedPrompt, max_new_tokens: int) -> None:
-        """Refuse a prompt and answer that would run past the base model's positions."""
-        limit = getattr(self.base_model.config, "max_position_embeddings", None)
-        if limit and prompt.length + max_new_tokens > limit:
-            raise ValueError(
-                f"the prompt covers {prompt.length} positions ({prompt.memories} memories included) and the answer "
-                f"up to {max_new_tokens} more, past the {limit} positions {self.config.base_model} was trained on: "
-                "pass fewer or shorter passages, or a smaller max_new_tokens"
-            )
-
-    def _stop_ids(self, stop_token_ids: Sequence[int] | None) -> set[int]:
-        stops = set(stop_token_ids or ())
-        if self.tokenizer.eos_token_id is not None:
-            stops.add(self.tokenizer.eos_token_id)
-        return stops
-
-    def stream_ids(
-        self,
-        prompt: Sequence[Segment] | ComposedPrompt,
-        *,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        stop_token_ids: Sequence[int] | None = None,
-    ) -> Iterator[int]:
-        """Greedy token ids, one at a time, from a built (:meth:`build_prompt`) or composed
-        (:meth:`compose`) prompt; a final EOS (or stop id) is included, as in the official loop."""
-        composed = prompt if isinstance(prompt, ComposedPrompt) else self.compose(prompt)
-        self._check_fits(composed, max_new_tokens)
-        return self.decoder().greedy(composed, max_new_tokens, self._stop_ids(stop_token_ids))
-
-    def generate_ids(
-        self,
-        prompt: str | Sequence[PromptSegment],
-        memories: Sequence[MemoryChunk] | None = None,
-        *,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        stop_token_ids: Sequence[int] | None = None,
-    ) -> list[int]:
-        """Greedy token ids (a final EOS included, as in the official loop)."""
-        segments = self.build_prompt(prompt, memories)
-        return list(self.stream_ids(segments, max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids))
 
     def generate(
         self,
@@ -600,9 +474,10 @@ class SACModel(nn.Module):
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         stop_token_ids: Sequence[int] | None = None,
     ) -> str:
-        """Greedy answer text to ``prompt`` over ``memories`` (see :meth:`build_prompt`)."""
-        ids = self.generate_ids(prompt, memories, max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids)
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        """Greedy answer text to ``prompt`` over ``memories`` (see :meth:`Generator.build_prompt
+        <sac_rag.decoding.generator.Generator.build_prompt>`: a question with memories, or a list of text and
+        memories)."""
+        return self.generator().generate(prompt, memories, max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids)
 
     def stream(
         self,
@@ -613,9 +488,7 @@ class SACModel(nn.Module):
         stop_token_ids: Sequence[int] | None = None,
     ) -> Iterator[str]:
         """Yield the answer as text pieces while it is generated (greedy, same tokens as :meth:`generate`)."""
-        segments = self.build_prompt(prompt, memories)
-        ids = self.stream_ids(segments, max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids)
-        yield from TextStream(self.tokenizer, ids)
+        return self.generator().stream(prompt, memories, max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids)
 
 
 def _looks_like_path(spec: str) -> bool:

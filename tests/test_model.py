@@ -53,27 +53,29 @@ def test_shift_composition_is_exact(model):
 
 
 def test_several_memories_compose_in_one_position_space(model):
+    gen = model.generator()
     a, b = text_of_tokens(300, seed=1), text_of_tokens(200, seed=2)
     ma, mb = model.compress([a, b])
     (mb_in_place,) = model.compress([b], position_offset=1 + ma.length)
-    _, logits, _ = model.decoder().prefill(model.build_prompt(QUESTION, [ma, mb]))
-    _, expected, _ = model.decoder().prefill(model.build_prompt(QUESTION, [ma, mb_in_place]))
+    _, logits, _ = gen.decoder.prefill(gen.build_prompt(QUESTION, [ma, mb]))
+    _, expected, _ = gen.decoder.prefill(gen.build_prompt(QUESTION, [ma, mb_in_place]))
     torch.testing.assert_close(logits, expected, atol=1e-4, rtol=1e-4)
-    _, swapped, _ = model.decoder().prefill(model.build_prompt(QUESTION, [mb, ma]))
+    _, swapped, _ = gen.decoder.prefill(gen.build_prompt(QUESTION, [mb, ma]))
     assert not torch.allclose(logits, swapped, atol=1e-4)
 
 
 def test_segments_with_the_official_template_equal_the_official_layout(model):
+    gen = model.generator()
     (m,) = model.compress([text_of_tokens(150, seed=4)])
-    official = model.generate_ids(QUESTION, memories=[m], max_new_tokens=8)
+    official = gen.generate_ids(QUESTION, memories=[m], max_new_tokens=8)
     segments = [m, model.config.question_prefix, QUESTION, model.config.answer_prefix]
-    assert model.generate_ids(segments, max_new_tokens=8) == official
+    assert gen.generate_ids(segments, max_new_tokens=8) == official
     # text may open the prompt: BOS and the text, the memory right after it, then [LM] and the rest, all read
-    text_first = model.build_prompt(["Read this:", m, QUESTION])
+    text_first = gen.build_prompt(["Read this:", m, QUESTION])
     assert text_first[0][0] == model.tokenizer.bos_token_id and text_first[1] is m and text_first[2] is LM
-    assert model.compose(text_first).length == len(text_first[0]) + m.length + len(text_first[3])
-    _, read, _ = model.decoder().prefill(text_first)
-    _, memory_first, _ = model.decoder().prefill(model.build_prompt([m, QUESTION]))
+    assert gen.compose(text_first).length == len(text_first[0]) + m.length + len(text_first[3])
+    _, read, _ = gen.decoder.prefill(text_first)
+    _, memory_first, _ = gen.decoder.prefill(gen.build_prompt([m, QUESTION]))
     assert not torch.allclose(read, memory_first, atol=1e-4)
 
 
@@ -212,10 +214,10 @@ def test_bad_input_is_refused_clearly(model):
     with pytest.raises(ValueError, match="does not fit"):
         model.generate(QUESTION, memories=[wrong])
     with pytest.raises(ValueError, match="empty"):
-        model.generate_ids([])
-    memory_only = model.build_prompt([m])
+        model.generator().generate_ids([])
+    memory_only = model.generator().build_prompt([m])
     assert len(memory_only) == 2 and memory_only[0] is m and memory_only[1] is LM  # [LM] starts the answer
-    assert 1 <= len(model.generate_ids([m], max_new_tokens=3)) <= 3
+    assert 1 <= len(model.generator().generate_ids([m], max_new_tokens=3)) <= 3
 
 
 def test_config_json_round_trip(tmp_path):
@@ -276,8 +278,8 @@ def test_full_kv_reuse_equals_reading_the_raw_text(model):
     full = model.encode_full_kv([a, b], batch_size=2)  # batched, padded
     assert [m.n_anchors for m in full] == [m.length for m in full] and full[0].meta["kind"] == "full_kv"
     raw = context_ids(model.tokenizer, a, model.config) + question_ids(model.tokenizer, QUESTION, model.config)
-    _, expected, _ = model.decoder().prefill([raw])
-    _, got, _ = model.decoder().prefill(model.build_prompt(QUESTION, full[:1]))
+    _, expected, _ = model.generator().decoder.prefill([raw])
+    _, got, _ = model.generator().decoder.prefill(model.generator().build_prompt(QUESTION, full[:1]))
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
 
 
@@ -324,31 +326,38 @@ def test_prompt_past_the_position_limit_is_refused_with_a_clear_error():
     with pytest.raises(ValueError, match="smaller max_new_tokens"):
         list(model.stream(QUESTION, memories=memories[:1], max_new_tokens=limit))
     # the limit is exact: an answer that may run up to the last position is decoded, one more is refused
-    prompt = model.compose(model.build_prompt(QUESTION, memories[:1]))
+    generator = model.generator()
+    prompt = generator.compose(generator.build_prompt(QUESTION, memories[:1]))
     room = limit - prompt.length
     with pytest.raises(ValueError, match=f"past the {limit} positions"):
-        model.stream_ids(prompt, max_new_tokens=room + 1)
-    assert isinstance(next(model.stream_ids(prompt, max_new_tokens=room)), int)
+        generator.stream_ids(prompt, max_new_tokens=room + 1)
+    assert isinstance(next(generator.stream_ids(prompt, max_new_tokens=room)), int)
 
 
 def test_a_question_builds_its_decoder_once_and_the_lm_embedding_is_read_live(monkeypatch):
     from sac_rag.decoding.generate import MemoryDecoder
+    from sac_rag.decoding.generator import Generator
 
     built = []
-    init = MemoryDecoder.__init__
-
-    def counting(self, *args, **kwargs):
-        built.append(self)
-        init(self, *args, **kwargs)
-
-    monkeypatch.setattr(MemoryDecoder, "__init__", counting)
+    for cls in (MemoryDecoder, Generator):
+        monkeypatch.setattr(cls, "__init__", _counted(cls.__init__, built))
     model = tiny_model("llama")
     memories = model.compress([text_of_tokens(60, seed=1)])
     with torch.inference_mode():  # the decoder is first built under inference mode ...
         first = model.generate(QUESTION, memories, max_new_tokens=4)
     assert model.generate(QUESTION, memories, max_new_tokens=4) == first
-    assert len(built) == 1  # compose and generation share one decoder, kept across questions
+    assert "".join(model.stream(QUESTION, memories, max_new_tokens=4)) == first
+    # layout, composition and generation share one generator and its decoder, kept across questions
+    assert sorted(type(b).__name__ for b in built) == ["Generator", "MemoryDecoder"]
     model.special_tokens.requires_grad_(True)  # ... and still carries a gradient to [LM] afterwards
-    _, hidden, _ = model.decoder().run(model.build_prompt(QUESTION, memories))
+    _, hidden, _ = model.generator().decoder.run(model.generator().build_prompt(QUESTION, memories))
     hidden.sum().backward()
     assert model.special_tokens.grad is not None and bool(model.special_tokens.grad[1].abs().sum() > 0)
+
+
+def _counted(init, built: list):
+    def counting(self, *args, **kwargs):
+        built.append(self)
+        init(self, *args, **kwargs)
+
+    return counting

@@ -20,6 +20,7 @@ from dataclasses import replace
 
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from sac_rag.compaction.refit import refit
 from sac_rag.compaction.score import PassageAnalysis, analyse_passage
@@ -152,6 +153,8 @@ class Compactor:
     are budgeted and quantised as (bfloat16 or int8, see :data:`COMPACT_DTYPES`).
     """
 
+    kind = KIND
+
     def __init__(
         self,
         transformer: nn.Module,
@@ -179,3 +182,16 @@ class Compactor:
     def compact(self, ids: Sequence[int], offset: int = 1) -> MemoryChunk:
         """The compact memory of one token sequence (BOS first) whose first token sits at ``offset``."""
         return compact_analysis(self.analyse(ids, offset), self.keep, refit_values=self.refit_values, dtype=self.dtype)
+
+    def make(
+        self,
+        sequences: Sequence[Sequence[int]],
+        *,
+        position_offset: int = 1,
+        batch_size: int = 1,
+        progress: bool = False,
+    ) -> list[MemoryChunk]:
+        """The compact memory of each sequence, one passage at a time (``batch_size`` is not used: a passage's
+        analysis is batched over its own heads)."""
+        bar = tqdm(sequences, desc="compacting passages", unit="passage", disable=not progress)
+        return [self.compact(ids, position_offset) for ids in bar]

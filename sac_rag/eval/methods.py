@@ -60,7 +60,7 @@ class Method(ABC):
     def __init__(self, model: SACModel, *, reader: bool = True) -> None:
         self.model = model
         self.tokenizer = model.tokenizer
-        self.decoder = model.decoder(reader=reader)
+        self.decoder = model.generator(reader=reader).decoder
         self.reader = reader and model.config.has_reader  # decoded with the model's reader adapter
 
     @abstractmethod
@@ -172,7 +172,7 @@ class _Memorised(Method):
     def prompt(self, example: QAExample) -> Prompt:
         """One memory per passage (each encoded on its own), composed in the passages' order."""
         made = [self._memory(p) for p in example.prompt_passages]
-        segments = self.model.build_prompt(example.question, memories=[memory for memory, _ in made])
+        segments = self.model.generator().build_prompt(example.question, memories=[memory for memory, _ in made])
         # cache entries per (layer, kv head): text tokens, [LM], and each memory's held entries on average
         entries = sum(
             len(s) if isinstance(s, list) else round(s.entries_per_head) if isinstance(s, MemoryChunk) else 1

@@ -114,13 +114,14 @@ class SACRAG:
         else:
             prompt, memories = question, self._memories(sources, figures)
         t0 = time.perf_counter()
-        segments = self.model.build_prompt(prompt, memories)
-        composed = self.model.compose(segments)
+        generator = self.model.generator()
+        segments = generator.build_prompt(prompt, memories)
+        composed = generator.compose(segments)
         figures.compose_s = time.perf_counter() - t0
         figures.prefilled_tokens = sum(len(s) for s in segments if isinstance(s, list))
         pieces: list[str] = []
         t0 = time.perf_counter()
-        tokens = TextStream(self.model.tokenizer, self.model.stream_ids(composed, max_new_tokens=n))
+        tokens = TextStream(self.model.tokenizer, generator.stream_ids(composed, max_new_tokens=n))
         del composed  # held by the decoder only until the cache has it
         for piece in tokens:
             if not pieces:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from transformers import PreTrainedTokenizerBase
 
 from sac_rag.config import SACConfig
@@ -28,3 +30,31 @@ def question_ids(tokenizer: PreTrainedTokenizerBase, question: str, config: SACC
         + encode(tokenizer, question)
         + encode(tokenizer, config.answer_prefix)
     )
+
+
+def context_sequences(
+    tokenizer: PreTrainedTokenizerBase,
+    config: SACConfig,
+    texts: Sequence[str] | str,
+    add_context_prefix: bool = True,
+    token_ids: Sequence[Sequence[int]] | None = None,
+) -> list[list[int]]:
+    """Each text as the sequence a memory is made from: its official context (``add_context_prefix``) or its
+    ids alone. ``token_ids``: the texts' ids already computed (by :func:`encode`), used as they are."""
+    if isinstance(texts, str):
+        texts = [texts]
+    if not texts:
+        raise ValueError("no texts given")
+    if token_ids is not None and len(token_ids) != len(texts):
+        raise ValueError(f"{len(token_ids)} token id sequences for {len(texts)} texts")
+    # each piece is tokenised on its own: a text's context is the context of "" followed by the text's ids
+    prefix = context_ids(tokenizer, "", config) if add_context_prefix else []
+    sequences = []
+    for i, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"texts[{i}] is {type(text).__name__}, expected str")
+        ids = prefix + (encode(tokenizer, text) if token_ids is None else [int(t) for t in token_ids[i]])
+        if not ids:
+            raise ValueError(f"texts[{i}] is empty: nothing to compress")
+        sequences.append(ids)
+    return sequences

@@ -121,7 +121,8 @@ class SACTask:
         seqs, prompt, target, teacher_prefix = self._layout(sample)
         memories = self._memories(seqs)
         inputs, labels = shifted(prompt, target)
-        _, hidden, _ = m.decoder().run(m.memory_prompt(memories, [LM, inputs[1:]]))
+        generator = m.generator()
+        _, hidden, _ = generator.decoder.run(generator.memory_prompt(memories, [LM, inputs[1:]]))
         logits, targets = target_logits(hidden, labels, m.base_model.get_output_embeddings())
         ce = cross_entropy(logits, targets)
         parts = {"ce": ce.item()}

@@ -103,7 +103,7 @@ def test_reader_cost(monkeypatch):
 
     model = tiny_model(reader_rank=4, reader_alpha=8.0)
     texts = [text_of_tokens(n, seed=n) for n in (30, 44)]
-    reader = model.decoder()  # the decoder the benchmark times as "reader", made a second slower to answer
+    reader = model.generator().decoder  # the decoder the benchmark times as "reader", made a second slower to answer
     monkeypatch.setattr(reader, "greedy", SkewedClock(monkeypatch).slower(reader.greedy, 1.0))
     row = reader_cost.measure(model, texts, k=2, new_tokens=3, repeats=1)
     assert row["ttft_ms_sac_base"] > 0 and row["decode_tok_s_raw_base"] > 0

@@ -40,7 +40,7 @@ def ids(model: SACModel, text: str) -> list[int]:
 
 
 def first_logits(model: SACModel, memories) -> torch.Tensor:
-    _, logits, _ = model.decoder().prefill(model.build_prompt(QUESTION, memories))
+    _, logits, _ = model.generator().decoder.prefill(model.generator().build_prompt(QUESTION, memories))
     return logits
 
 
@@ -147,10 +147,10 @@ def test_compress_stamps_the_decoder_and_the_settings_and_sac_memories_keep_thei
     assert "compact_dtype" not in bf16.config.compaction_identity()  # bfloat16 memories keep their fingerprints
     memory = compact.compress(TEXT)[0]
     assert memory.fingerprint == compact.fingerprint and memory.meta["kind"] == "compact"
-    segments = compact.build_prompt(QUESTION, [memory])
+    segments = compact.generator().build_prompt(QUESTION, [memory])
     assert all(type(s).__name__ not in ("LMMarker", "Sink") for s in segments)  # no [LM], no sink: BOS is kept
     with pytest.raises(ValueError, match="re-compress"):
-        other.build_prompt(QUESTION, [memory])
+        other.generator().build_prompt(QUESTION, [memory])
 
 
 @pytest.mark.parametrize(

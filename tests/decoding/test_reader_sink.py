@@ -14,16 +14,20 @@ from sac_rag.testing import text_of_tokens, tiny_llama, tiny_model, tiny_tokeniz
 QUESTION = "Where was Alan Turing born?"
 
 
-def first_logits(model: SACModel, segments) -> torch.Tensor:
+def first_logits(model: SACModel, segments, memories=None) -> torch.Tensor:
+    """The first answer token's logits for built ``segments``, or for a question over ``memories``."""
+    generator = model.generator()
+    if memories is not None:
+        segments = generator.build_prompt(segments, memories)
     with torch.no_grad():
-        return model.decoder().prefill(segments)[1]
+        return generator.decoder.prefill(segments)[1]
 
 
 # ---------------------------------------------------------------- attention sink
 def test_sink_opens_the_prompt_without_moving_the_memories():
     model = tiny_model(attention_sink=True)
     memories = model.compress([text_of_tokens(60, seed=1), text_of_tokens(40, seed=2)])
-    segments = model.build_prompt(QUESTION, memories)
+    segments = model.generator().build_prompt(QUESTION, memories)
     bos = model.tokenizer.bos_token_id
     assert segments[0] == Sink(bos) and segments[1] is memories[0] and segments[3] is LM
     steps = layout(segments)
@@ -42,7 +46,7 @@ def test_sink_is_the_decoders_own_bos_kv_and_the_same_for_every_passage():
     for seed in (1, 2):
         memory = model.compress([text_of_tokens(50, seed=seed)])[0]
         with torch.no_grad():
-            cache, _, _ = model.decoder().run(model.build_prompt(QUESTION, [memory]))
+            cache, _, _ = model.generator().decoder.run(model.generator().build_prompt(QUESTION, [memory]))
         caches.append(cache)
         keys, values = cache.layers[0].keys[0], cache.layers[0].values[0]  # [kv, entries, d]
         torch.testing.assert_close(keys[:, 0], bos_kv.keys[0][:, 0], atol=1e-6, rtol=1e-6)
@@ -56,15 +60,15 @@ def test_sink_changes_the_answer_distribution_and_is_off_by_default():
     plain = tiny_model()
     sink = tiny_model(attention_sink=True)
     memory = plain.compress([text_of_tokens(80, seed=3)])[0]
-    assert not any(isinstance(s, Sink) for s in plain.build_prompt(QUESTION, [memory]))
+    assert not any(isinstance(s, Sink) for s in plain.generator().build_prompt(QUESTION, [memory]))
     sink_memory = sink.compress([text_of_tokens(80, seed=3)])[0]
     torch.testing.assert_close(sink_memory.keys, memory.keys, atol=0, rtol=0)  # the sink is the decoder's business
-    with_sink = first_logits(sink, sink.build_prompt(QUESTION, [sink_memory]))
-    without = first_logits(plain, plain.build_prompt(QUESTION, [memory]))
+    with_sink = first_logits(sink, QUESTION, [sink_memory])
+    without = first_logits(plain, QUESTION, [memory])
     assert not torch.allclose(with_sink, without, atol=1e-4)
     # a prompt that starts with text has its own BOS: no sink
-    assert not any(isinstance(s, Sink) for s in sink.build_prompt(["Context:", sink_memory, "Question?"]))
-    assert isinstance(sink.build_prompt([sink_memory, "Question?"])[0], Sink)
+    assert not any(isinstance(s, Sink) for s in sink.generator().build_prompt(["Context:", sink_memory, "Question?"]))
+    assert isinstance(sink.generator().build_prompt([sink_memory, "Question?"])[0], Sink)
 
 
 def test_extensions_left_off_keep_the_official_identity():
@@ -95,14 +99,14 @@ def test_fresh_reader_decodes_as_the_base_and_a_trained_one_does_not():
     memory = without.compress([text_of_tokens(70, seed=4)])[0]
     mem_r = with_reader.compress([text_of_tokens(70, seed=4)])[0]
     torch.testing.assert_close(mem_r.keys, memory.keys, atol=0, rtol=0)  # the compressor ignores the reader
-    expected = first_logits(without, without.build_prompt(QUESTION, [memory]))
-    torch.testing.assert_close(first_logits(with_reader, with_reader.build_prompt(QUESTION, [mem_r])), expected)
+    expected = first_logits(without, QUESTION, [memory])
+    torch.testing.assert_close(first_logits(with_reader, QUESTION, [mem_r]), expected)
     randomize_reader(with_reader)
     mem_r = with_reader.compress([text_of_tokens(70, seed=4)])[0]
     torch.testing.assert_close(mem_r.keys, memory.keys, atol=0, rtol=0)
-    assert not torch.allclose(first_logits(with_reader, with_reader.build_prompt(QUESTION, [mem_r])), expected)
+    assert not torch.allclose(first_logits(with_reader, QUESTION, [mem_r]), expected)
     # every decoder pass reads with it: raw text and full per-passage KV too
-    raw = with_reader.build_prompt("Alan Turing was born in London.")
+    raw = with_reader.generator().build_prompt("Alan Turing was born in London.")
     assert not torch.allclose(first_logits(with_reader, raw), first_logits(without, raw))
     full_r = with_reader.encode_full_kv([text_of_tokens(30, seed=5)])[0]
     full = without.encode_full_kv([text_of_tokens(30, seed=5)])[0]
@@ -117,7 +121,7 @@ def test_reader_checkpoint_round_trip_is_a_peft_adapter_folder(tmp_path):
     loaded = SACModel.from_pretrained(tmp_path / "ckpt", base=tiny_llama(), tokenizer=tiny_tokenizer())
     assert loaded.config.has_reader and loaded.fingerprint == model.fingerprint
     memory = model.compress([text_of_tokens(90, seed=6)])[0]
-    prompt = model.build_prompt(QUESTION, [memory])
+    prompt = model.generator().build_prompt(QUESTION, [memory])
     torch.testing.assert_close(first_logits(loaded, prompt), first_logits(model, prompt), atol=0, rtol=0)
 
     # plain PEFT loads the reader subfolder: the base + reader reading text equals our decoder on text
@@ -213,8 +217,8 @@ def test_eval_baselines_decoded_by_a_reader_are_named_apart():
     assert build_methods(["raw"], [("r", model)])[0].key != tagged[0].key  # another reader, another row
     with torch.no_grad():  # @base really decodes without the reader
         got = untuned[0].decoder.prefill(segments)[1]
-        assert torch.equal(got, model.decoder(reader=False).prefill(segments)[1])
-        assert not torch.allclose(got, model.decoder().prefill(segments)[1])
+        assert torch.equal(got, model.generator(reader=False).decoder.prefill(segments)[1])
+        assert not torch.allclose(got, model.generator().decoder.prefill(segments)[1])
     with pytest.raises(ValueError, match="unknown method"):
         build_methods(["full_kv@base"], [("r", model)])
 

@@ -63,4 +63,4 @@ def test_real_model_matches_the_spec_reference(tmp_path):
         torch.testing.assert_close(memory.keys[layer], K[layer][0], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(memory.values[layer], V[layer][0], atol=1e-4, rtol=1e-4)
     ref_ids, _ = reference_generate(model_hf, tok, adapter, PASSAGE, "Where was Turing born?", 5, max_new=8)
-    assert model.generate_ids("Where was Turing born?", memories=[memory], max_new_tokens=8) == ref_ids
+    assert model.generator().generate_ids("Where was Turing born?", memories=[memory], max_new_tokens=8) == ref_ids

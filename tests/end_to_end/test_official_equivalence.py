@@ -29,7 +29,7 @@ def test_anchor_kv_and_greedy_tokens_match_reference(arch, ratio, L, tmp_path):
 
     question = "Where was Alan Turing born?"
     ref_ids, ref_logits = reference_generate(BUILDERS[arch](), tok, adapter, context, question, ratio, max_new=12)
-    ids = model.generate_ids(question, memories=[memory], max_new_tokens=12)
+    ids = model.generator().generate_ids(question, memories=[memory], max_new_tokens=12)
     assert ids == ref_ids
-    _, logits, _ = model.decoder().prefill(model.build_prompt(question, [memory]))
+    _, logits, _ = model.generator().decoder.prefill(model.generator().build_prompt(question, [memory]))
     torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)

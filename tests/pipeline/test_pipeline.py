@@ -37,7 +37,7 @@ def test_query_answers_from_the_composed_memories_of_the_hits(rag, sac):
     assert f.mode == "sac" and f.passages == 2
     assert f.passage_tokens == sum(c.length for c in chunks) and f.anchors == sum(c.n_anchors for c in chunks)
     assert f.bytes_read == sum(c.meta["stored_nbytes"] for c in chunks) < f.full_kv_bytes
-    question_tokens = len(sac.build_prompt(question, chunks)[-1])
+    question_tokens = len(sac.generator().build_prompt(question, chunks)[-1])
     assert f.prefilled_tokens == question_tokens
     assert all(t >= 0 for t in (f.retrieval_s, f.load_s, f.compose_s, f.prefill_s, f.decode_s)) and f.total_s > 0
 
@@ -58,6 +58,7 @@ def test_raw_text_mode_reads_the_same_passages_as_text(rag, sac):
 
 def test_query_builds_and_composes_the_prompt_once(rag, sac, monkeypatch):
     from sac_rag.decoding.generate import MemoryDecoder
+    from sac_rag.decoding.generator import Generator
     from sac_rag.memory.geometry import full_kv_nbytes
 
     calls = {"build_prompt": 0, "compose": 0}
@@ -69,7 +70,7 @@ def test_query_builds_and_composes_the_prompt_once(rag, sac, monkeypatch):
 
         return counted
 
-    monkeypatch.setattr(sac, "build_prompt", counting("build_prompt", sac.build_prompt))
+    monkeypatch.setattr(Generator, "build_prompt", counting("build_prompt", Generator.build_prompt))
     monkeypatch.setattr(MemoryDecoder, "compose", counting("compose", MemoryDecoder.compose))  # whoever composes
     question = "Where was Alan Turing born in 1912?"
     for raw_text in (False, True):
@@ -81,9 +82,10 @@ def test_query_builds_and_composes_the_prompt_once(rag, sac, monkeypatch):
             assert f.full_kv_bytes == full_kv_nbytes(sac.kv_shape, f.passage_tokens) > 0
             prompt = [sac.config.context_prefix, "\n\n".join(h.text for h in result.sources)]
             prompt += [sac.config.question_prefix, question, sac.config.answer_prefix]
-            ids = sac.generate_ids(prompt, max_new_tokens=6)
+            ids = sac.generator().generate_ids(prompt, max_new_tokens=6)
         else:
-            ids = sac.generate_ids(question, rag.store.memories([h.id for h in result.sources]), max_new_tokens=6)
+            memories = rag.store.memories([h.id for h in result.sources])
+            ids = sac.generator().generate_ids(question, memories, max_new_tokens=6)
         assert f.answer_tokens == len(ids) > 0  # the generated ids, a final EOS included
         assert f.compose_s > 0
 

@@ -27,7 +27,7 @@ def stored(chunk, dtype: str):
 
 @torch.inference_mode()
 def first_logits(model, question, memories) -> torch.Tensor:
-    _, logits, _ = model.decoder().prefill(model.build_prompt(question, memories))
+    _, logits, _ = model.generator().decoder.prefill(model.generator().build_prompt(question, memories))
     return logits.float()
 
 
@@ -51,7 +51,7 @@ def test_memory_dtype_answer_cost_on_the_default_model():
         reference = [chunks[i] for i in group]
         fp32_bytes += sum(c.nbytes for c in reference)
         ref_logits = first_logits(model, question, reference)
-        ref_ids = model.generate_ids(question, reference, max_new_tokens=24)
+        ref_ids = model.generator().generate_ids(question, reference, max_new_tokens=24)
         for dtype in DTYPES:
             got = [stored(c, dtype) for c in reference]
             memories = [m for m, _ in got]
@@ -61,7 +61,7 @@ def test_memory_dtype_answer_cost_on_the_default_model():
             r["top1"] += int(logits.argmax() == ref_logits.argmax())
             log_p, log_q = ref_logits.log_softmax(-1), logits.log_softmax(-1)
             r["kl"] += float((log_p.exp() * (log_p - log_q)).sum())
-            ids = model.generate_ids(question, memories, max_new_tokens=24)
+            ids = model.generator().generate_ids(question, memories, max_new_tokens=24)
             same = next((i for i, (a, b) in enumerate(zip(ids, ref_ids)) if a != b), min(len(ids), len(ref_ids)))
             r["tokens_same"] += same
             r["tokens"] += len(ref_ids)
