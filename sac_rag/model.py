@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -15,6 +13,7 @@ import torch
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from sac_rag.checkpoint.fingerprint import Fingerprints
 from sac_rag.checkpoint.native import load_reader_weights, load_sac_weights, read_reader_adapter, save_sac_weights
 from sac_rag.checkpoint.official import load_official_adapter
 from sac_rag.compaction.compactor import COMPACT_DTYPES, Compactor
@@ -27,8 +26,6 @@ from sac_rag.compression.lora import (
     AdapterSwitch,
     add_reader,
     attach_lora,
-    lora_parameters,
-    weights_version,
 )
 from sac_rag.config import CONFIG_NAME, DEFAULT_MAX_NEW_TOKENS, MEMORY_KINDS, SACConfig
 from sac_rag.decoding.generate import MemoryDecoder, SinkCache
@@ -81,9 +78,8 @@ class SACModel(nn.Module):
         self.role_tokens = nn.Parameter(role.to(device=param.device, dtype=param.dtype))
         self.special_tokens = nn.Parameter(special.to(device=param.device, dtype=param.dtype))
         self._lock = threading.RLock()
-        self._fingerprints: dict[str, tuple[tuple, str]] = {}
-        self._parameter_sets: dict[str, dict[str, nn.Parameter]] = {}  # by PEFT walk, until the adapters change
-        self._sinks = SinkCache(self._decoder_state)
+        self._fingerprints = Fingerprints(self)
+        self._sinks = SinkCache(self._fingerprints.decoder_state)
         self._generators: dict[bool, Generator] = {}  # by `reader`, until add_reader changes the adapters
 
     # ----------------------------------------------------------------- construction
@@ -216,38 +212,11 @@ class SACModel(nn.Module):
 
     def sac_parameters(self) -> dict[str, nn.Parameter]:
         """The compressor's parameters: its LoRA, the anchor (role) and special embeddings."""
-        return {
-            "role_tokens": self.role_tokens,
-            "special_tokens": self.special_tokens,
-            **self._parameter_set(ADAPTER_NAME),
-        }
+        return self._fingerprints.sac_parameters()
 
     def reader_parameters(self) -> dict[str, nn.Parameter]:
         """The reader adapter's LoRA tensors (empty when the model has no reader)."""
-        return dict(self._parameter_set(READER_NAME)) if self.config.has_reader else {}
-
-    def _parameter_set(self, name: str) -> dict[str, nn.Parameter]:
-        """An adapter's LoRA tensors (``name``: its adapter name), or ``"decoder"``: every weight the decoder may
-        read (the base and the reader, not the compressor's LoRA). Walking the modules takes milliseconds, so the
-        sets are kept until :meth:`add_reader` changes them."""
-        found = self._parameter_sets.get(name)
-        if found is None:
-            if name == "decoder":
-                compressor = set(map(id, self._parameter_set(ADAPTER_NAME).values()))
-                found = {n: p for n, p in self.peft.named_parameters() if id(p) not in compressor}
-            else:
-                found = lora_parameters(self.peft, name)
-            self._parameter_sets[name] = found
-        return found
-
-    def _decoder_state(self) -> tuple[int, ...] | None:
-        """What the decoder's weights are: the version counters of every one it may read, which torch moves on each
-        in-place change (loading, training, edits); None while grad is on and one of them requires it (the
-        attention sink is then computed afresh, so that the gradient reaches it)."""
-        params = self._parameter_set("decoder").values()
-        if torch.is_grad_enabled() and any(p.requires_grad for p in params):
-            return None
-        return weights_version(params)
+        return self._fingerprints.reader_parameters()
 
     def add_reader(self, source: str | Path | None = None, *, rank: int = 32, alpha: float | None = None) -> None:
         """Give the decoder a reader adapter: the PEFT LoRA adapter in ``source`` (e.g. a Full-FT run's
@@ -264,7 +233,7 @@ class SACModel(nn.Module):
         self.config.reader_targets = targets
         add_reader(self.peft, self.config, base_name=self.config.base_model)
         self._adapter_switch = AdapterSwitch(self.peft)
-        self._parameter_sets.clear()
+        self._fingerprints.adapters_changed()
         self._generators.clear()
         if weights is not None:
             load_reader_weights(self, weights, Path(source))
@@ -286,35 +255,11 @@ class SACModel(nn.Module):
     def memory_fingerprint(self, kind: str) -> str:
         """Identifies what makes memories of ``kind``: base model + SAC adapter + SAC config for ``"sac"``,
         base model + reader + compaction settings for ``"compact"``; recomputed only when a parameter changed."""
-        if kind == COMPACT_KIND:
-            params = self.reader_parameters()
-            config_text = json.dumps(self.config.compaction_identity(), sort_keys=True)
-        elif kind == "sac":
-            params = {**self.sac_parameters(), **self.reader_parameters()}
-            config_text = json.dumps(self.config.identity(), sort_keys=True)
-        else:
-            raise ValueError(f"no fingerprint for memories of kind {kind!r}")
-        version = (*weights_version(params.values()), id(self.role_tokens), config_text)
-        cached = self._fingerprints.get(kind)
-        if cached is None or cached[0] != version:
-            cached = self._fingerprints[kind] = (version, self._weights_digest(config_text, params))
-        return cached[1]
+        return self._fingerprints.memory(kind)
 
     def decoder_fingerprint(self) -> str:
         """Identifies what decodes, whatever the compressor: the base model and the reader adapter, if any."""
-        return self._weights_digest("", self.reader_parameters())
-
-    def _weights_digest(self, config_text: str, params: dict[str, nn.Parameter]) -> str:
-        h = hashlib.sha256()
-        h.update(config_text.encode())
-        base_config = self.base_model.config.to_dict()
-        base_config.pop("_name_or_path", None)  # where the base was loaded from is not what it is
-        h.update(json.dumps(base_config, sort_keys=True, default=str).encode())
-        h.update(self.base_model.get_input_embeddings().weight[:8].detach().float().cpu().numpy().tobytes())
-        for name in sorted(params):
-            h.update(name.encode())
-            h.update(params[name].detach().float().cpu().numpy().tobytes())
-        return h.hexdigest()[:16]
+        return self._fingerprints.decoder()
 
     # ----------------------------------------------------------------- compression
     def encode_sequences(
