@@ -29,9 +29,17 @@ class WorkUnit:
     ids: list[int] = field(default_factory=list)
     texts: list[str] = field(default_factory=list)
     metadata: list[str] = field(default_factory=list)  # JSON, so Ray's Arrow blocks take any dict
+    token_ids: list[list[int]] = field(default_factory=list)  # each text's ids when the driver has them, else []
 
     def row(self) -> dict:
-        return {"name": self.name, "part": self.part, "ids": self.ids, "texts": self.texts, "metadata": self.metadata}
+        return {
+            "name": self.name,
+            "part": self.part,
+            "ids": self.ids,
+            "texts": self.texts,
+            "metadata": self.metadata,
+            "token_ids": self.token_ids,
+        }
 
 
 @dataclass
@@ -80,5 +88,6 @@ def make_plan(records: list[Record], known: list[set[str]], unit_size: int, salt
                 unit.ids.append(rec.id)
                 unit.texts.append(rec.text)
                 unit.metadata.append(json.dumps(rec.metadata))
+                unit.token_ids.append([] if rec.token_ids is None else list(rec.token_ids))
             units.append(unit)
     return Plan(passages, units)

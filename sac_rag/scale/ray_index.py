@@ -31,6 +31,7 @@ from sac_rag.scale.worker import UnitWriter
 from sac_rag.store import MemoryStore, store_kind
 from sac_rag.store.codec import dtype_name, memory_dtype_for
 from sac_rag.store.validate import Record, records
+from sac_rag.text.prompt import encode
 
 STAGING = ".scale-staging"
 
@@ -68,10 +69,11 @@ def corpus_records(corpus, load_model: Callable, passage_tokens: int, metadata=N
     A sequence whose items are all :class:`~pathlib.Path` objects or existing paths is read as files
     (split into passages with stable ids, as ``sac-rag index`` does); any other sequence of strings is
     taken as the passages themselves. ``load_model()`` gives the model whose tokenizer splits files;
-    it is called after every file was read and checked.
+    it is called after every file was read and checked. Passages split here keep the ids they were measured by
+    (so are :class:`Passages` that carry them): the workers compress those, and no passage is tokenised twice.
     """
     if isinstance(corpus, Passages):
-        return records(corpus.texts, corpus.metadata, corpus.ids)
+        return records(corpus.texts, corpus.metadata, corpus.ids, corpus.token_ids)
     if hasattr(corpus, "iter_rows"):  # a ray.data.Dataset
         rows = list(corpus.iter_rows())
         has_ids = bool(rows) and "id" in rows[0]
@@ -83,10 +85,10 @@ def corpus_records(corpus, load_model: Callable, passage_tokens: int, metadata=N
     items = [corpus] if isinstance(corpus, (str, Path)) else list(corpus)
     if items and all(_is_path(x) for x in items):
         documents = read_documents(items)
-        passages = to_passages(documents, passage_tokens, load_model().count_tokens)
+        passages = to_passages(documents, passage_tokens, tokenize=functools.partial(encode, load_model().tokenizer))
         if not passages:
             raise ValueError("the given files hold no text")
-        return records(passages.texts, passages.metadata, passages.ids)
+        return records(passages.texts, passages.metadata, passages.ids, passages.token_ids)
     return records(items, metadata, ids)
 
 

@@ -48,16 +48,30 @@ class UnitWriter:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         seconds = []
-        for name, ids, texts, metadata in zip(batch["name"], batch["ids"], batch["texts"], batch["metadata"]):
+        rows = zip(batch["name"], batch["ids"], batch["texts"], batch["metadata"], batch["token_ids"])
+        for name, ids, texts, metadata, token_ids in rows:
             t0 = time.perf_counter()
+            token_ids = [[int(t) for t in seq] for seq in token_ids]
             self.write_unit(
-                str(name), [int(i) for i in ids], [str(t) for t in texts], [json.loads(m) for m in metadata]
+                str(name),
+                [int(i) for i in ids],
+                [str(t) for t in texts],
+                [json.loads(m) for m in metadata],
+                token_ids if all(token_ids) else None,
             )
             seconds.append(time.perf_counter() - t0)
         return {"name": batch["name"], "part": batch["part"], "seconds": np.array(seconds)}
 
-    def write_unit(self, name: str, ids: list[int], texts: list[str], metadata: list[dict]) -> Path:
-        """Compress and embed one unit into ``staging/name`` (atomically); skip it if already there."""
+    def write_unit(
+        self,
+        name: str,
+        ids: list[int],
+        texts: list[str],
+        metadata: list[dict],
+        token_ids: list[list[int]] | None = None,
+    ) -> Path:
+        """Compress and embed one unit into ``staging/name`` (atomically); skip it if already there. ``token_ids``:
+        the texts' ids as the driver split them (compressed as they are; None: the store tokenises each once)."""
         final = self.staging / name
         if (final / MANIFEST).is_file():
             return final
@@ -67,7 +81,7 @@ class UnitWriter:
                 tmp, self.model, self.embedder, self.memory_dtype, max_passage_tokens=self.max_passage_tokens
             ) as store:
                 store.flush_every = max(len(texts), 1)  # one shard per unit
-                store.add(texts, metadata, ids, batch_size=self.batch_size, progress=False)
+                store.add(texts, metadata, ids, batch_size=self.batch_size, progress=False, token_ids=token_ids)
 
         atomic_write_dir(final, fill)
         return final

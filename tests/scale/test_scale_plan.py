@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
+import numpy as np
 import pytest
+import torch
+from support.store import PASSAGES, bow_embedder, numbered_text
+from support.tokens import count_tokenised
 
 from sac_rag.corpus import Passages
+from sac_rag.scale import UnitWriter
 from sac_rag.scale.plan import make_plan, part_of
 from sac_rag.scale.ray_index import corpus_records
 from sac_rag.store.digest import content_hash
@@ -48,3 +55,28 @@ def test_corpus_inputs(tmp_path):
     assert [(r.id, r.text) for r in got] == [(3, "p")]
     with pytest.raises(FileNotFoundError):  # Path objects are always files: a missing one is an error
         corpus_records([tmp_path / "missing.txt"], no_model, 160)
+
+
+def test_passages_the_driver_splits_are_tokenised_once_on_their_way_through_a_worker(sac, tmp_path, monkeypatch):
+    from sac_rag.scale.recipe import Recipe
+    from sac_rag.store import MemoryStore
+
+    doc = tmp_path / "doc.txt"
+    doc.write_text(" ".join(PASSAGES) + "\n\n" + " ".join(numbered_text(i) for i in range(6)))
+    tokenised = count_tokenised(monkeypatch, lambda tok: tok is sac.tokenizer)
+    plan = make_plan(corpus_records([doc], lambda: sac, 24), [set()], 3, "s")
+    writer = UnitWriter(Recipe(lambda: sac, bow_embedder), str(tmp_path / "staging"), sac.fingerprint, "float32", 512)
+    for unit in plan.units:  # each unit as Ray's numpy batch of one row hands it over
+        row = unit.row()
+        batch = {key: np.empty(1, dtype=object) for key in row}
+        for key, value in row.items():
+            batch[key][0] = value
+        writer(batch)
+    monkeypatch.undo()
+    texts = [t for unit in plan.units for t in unit.texts]
+    assert len(plan.units) >= 2 and all(all(unit.token_ids) for unit in plan.units)
+    assert {t: tokenised[t] for t in texts} == Counter(texts)  # split, checked and compressed: once
+    for unit in plan.units:  # the carried ids make the memories the texts make
+        with MemoryStore.open(tmp_path / "staging" / unit.name, sac, bow_embedder) as store:
+            for memory, own in zip(store.memories(unit.ids), sac.compress(unit.texts), strict=True):
+                torch.testing.assert_close(memory.keys, own.keys, atol=1e-5, rtol=0)

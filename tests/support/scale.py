@@ -31,8 +31,8 @@ class FlakyWriter(UnitWriter):
     """A worker that, right after writing a unit, is killed (``os._exit``) while ``DIE`` lies beside the
     store dir, or raises an ``OSError`` (a shared file system's hiccup) while ``FAIL`` does: once each."""
 
-    def write_unit(self, name, ids, texts, metadata):
-        out = super().write_unit(name, ids, texts, metadata)
+    def write_unit(self, name, ids, texts, metadata, token_ids=None):
+        out = super().write_unit(name, ids, texts, metadata, token_ids)
         beside = self.staging.parent.parent
         if _take(beside / DIE):
             time.sleep(0.1)
