@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 from transformers import PreTrainedTokenizerBase
 
-from sac_rag.config import SACConfig
+
+class PromptTemplate(Protocol):
+    """The official prompt's strings (a :class:`~sac_rag.config.SACConfig` has them; text sits below the config,
+    so it names only what it reads)."""
+
+    context_prefix: str
+    question_prefix: str
+    answer_prefix: str
 
 
 def encode(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
@@ -18,12 +26,12 @@ def bos_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     return [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
 
 
-def context_ids(tokenizer: PreTrainedTokenizerBase, text: str, config: SACConfig) -> list[int]:
+def context_ids(tokenizer: PreTrainedTokenizerBase, text: str, config: PromptTemplate) -> list[int]:
     """``[BOS] + ids(context_prefix) + ids(text)``: the official context sequence."""
     return bos_ids(tokenizer) + encode(tokenizer, config.context_prefix) + encode(tokenizer, text)
 
 
-def question_ids(tokenizer: PreTrainedTokenizerBase, question: str, config: SACConfig) -> list[int]:
+def question_ids(tokenizer: PreTrainedTokenizerBase, question: str, config: PromptTemplate) -> list[int]:
     """``ids(question_prefix) + ids(question) + ids(answer_prefix)``: the official question sequence."""
     return (
         encode(tokenizer, config.question_prefix)
@@ -34,7 +42,7 @@ def question_ids(tokenizer: PreTrainedTokenizerBase, question: str, config: SACC
 
 def context_sequences(
     tokenizer: PreTrainedTokenizerBase,
-    config: SACConfig,
+    config: PromptTemplate,
     texts: Sequence[str] | str,
     add_context_prefix: bool = True,
     token_ids: Sequence[Sequence[int]] | None = None,

@@ -70,6 +70,44 @@ def test_model_and_checkpoint_are_not_in_a_circle():
     assert circles == []
 
 
+#: sac_rag's rooms (packages and top-level modules), floor by floor from the ground up: a module imports only from its
+#: own floor or those below (docs/architecture.md, "Floors").
+FLOORS = (
+    ("io", "device", "text", "embedding", "qa"),
+    ("config", "home"),
+    ("compression",),
+    ("memory",),
+    ("decoding",),
+    ("compaction",),
+    ("checkpoint", "pretrained"),
+    ("model",),
+    ("sac_rag",),  # the package's front door (__init__: SACModel, SACConfig, MemoryChunk, __version__)
+    ("store",),
+    ("corpus", "bridge", "pipeline", "eval"),
+    ("scale", "training"),
+    ("cli", "testing"),
+)
+
+
+def room_of(module: str) -> str:
+    return module.split(".")[1] if "." in module else module
+
+
+def upward_imports(graph: dict[str, set[str]], floors=FLOORS) -> list[str]:
+    """Every import of a module from a room on a higher floor than its own (a room no floor names raises)."""
+    floor = {room: n for n, rooms in enumerate(floors) for room in rooms}
+    return sorted(
+        f"{m} -> {t}" for m, targets in graph.items() for t in targets if floor[room_of(t)] > floor[room_of(m)]
+    )
+
+
+def test_imports_only_go_down_the_floors():
+    graph = import_graph()
+    assert {room_of(m) for m in graph} == {room for rooms in FLOORS for room in rooms}  # every room has a floor
+    assert upward_imports(graph) == [] and import_circles(graph) == []
+    assert upward_imports({"sac_rag.text.prompt": {"sac_rag.config"}}) == ["sac_rag.text.prompt -> sac_rag.config"]
+
+
 def test_scale_does_not_import_the_pipeline():
     graph = import_graph()
     scale = [m for m in graph if m.startswith("sac_rag.scale")]
@@ -105,6 +143,6 @@ def test_no_module_reaches_into_a_sac_model():
 
 if __name__ == "__main__":
     circles = import_circles(import_graph())
-    print(f"{len(circles)} import circles")
+    print(f"{len(circles)} import circles; upward imports: {upward_imports(import_graph()) or 'none'}")
     for circle in circles:
         print(" -> ".join((*circle, circle[0])))
