@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sac_rag.compression.lora import weights_version
 from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.memory.rope import RotaryShifter
 
@@ -117,7 +118,7 @@ _LAYOUTS: dict[int, dict[tuple, _Layout]] = {}
 def _source(chunk: MemoryChunk) -> tuple:
     # inference tensors keep no version counter; they cannot be changed in place outside inference mode
     tensors = (chunk.keys, chunk.values, chunk.bias)
-    return tuple((t, None if t.is_inference() else t._version) for t in tensors)
+    return tuple((t, None if t.is_inference() else weights_version([t])[0]) for t in tensors)
 
 
 def _same_source(a: tuple, b: tuple) -> bool:
