@@ -3,8 +3,9 @@
 Compacted memories (:mod:`sac_rag.compaction`) carry, for every (layer, kv head), a logit bias per
 entry: ``softmax(q.k / sqrt d + beta)``. The function registered here reads this layer's bias from a
 :class:`MemoryBias` (the cache's first columns, the memories; the text after them gets none) and runs
-SDPA on the kv heads themselves: each kv head's query heads are stacked along the query axis, so the keys
-and values are never repeated per query head, and the causal part of the mask is built once per forward.
+SDPA on the kv heads themselves: each kv head's query heads are laid along the batch axis (one query: along the
+query axis), so the keys, values and mask are never repeated per query head, and the causal part of the mask is
+built once per forward.
 
 The model switches to it only inside :func:`biased_attention`, for prompts that carry a bias; every
 other forward keeps the model's own implementation, so the official path is untouched. The same
@@ -40,28 +41,25 @@ class MemoryBias:
         self.rows = rows
         self._tail: tuple[tuple, torch.Tensor] | None = None
 
-    def mask(self, layer: int, q_len: int, kv_len: int, groups: int) -> torch.Tensor:
-        """The additive mask of ``layer`` for queries packed per kv head: ``[1, kv_heads, groups * q_len, kv_len]``
-        (rows: each query head of the kv head's group, then each query), or ``[1, kv_heads, 1, kv_len]`` for one
-        query, which SDPA broadcasts over the group."""
+    def mask(self, layer: int, q_len: int, kv_len: int) -> torch.Tensor:
+        """The additive mask of ``layer`` per kv head, ``[1, kv_heads, q_len, kv_len]``, which SDPA broadcasts over
+        the query heads of each kv head (they are laid along the batch axis, or along the query axis for one query)."""
         row = self.rows[layer]
         heads, n = row.shape
-        tail = self._causal(q_len, kv_len - n, groups if q_len > 1 else 1, row)
-        if q_len == 1:
-            return torch.cat([row, tail.expand(heads, -1)], dim=-1)[None, :, None, :]
-        rows = tail.shape[0]
-        return torch.cat([row[:, None, :].expand(heads, rows, n), tail.expand(heads, *tail.shape)], dim=-1)[None]
+        tail = self._causal(q_len, kv_len - n, row)
+        return torch.cat([row[:, None, :].expand(heads, q_len, n), tail.expand(heads, *tail.shape)], dim=-1)[None]
 
-    def _causal(self, q_len: int, t: int, groups: int, like: torch.Tensor) -> torch.Tensor:
-        """``[groups * q_len, t]``: 0 where query ``i`` may see the ``t`` entries after the memories (the last
-        ``q_len`` are the queries' own), the dtype's minimum where it may not."""
-        key = (q_len, t, groups, like.dtype, like.device)
+    def _causal(self, q_len: int, t: int, like: torch.Tensor) -> torch.Tensor:
+        """``[q_len, t]``: 0 where query ``i`` may see the ``t`` entries after the memories (the last ``q_len`` are
+        the queries' own), the dtype's minimum where it may not."""
+        key = (q_len, t, like.dtype, like.device)
         if self._tail is None or self._tail[0] != key:
             visible = (
                 torch.arange(t, device=like.device)[None, :] <= torch.arange(t - q_len, t, device=like.device)[:, None]
             )
-            tail = torch.zeros(q_len, t, dtype=like.dtype, device=like.device)
-            tail = tail.masked_fill_(~visible, torch.finfo(like.dtype).min).repeat(groups, 1)
+            tail = torch.zeros(q_len, t, dtype=like.dtype, device=like.device).masked_fill_(
+                ~visible, torch.finfo(like.dtype).min
+            )
             self._tail = (key, tail)
         return self._tail[1]
 
@@ -86,20 +84,25 @@ def _biased_sdpa(
         # One unpadded sequence whose layers may hold different numbers of memory entries: the mask transformers
         # made for the first layer's length does not fit every layer, so it is laid out here, per layer.
         batch, q_heads, q_len, dim = query.shape
+        if batch != 1:
+            raise ValueError(f"biased attention reads one sequence, got a batch of {batch}")
         kv_heads = key.shape[1]
         groups = q_heads // kv_heads
-        mask = memory_bias.mask(module.layer_idx, q_len, key.shape[2], groups)
+        mask = memory_bias.mask(module.layer_idx, q_len, key.shape[2])
+        options = {"dropout_p": kwargs.get("dropout", 0.0), "scale": kwargs.get("scaling")}
+        if q_len == 1:  # query heads h*groups .. (h+1)*groups - 1 read kv head h: stacked along the query axis
+            out = F.scaled_dot_product_attention(query.reshape(1, kv_heads, groups, dim), key, value, mask, **options)
+            return out.view(1, 1, q_heads, dim), None
+        # the query heads of a kv head along the batch axis, the K/V and the mask broadcast to them (never repeated)
+        q = query[0].unflatten(0, (kv_heads, groups)).transpose(0, 1)  # [groups, kv_heads, q_len, dim]
         out = F.scaled_dot_product_attention(
-            query.reshape(
-                batch, kv_heads, groups * q_len, dim
-            ),  # query heads h*groups .. (h+1)*groups - 1 read kv head h
-            key,
-            value,
-            attn_mask=mask,
-            dropout_p=kwargs.get("dropout", 0.0),
-            scale=kwargs.get("scaling"),
+            q,
+            key.expand(groups, -1, -1, -1),
+            value.expand(groups, -1, -1, -1),
+            mask.expand(groups, -1, -1, -1),
+            **options,
         )
-        return out.reshape(batch, q_heads, q_len, dim).transpose(1, 2).contiguous(), None
+        return out.permute(2, 1, 0, 3).reshape(1, q_len, q_heads, dim), None
 
 
 AttentionInterface.register(IMPLEMENTATION, _biased_sdpa)

@@ -9,11 +9,13 @@ token's position); text continues after.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from sac_rag.compression.lora import weights_version
 from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.memory.rope import RotaryShifter
 
@@ -87,21 +89,78 @@ def place(chunk: MemoryChunk, position: int, shifter: RotaryShifter, dtype: torc
 
 
 def _place_biased(chunk: MemoryChunk, delta: int, shifter: RotaryShifter, dtype: torch.dtype, device) -> PlacedMemory:
-    """A biased chunk's entries, per layer only the columns that some head of the layer uses: they are gathered
-    first (one gather per tensor, in (layer, head, column) order), so that only they are rotated and later read."""
+    """A biased chunk's entries, per layer only the columns that some head of the layer uses (its layout, made once
+    per chunk, device and dtype): only the keys are rotated per placement; values and bias are views of the layout."""
+    lay = _layout(chunk, dtype, device)
+    keys = shifter.shift_fused(lay.keys, delta).to(dtype)
+    return PlacedMemory(tuple(t.view(s) for t, s in zip(keys.split(lay.sizes), lay.shapes)), lay.values, lay.bias)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """A biased chunk gathered for placing: per layer only the columns that some head of the layer uses, in
+    (layer, head, column) order. ``keys`` ``[rows, head_dim]`` unrotated, in the chunk's dtype; ``values`` and
+    ``bias`` per layer, as :class:`PlacedMemory` holds them; ``sizes``/``shapes``: each layer's rows and key view.
+    ``source``: the chunk's tensors and versions it was made from (a stale layout is made again)."""
+
+    source: tuple
+    keys: torch.Tensor
+    values: tuple[torch.Tensor, ...]
+    bias: tuple[torch.Tensor, ...]
+    sizes: tuple[int, ...]
+    shapes: tuple[tuple[int, ...], ...]
+
+
+# id(chunk) -> {(dtype, device): layout}, dropped with the chunk
+_LAYOUTS: dict[int, dict[tuple, _Layout]] = {}
+
+
+def _source(chunk: MemoryChunk) -> tuple:
+    # inference tensors keep no version counter; they cannot be changed in place outside inference mode
+    tensors = (chunk.keys, chunk.values, chunk.bias)
+    return tuple((t, None if t.is_inference() else weights_version([t])[0]) for t in tensors)
+
+
+def _same_source(a: tuple, b: tuple) -> bool:
+    return all(x is y and u == v for (x, u), (y, v) in zip(a, b))
+
+
+def _layout(chunk: MemoryChunk, dtype: torch.dtype, device) -> _Layout:
+    """The chunk's layout, kept per chunk (and dtype, device) while its tensors stay the same; made afresh and not
+    kept when a gradient must reach the chunk's tensors."""
+    source = _source(chunk)
+    if torch.is_grad_enabled() and any(t.requires_grad for t, _ in source):
+        return _make_layout(chunk, dtype, device, source)
+    key = (dtype, device)
+    held = _LAYOUTS.get(id(chunk))
+    lay = None if held is None else held.get(key)
+    if lay is None or not _same_source(lay.source, source):
+        with torch.inference_mode(False), torch.no_grad():  # plain tensors, usable in and out of inference mode
+            lay = _make_layout(chunk, dtype, device, source)
+        if held is None:
+            held = _LAYOUTS[id(chunk)] = {}
+            weakref.finalize(chunk, _LAYOUTS.pop, id(chunk), None)
+        held[key] = lay
+    return lay
+
+
+def _make_layout(chunk: MemoryChunk, dtype: torch.dtype, device, source: tuple) -> _Layout:
     bias = chunk.bias.to(device)
     layers, heads, n, dim = chunk.keys.shape
     used = torch.isfinite(bias).any(dim=1)  # [layers, n]
     widths = used.sum(-1).tolist()
     rows = used[:, None, :].expand(layers, heads, n).reshape(-1).nonzero().squeeze(1)
-    keys = shifter.shift(chunk.keys.to(device).reshape(-1, dim).index_select(0, rows), delta).to(dtype)
+    keys = chunk.keys.to(device).reshape(-1, dim).index_select(0, rows)
     values = chunk.values.to(device).reshape(-1, dim).index_select(0, rows).to(dtype)
     bias = bias.reshape(-1).index_select(0, rows).to(torch.float32)
-    sizes = [heads * w for w in widths]
-    return PlacedMemory(
-        tuple(t.view(1, heads, w, dim) for t, w in zip(keys.split(sizes), widths)),
+    sizes = tuple(heads * w for w in widths)
+    return _Layout(
+        source,
+        keys,
         tuple(t.view(1, heads, w, dim) for t, w in zip(values.split(sizes), widths)),
         tuple(t.view(heads, w) for t, w in zip(bias.split(sizes), widths)),
+        sizes,
+        tuple((1, heads, w, dim) for w in widths),
     )
 
 
