@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Unpack
 
 import torch
 from torch import nn
@@ -27,9 +28,9 @@ from sac_rag.compression.lora import (
     add_reader,
     attach_lora,
 )
-from sac_rag.config import CONFIG_NAME, DEFAULT_MAX_NEW_TOKENS, MEMORY_KINDS, SACConfig
+from sac_rag.config import CONFIG_NAME, MEMORY_KINDS, SACConfig
 from sac_rag.decoding.generate import MemoryDecoder, SinkCache
-from sac_rag.decoding.generator import Generator, PromptSegment
+from sac_rag.decoding.generator import GenerationOptions, Generator, PromptSegment
 from sac_rag.device import default_device
 from sac_rag.home import DEFAULT_BASE_MODEL, resolve_model_path
 from sac_rag.memory.chunk import MemoryChunk
@@ -415,25 +416,21 @@ class SACModel(nn.Module):
         self,
         prompt: str | Sequence[PromptSegment],
         memories: Sequence[MemoryChunk] | None = None,
-        *,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        stop_token_ids: Sequence[int] | None = None,
+        **options: Unpack[GenerationOptions],
     ) -> str:
         """Greedy answer text to ``prompt`` over ``memories`` (see :meth:`Generator.build_prompt
         <sac_rag.decoding.generator.Generator.build_prompt>`: a question with memories, or a list of text and
-        memories)."""
-        return self.generator().generate(prompt, memories, max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids)
+        memories); ``options``: ``max_new_tokens`` (default 64), ``stop_token_ids``."""
+        return self.generator().generate(prompt, memories, **options)
 
     def stream(
         self,
         prompt: str | Sequence[PromptSegment],
         memories: Sequence[MemoryChunk] | None = None,
-        *,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        stop_token_ids: Sequence[int] | None = None,
+        **options: Unpack[GenerationOptions],
     ) -> Iterator[str]:
         """Yield the answer as text pieces while it is generated (greedy, same tokens as :meth:`generate`)."""
-        return self.generator().stream(prompt, memories, max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids)
+        return self.generator().stream(prompt, memories, **options)
 
 
 def _looks_like_path(spec: str) -> bool:

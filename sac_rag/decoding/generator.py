@@ -8,6 +8,7 @@ built per model and decoder variant and every question's trip (layout -> composi
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import TypedDict, Unpack
 
 from transformers import PreTrainedTokenizerBase
 
@@ -19,6 +20,13 @@ from sac_rag.memory.compose import LM, ComposedPrompt, Segment, Sink
 from sac_rag.text.prompt import bos_ids, encode, question_ids
 
 PromptSegment = str | MemoryChunk
+
+
+class GenerationOptions(TypedDict, total=False):
+    """How an answer is generated (defaults: :meth:`Generator.stream_ids`'s)."""
+
+    max_new_tokens: int  # the answer's length limit, a final EOS included
+    stop_token_ids: Sequence[int] | None  # ids that end the answer besides EOS (yielded, as EOS is)
 
 
 def is_sac(chunk: MemoryChunk) -> bool:
@@ -132,35 +140,25 @@ class Generator:
         self,
         prompt: str | Sequence[PromptSegment],
         memories: Sequence[MemoryChunk] | None = None,
-        *,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        stop_token_ids: Sequence[int] | None = None,
+        **options: Unpack[GenerationOptions],
     ) -> list[int]:
         """Greedy token ids for ``prompt`` over ``memories`` (see :meth:`build_prompt`), a final EOS included."""
-        segments = self.build_prompt(prompt, memories)
-        return list(self.stream_ids(segments, max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids))
+        return list(self.stream_ids(self.build_prompt(prompt, memories), **options))
 
     def generate(
         self,
         prompt: str | Sequence[PromptSegment],
         memories: Sequence[MemoryChunk] | None = None,
-        *,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        stop_token_ids: Sequence[int] | None = None,
+        **options: Unpack[GenerationOptions],
     ) -> str:
         """Greedy answer text to ``prompt`` over ``memories`` (see :meth:`build_prompt`)."""
-        ids = self.generate_ids(prompt, memories, max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids)
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        return self.tokenizer.decode(self.generate_ids(prompt, memories, **options), skip_special_tokens=True)
 
     def stream(
         self,
         prompt: str | Sequence[PromptSegment],
         memories: Sequence[MemoryChunk] | None = None,
-        *,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
-        stop_token_ids: Sequence[int] | None = None,
+        **options: Unpack[GenerationOptions],
     ) -> Iterator[str]:
         """The answer as text pieces while it is generated (greedy, the same tokens as :meth:`generate`)."""
-        segments = self.build_prompt(prompt, memories)
-        ids = self.stream_ids(segments, max_new_tokens=max_new_tokens, stop_token_ids=stop_token_ids)
-        yield from TextStream(self.tokenizer, ids)
+        yield from TextStream(self.tokenizer, self.stream_ids(self.build_prompt(prompt, memories), **options))

@@ -49,8 +49,10 @@ class RotaryShifter:
         angles = float(delta) * self.inv_freq.to(device)
         return torch.cat([angles.cos(), angles.cos()]).float(), angles.sin().float()
 
-    def shift(self, keys: torch.Tensor, delta: int) -> torch.Tensor:
-        """Keys ``[..., n, head_dim]`` rotated by ``delta`` positions (computed in float32 or better)."""
+    def shift(self, keys: torch.Tensor, delta: int, *, fused: bool = False) -> torch.Tensor:
+        """Keys ``[..., n, head_dim]`` rotated by ``delta`` positions (computed in float32 or better). ``fused``: with
+        fused multiply-adds, fewer passes over the keys, equal up to float rounding (where the CPU fuses them, a
+        product is not rounded before its addition), so not bit-identical to the plain rotation."""
         if delta == 0:
             return keys
         cos, sin = self._cos_sin(delta, keys.device)
@@ -58,19 +60,14 @@ class RotaryShifter:
         half = k.shape[-1] // 2
         # k * cos + rotate_half(k) * sin, rounded the same way, with one full-size temporary instead of four
         out = k * cos
-        out[..., :half] -= k[..., half:] * sin
-        out[..., half:] += k[..., :half] * sin
+        if fused:
+            out[..., :half].addcmul_(k[..., half:], sin, value=-1)
+            out[..., half:].addcmul_(k[..., :half], sin)
+        else:
+            out[..., :half] -= k[..., half:] * sin
+            out[..., half:] += k[..., :half] * sin
         return out.to(keys.dtype)
 
     def shift_fused(self, keys: torch.Tensor, delta: int) -> torch.Tensor:
-        """:meth:`shift` with fused multiply-adds: fewer passes over the keys, equal up to float rounding (where the
-        CPU fuses them, a product is not rounded before its addition), so not bit-identical to :meth:`shift`."""
-        if delta == 0:
-            return keys
-        cos, sin = self._cos_sin(delta, keys.device)
-        k = keys.float()
-        half = k.shape[-1] // 2
-        out = k * cos
-        out[..., :half].addcmul_(k[..., half:], sin, value=-1)
-        out[..., half:].addcmul_(k[..., :half], sin)
-        return out.to(keys.dtype)
+        """:meth:`shift` with ``fused=True`` (what compact memories are placed with)."""
+        return self.shift(keys, delta, fused=True)

@@ -20,6 +20,7 @@ from sac_rag.cli.main import build_parser
 from sac_rag.compression.encoder import COMPRESS_BATCH_SIZE, encode_anchor_kv
 from sac_rag.config import DEFAULT_MAX_NEW_TOKENS
 from sac_rag.corpus.indexing import index_documents
+from sac_rag.decoding.generator import Generator
 from sac_rag.device import default_device
 from sac_rag.pipeline import SACRAG
 from sac_rag.scale.ray_index import index_with_ray
@@ -75,8 +76,7 @@ def test_answer_length_default_has_one_home():
         "SACRAG": default_of(SACRAG.__init__, "max_new_tokens"),
         "SACSession": default_of(SACSession.__init__, "max_new_tokens"),
         "sac-rag ask": parsed("ask")["max_new_tokens"],
-        "SACModel.generate": default_of(SACModel.generate, "max_new_tokens"),
-        "SACModel.stream": default_of(SACModel.stream, "max_new_tokens"),
+        "Generator.stream_ids": default_of(Generator.stream_ids, "max_new_tokens"),  # generate and stream's too
     }
     assert defaults == dict.fromkeys(defaults, DEFAULT_MAX_NEW_TOKENS)
 
