@@ -10,7 +10,7 @@ token's position); text continues after.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -137,11 +137,16 @@ def _layout(chunk: MemoryChunk, dtype: torch.dtype, device) -> _Layout:
     if lay is None or not _same_source(lay.source, source):
         with torch.inference_mode(False), torch.no_grad():  # plain tensors, usable in and out of inference mode
             lay = _make_layout(chunk, dtype, device, source)
-        if held is None:
-            held = _LAYOUTS[id(chunk)] = {}
-            weakref.finalize(chunk, _LAYOUTS.pop, id(chunk), None)
-        held[key] = lay
+        _keep(chunk, key, lay)
     return lay
+
+
+def _keep(chunk: MemoryChunk, key: tuple, lay: _Layout) -> None:
+    held = _LAYOUTS.get(id(chunk))
+    if held is None:
+        held = _LAYOUTS[id(chunk)] = {}
+        weakref.finalize(chunk, _LAYOUTS.pop, id(chunk), None)
+    held[key] = lay
 
 
 def _make_layout(chunk: MemoryChunk, dtype: torch.dtype, device, source: tuple) -> _Layout:
@@ -162,6 +167,32 @@ def _make_layout(chunk: MemoryChunk, dtype: torch.dtype, device, source: tuple) 
         sizes,
         tuple((1, heads, w, dim) for w in widths),
     )
+
+
+def attach_layout(chunk: MemoryChunk, widths: Sequence[int]) -> None:
+    """Lay a biased chunk out for placing now, from what its maker knows, instead of on its first placement.
+
+    ``widths[layer]``: the columns some head of that layer uses, each head's entries first (as the store's codec
+    lays them out from their counts): the first ``widths[layer]`` columns, the rest padding. The layout's keys are
+    gathered (rotated per placement); its values and bias are views of the chunk's own, so it serves a decoder of
+    the chunk's dtype and device (another makes its own). Kept like a gathered layout: while the chunk lives and its
+    tensors stay the same."""
+    layers, heads, n, dim = chunk.keys.shape
+    widths = [int(w) for w in widths]
+    if chunk.bias is None or chunk.bias.dtype != torch.float32:
+        raise ValueError("only a chunk with a float32 bias is laid out")
+    if len(widths) != layers or not all(0 <= w <= n for w in widths):
+        raise ValueError(f"widths {widths} do not fit a chunk of {layers} layers and {n} columns")
+    used = torch.arange(n, device=chunk.keys.device)[None, :] < torch.tensor(widths, device=chunk.keys.device)[:, None]
+    rows = used[:, None, :].expand(layers, heads, n).reshape(-1).nonzero().squeeze(1)
+    with torch.inference_mode(False), torch.no_grad():  # plain tensors, usable in and out of inference mode
+        keys = chunk.keys.reshape(-1, dim).index_select(0, rows)
+        values = tuple(v.narrow(2, 0, w) for v, w in zip(chunk.values.split(1), widths))
+        bias = tuple(b.narrow(1, 0, w) for b, w in zip(chunk.bias.unbind(0), widths))
+    sizes = tuple(heads * w for w in widths)
+    shapes = tuple((1, heads, w, dim) for w in widths)
+    lay = _Layout(_source(chunk), keys, values, bias, sizes, shapes)
+    _keep(chunk, (chunk.values.dtype, chunk.values.device), lay)
 
 
 def layout(segments: list[Segment]) -> list[tuple[Segment, int]]:

@@ -13,6 +13,11 @@ its real entries only, head after head, as ``[entries, head_dim]`` K/V (int8 sca
 counts that lay them back out (padding gets a ``-inf`` bias). The bias is float16 (float32 in float32
 stores): it is a log-weight of a few units whose error multiplies an entry's attention mass by
 ``exp(error)``; float16 keeps that within 0.2% (|beta| < 16), bfloat16 would allow 3%.
+
+A biased memory read back (:func:`unpack_chunk`) is decoded entry by entry (int8: only its real entries are
+dequantised, not the padding) and laid out twice in the same pass: padded, as its MemoryChunk holds it, and as
+its first placement would gather it (:func:`sac_rag.memory.compose.attach_layout`), so that a question only rotates
+its keys.
 """
 
 from __future__ import annotations
@@ -22,8 +27,9 @@ import math
 import torch
 
 from sac_rag.memory.chunk import MemoryChunk
+from sac_rag.memory.compose import attach_layout
 from sac_rag.memory.geometry import BIAS_DTYPE
-from sac_rag.memory.quant import dequantize_int8, quantize_int8
+from sac_rag.memory.quant import dequantize_int8, hadamard, quantize_int8
 
 MEMORY_DTYPES: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16,
@@ -99,9 +105,7 @@ def unpack_memory(
     if "cnt" not in tensors:
         keys, values = decode_kv(tensors)
         return keys, values, tensors["pos"], None
-    counts = tensors["cnt"].long()
-    if counts.ndim != 2 or int(counts.sum()) != tensors["b"].shape[0] or bool((counts < 0).any()):
-        raise ValueError(f"entry counts {tuple(counts.shape)} do not match {tensors['b'].shape[0]} stored entries")
+    counts = _counts(tensors)
     width = int(counts.max())
     real = torch.arange(width)[None, None, :] < counts[..., None]  # [layers, heads, width]
 
@@ -115,3 +119,72 @@ def unpack_memory(
     keys, values = decode_kv(padded)
     bias = spread(tensors["b"].float(), -math.inf)
     return keys, values, spread(tensors["pos"].long(), -1), bias
+
+
+def _counts(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
+    counts = tensors["cnt"].long()
+    if counts.ndim != 2 or int(counts.sum()) != tensors["b"].shape[0] or bool((counts < 0).any()):
+        raise ValueError(f"entry counts {tuple(counts.shape)} do not match {tensors['b'].shape[0]} stored entries")
+    return counts
+
+
+def _decode_entries(q: torch.Tensor, scale: torch.Tensor | None, counts: torch.Tensor, out: torch.Tensor) -> None:
+    """Stored entries ``q [entries, head_dim]`` decoded into ``out`` as :func:`decode_kv` decodes them padded (int8:
+    each entry scaled by its head's scale, then rotated back), without the padding."""
+    if scale is None:
+        out.copy_(q)
+        return
+    per_entry = scale.float().reshape(counts.numel(), -1).repeat_interleave(counts.reshape(-1), dim=0)
+    x = q.float().mul_(per_entry)  # int8 * float32 in one op would be several times slower
+    if scale.shape[-1] == 1:  # rotated, one scale per head; else the earlier per-channel format
+        torch.mm(x, hadamard(q.shape[-1]).to(q.device), out=out)
+    else:
+        out.copy_(x)
+
+
+def unpack_chunk(
+    tensors: dict[str, torch.Tensor], length: int, offset: int, fingerprint: str, meta: dict
+) -> MemoryChunk:
+    """The :class:`MemoryChunk` of :func:`pack_memory`'s tensors (those :func:`unpack_memory` gives); a biased one
+    decoded entry by entry (int8: the padding is not dequantised) and laid out for placing
+    (:func:`~sac_rag.memory.compose.attach_layout`) from its counts."""
+    if "cnt" not in tensors:
+        keys, values, positions, _ = unpack_memory(tensors)
+        return MemoryChunk(keys, values, positions, length, offset, fingerprint, meta)
+    counts = _counts(tensors)
+    entries = tensors["b"].shape[0]
+    if any(tensors[n].shape[0] != entries for n in ("k", "v", "pos")):
+        shapes = [tuple(tensors[n].shape) for n in ("k", "v", "pos")]
+        raise ValueError(f"{entries} stored entries, but K/V/positions shaped {shapes}")
+    bias = tensors["b"].float()
+    if counts.shape[1] == 0 or not bool(torch.isfinite(bias).all()):  # entries that lay out otherwise: no layout
+        keys, values, positions, bias = unpack_memory(tensors)
+        return MemoryChunk(keys, values, positions, length, offset, fingerprint, meta, bias)
+    with torch.inference_mode(False), torch.no_grad():  # plain tensors, usable in and out of inference mode
+        widths = counts.amax(1)  # per layer, the columns some head uses: each head's entries come first
+        shape = (*counts.shape, int(widths.max()))
+        real = (torch.arange(shape[2])[None, None, :] < counts[..., None]).reshape(-1)
+        rows = torch.where(real, real.cumsum(0) - 1, entries)  # each padded row's entry; padding: the fill row
+
+        def spread(decoded: torch.Tensor, fill: float) -> torch.Tensor:
+            """``decoded`` (the entries and one fill row) laid out padded, every element written once."""
+            decoded[entries] = fill
+            return decoded.index_select(0, rows).view(*shape, *decoded.shape[1:])
+
+        kv = []
+        for name in ("k", "v"):
+            q = tensors[name]
+            decoded = torch.empty((entries + 1, q.shape[1]), dtype=torch.float32 if f"{name}s" in tensors else q.dtype)
+            _decode_entries(q, tensors.get(f"{name}s"), counts, decoded[:entries])
+            kv.append(spread(decoded, 0))
+        chunk = MemoryChunk(
+            *kv,
+            spread(torch.cat([tensors["pos"].long(), torch.zeros(1, dtype=torch.long)]), -1),
+            length,
+            offset,
+            fingerprint,
+            meta,
+            spread(torch.cat([bias, bias.new_zeros(1)]), -math.inf),
+        )
+        attach_layout(chunk, widths.tolist())
+    return chunk

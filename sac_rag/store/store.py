@@ -32,7 +32,7 @@ from sac_rag.embedding import Embedder, resolve_embedder
 from sac_rag.io import atomic_create_dir
 from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.memory.geometry import kv_shape
-from sac_rag.store.codec import SUFFIXES, dtype_name, memory_dtype_for, pack_memory, unpack_memory
+from sac_rag.store.codec import SUFFIXES, dtype_name, memory_dtype_for, pack_memory, unpack_chunk
 from sac_rag.store.digest import content_hash
 from sac_rag.store.errors import ShardMissing, StoreCorrupted, StoreError, StoreExists, StoreMismatch
 from sac_rag.store.index_cache import IndexCache
@@ -678,14 +678,13 @@ class MemoryStore:
             if row is None:
                 raise StoreCorrupted(f"{self.path / MANIFEST}: passage {p.id} has no memory row")
             stored = self.memory_tensors(row)
-            try:
-                keys, values, positions, bias = unpack_memory({n.rsplit(".", 1)[1]: t for n, t in stored.items()})
-            except (KeyError, ValueError, RuntimeError) as e:
-                raise StoreCorrupted(f"{self.path / SHARDS / row.shard}: memory {row.hash} is malformed ({e})") from e
             meta = {**row.meta, "stored_nbytes": row.nbytes}
-            chunks.append(
-                MemoryChunk(keys, values, positions, row.length, row.pos_offset, self.fingerprint, meta, bias)
-            )
+            named = {n.rsplit(".", 1)[1]: t for n, t in stored.items()}
+            try:
+                chunk = unpack_chunk(named, row.length, row.pos_offset, self.fingerprint, meta)
+            except (KeyError, ValueError, RuntimeError, IndexError) as e:
+                raise StoreCorrupted(f"{self.path / SHARDS / row.shard}: memory {row.hash} is malformed ({e})") from e
+            chunks.append(chunk)
         return chunks
 
     def memory_tensors(self, row: MemoryRow) -> dict[str, torch.Tensor]:

@@ -1,0 +1,129 @@
+"""A compact memory read from a store comes laid out for placing (decoded entry by entry, its layout made from its
+counts): the chunk is the padded one the codec always gave, and it places the same K/V as that padded chunk."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from support.store import bow_embedder
+
+from sac_rag.memory import compose
+from sac_rag.memory.chunk import MemoryChunk
+from sac_rag.memory.compose import place
+from sac_rag.store import MemoryStore
+from sac_rag.store.codec import pack_memory, unpack_chunk, unpack_memory
+from sac_rag.testing import text_of_tokens, tiny_model
+
+DTYPES = ["int8", "bfloat16", "float16", "float32"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model(memory_kind="compact", compact_keep=0.3)
+
+
+@pytest.fixture(scope="module")
+def memories(model) -> list[MemoryChunk]:
+    return model.compress([text_of_tokens(n, seed=n) for n in (23, 60, 41)])
+
+
+def padded(tensors: dict[str, torch.Tensor], like: MemoryChunk) -> MemoryChunk:
+    """The chunk as :func:`unpack_memory` gives it (padded, no layout)."""
+    keys, values, positions, bias = unpack_memory(tensors)
+    return MemoryChunk(keys, values, positions, like.length, like.offset, like.fingerprint, like.meta, bias)
+
+
+def assert_same_chunk(a: MemoryChunk, b: MemoryChunk) -> None:
+    for x, y in ((a.keys, b.keys), (a.values, b.values), (a.positions, b.positions), (a.bias, b.bias)):
+        assert x.dtype == y.dtype and x.shape == y.shape
+        assert torch.equal(x, y)
+
+
+def assert_same_placed(model, a: MemoryChunk, b: MemoryChunk) -> None:
+    for position in (1, 57):
+        x = place(a, position, model.shifter, model.dtype, model.device)
+        y = place(b, position, model.shifter, model.dtype, model.device)
+        for got, want in zip((*x.keys, *x.values, *x.bias), (*y.keys, *y.values, *y.bias)):
+            assert got.shape == want.shape and torch.equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_an_unpacked_chunk_is_the_padded_chunk_and_places_the_same(model, memories, dtype):
+    for memory in memories:
+        tensors = pack_memory(memory, dtype)
+        chunk = unpack_chunk(tensors, memory.length, memory.offset, memory.fingerprint, memory.meta)
+        want = padded(tensors, memory)
+        assert_same_chunk(chunk, want)
+        assert_same_placed(model, chunk, want)
+
+
+def test_an_int8_chunk_comes_laid_out_for_its_decoder(model, memories):
+    """The layout is made with the chunk (float32 entries: the decoder's dtype), not on its first placement."""
+    memory = memories[1]
+    chunk = unpack_chunk(pack_memory(memory, "int8"), memory.length, memory.offset, "", {})
+    assert chunk.values.dtype == model.dtype
+    held = compose._LAYOUTS[id(chunk)][(model.dtype, model.device)]
+    placed = place(chunk, 9, model.shifter, model.dtype, model.device)
+    assert compose._LAYOUTS[id(chunk)][(model.dtype, model.device)] is held  # placing used it, made none
+    # values and bias are the chunk's own memory, not copies
+    assert all(v.untyped_storage().data_ptr() == chunk.values.untyped_storage().data_ptr() for v in placed.values)
+    # a bfloat16 store's chunk holds bfloat16 values: a float32 decoder lays it out itself
+    bf16 = unpack_chunk(pack_memory(memory, "bfloat16"), memory.length, memory.offset, "", {})
+    assert set(compose._LAYOUTS[id(bf16)]) == {(torch.bfloat16, bf16.values.device)}
+
+
+def test_a_chunk_changed_after_reading_is_laid_out_again(model, memories):
+    memory = memories[2]
+    chunk = unpack_chunk(pack_memory(memory, "int8"), memory.length, memory.offset, "", {})
+    place(chunk, 3, model.shifter, model.dtype, model.device)
+    chunk.values.mul_(2)
+    chunk.keys = chunk.keys + 1
+    want = MemoryChunk(chunk.keys.clone(), chunk.values.clone(), chunk.positions, chunk.length, bias=chunk.bias.clone())
+    assert_same_placed(model, chunk, want)
+
+
+def test_stored_entries_that_do_not_lay_out_from_their_counts_are_read_as_before(memories):
+    memory = memories[0]
+    tensors = pack_memory(memory, "float32")
+    tensors["b"] = tensors["b"].clone()
+    tensors["b"][0] = float("inf")  # a stored bias that overflowed its dtype: its column is not "used"
+    chunk = unpack_chunk(tensors, memory.length, memory.offset, "", {})
+    assert_same_chunk(chunk, padded(tensors, memory))
+    assert id(chunk) not in compose._LAYOUTS
+    short = {**pack_memory(memory, "int8")}
+    short["k"] = short["k"][:1]
+    with pytest.raises(ValueError, match="stored entries"):
+        unpack_chunk(short, memory.length, memory.offset, "", {})
+
+
+def test_the_earlier_per_channel_int8_format_reads_the_same(model, memories):
+    memory = memories[1]
+    tensors = pack_memory(memory, "float32")
+    for name in ("k", "v"):  # per-channel scales over each head's entries, as the first release wrote them
+        counts, flat = tensors["cnt"].reshape(-1).tolist(), tensors[name]
+        heads = flat.split(counts)
+        scales = [(h.abs().amax(0, keepdim=True) / 127).clamp_min(1e-8).to(torch.float16) for h in heads]
+        tensors[name] = torch.cat([torch.round(h / s.float()).to(torch.int8) for h, s in zip(heads, scales)])
+        tensors[f"{name}s"] = torch.stack(scales).reshape(*tensors["cnt"].shape, 1, -1)
+    chunk = unpack_chunk(tensors, memory.length, memory.offset, "", {})
+    want = padded(tensors, memory)
+    assert_same_chunk(chunk, want)
+    assert_same_placed(model, chunk, want)
+
+
+def test_a_store_hands_out_laid_out_chunks_that_answer_as_the_padded_ones(tmp_path, model, memories):
+    texts = [text_of_tokens(n, seed=n) for n in (23, 60, 41)]
+    with MemoryStore.create(tmp_path / "s", model, bow_embedder) as store:
+        assert store.memory_dtype == "int8"
+        ids = store.add(texts, progress=False)
+        read = store.memories(ids)
+    generator = model.generator()
+    for chunk, memory in zip(read, memories):
+        assert id(chunk) in compose._LAYOUTS
+        want = padded(pack_memory(memory, "int8"), chunk)
+        assert_same_chunk(chunk, want)
+        assert_same_placed(model, chunk, want)
+    fresh = [padded(pack_memory(m, "int8"), c) for m, c in zip(memories, read)]
+    a = generator.generate("What is it?", read, max_new_tokens=4)
+    b = generator.generate("What is it?", fresh, max_new_tokens=4)
+    assert a == b
