@@ -105,12 +105,21 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> d
     return {k: statistics.median(v) for k, v in runs.items()}
 
 
-def timed_answer(decoder, segments: list, new_tokens: int) -> Callable[[], tuple[float, float]]:
+#: A prompt to time: its segments, or a function of the run's phases (None when only the clock runs) that makes them
+#: within the timing (e.g. memories read from a store).
+Prompt = list | Callable
+
+
+def _segments(prompt: Prompt, phases=None) -> list:
+    return prompt(phases) if callable(prompt) else prompt
+
+
+def timed_answer(decoder, segments: Prompt, new_tokens: int) -> Callable[[], tuple[float, float]]:
     """A run that decodes exactly ``new_tokens`` greedy tokens: (time to first token, time to the last)."""
 
     def run() -> tuple[float, float]:
         t0 = time.perf_counter()
-        tokens = decoder.greedy(segments, new_tokens, set())
+        tokens = decoder.greedy(_segments(segments), new_tokens, set())
         next(tokens)
         t1 = time.perf_counter()
         for _ in tokens:
@@ -120,7 +129,7 @@ def timed_answer(decoder, segments: list, new_tokens: int) -> Callable[[], tuple
     return run
 
 
-def timed_prefill(decoder, segments: list) -> Callable[[], dict[str, float]]:
+def timed_prefill(decoder, segments: Prompt) -> Callable[[], dict[str, float]]:
     """A run that prefills and picks the first greedy token: thread CPU seconds per phase (the decoder's
     :class:`~sac_rag.decoding.phases.Phases`, plus ``sample``) and ``total``, the whole call's."""
     from sac_rag.decoding.phases import Phases
@@ -129,7 +138,7 @@ def timed_prefill(decoder, segments: list) -> Callable[[], dict[str, float]]:
         phases = Phases()
         t0 = time.thread_time()
         with torch.inference_mode():
-            _, logits, _ = decoder.prefill(segments, phases=phases)
+            _, logits, _ = decoder.prefill(_segments(segments, phases), phases=phases)
             with phases.phase("sample"):
                 int(torch.argmax(logits))
         return {**phases.seconds, "total": time.thread_time() - t0}

@@ -31,9 +31,9 @@ phase, inside its breakdown; the rest of the prompt is the held memories' own.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import statistics
 import tempfile
-import time
 import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -121,42 +121,10 @@ def from_store(store: MemoryStore, ids: list[int], prompt: list, phases: Phases 
     return [next(chunks) if isinstance(s, MemoryChunk) else s for s in prompt]
 
 
-def timed_store_answer(decoder, store: MemoryStore, ids: list[int], prompt: list, new_tokens: int) -> Callable:
-    """:func:`~bench.common.timed_answer` of ``prompt`` with its memories read from ``store`` within the timing."""
-
-    def run() -> tuple[float, float]:
-        t0 = time.perf_counter()
-        tokens = decoder.greedy(from_store(store, ids, prompt), new_tokens, set())
-        next(tokens)
-        t1 = time.perf_counter()
-        for _ in tokens:
-            pass
-        return t1 - t0, time.perf_counter() - t0
-
-    return run
-
-
-def timed_store_prefill(decoder, store: MemoryStore, ids: list[int], prompt: list) -> Callable:
-    """:func:`~bench.common.timed_prefill` of ``prompt`` with its memories read from ``store`` within the timing (the
-    ``read`` phase)."""
-
-    def run() -> dict[str, float]:
-        phases = Phases()
-        t0 = time.thread_time()
-        with torch.inference_mode():
-            segments = from_store(store, ids, prompt, phases)
-            _, logits, _ = decoder.prefill(segments, phases=phases)
-            with phases.phase("sample"):
-                int(torch.argmax(logits))
-        return {**phases.seconds, "total": time.thread_time() - t0}
-
-    return run
-
-
 def breakdown(decoder, prompts: dict[str, list | Callable], repeats: int) -> dict[str, dict[str, float]]:
     """Per prompt, the median thread CPU ms of each phase of its prefill and first token, and of the whole (a
-    callable: a timed run of its own, e.g. :func:`timed_store_prefill`)."""
-    runs = interleaved({m: s if callable(s) else timed_prefill(decoder, s) for m, s in prompts.items()}, repeats)
+    callable: one that makes the segments within the timing, e.g. :func:`from_store`)."""
+    runs = interleaved({m: timed_prefill(decoder, s) for m, s in prompts.items()}, repeats)
     return {
         m: {p: 1000 * statistics.median(r.get(p, 0.0) for r in times) for p in (*STORE_PHASES, "total")}
         for m, times in runs.items()
@@ -194,8 +162,9 @@ def measure(
         answers = {m: timed_answer(decoder, s, new_tokens) for m, s in prompts.items()}
         prefills: dict[str, list | Callable] = {m: prompts[m] for m in ("question", *KINDS)}
         for m, (store, ids) in stores.items():
-            answers[f"{m}_store"] = timed_store_answer(decoder, store, ids[:k], prompts[m], new_tokens)
-            prefills[f"{m}_store"] = timed_store_prefill(decoder, store, ids[:k], prompts[m])
+            read = functools.partial(from_store, store, ids[:k], prompts[m])  # the memories read within each run
+            answers[f"{m}_store"] = timed_answer(decoder, read, new_tokens)
+            prefills[f"{m}_store"] = read
         runs = interleaved(answers, repeats)
         row = {"k": k, "raw_tokens": len(prompts["raw"][0])}
         for m, times in runs.items():
