@@ -17,6 +17,7 @@ from sac_rag.decoding.generate import MemoryDecoder
 from sac_rag.decoding.text import TextStream
 from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.memory.compose import LM, ComposedPrompt, Segment, Sink
+from sac_rag.memory.sac import SAC_KIND
 from sac_rag.text.prompt import bos_ids, encode, question_ids
 
 PromptSegment = str | MemoryChunk
@@ -31,7 +32,7 @@ class GenerationOptions(TypedDict, total=False):
 
 def is_sac(chunk: MemoryChunk) -> bool:
     """Whether ``chunk`` holds SAC anchors (read after an [LM]; a store's older chunks carry no kind)."""
-    return chunk.meta.get("kind", "sac") == "sac"
+    return chunk.meta.get("kind", SAC_KIND) == SAC_KIND
 
 
 class Generator:

@@ -151,22 +151,31 @@ def _keep(chunk: MemoryChunk, key: tuple, lay: _Layout) -> None:
 
 def _make_layout(chunk: MemoryChunk, dtype: torch.dtype, device, source: tuple) -> _Layout:
     bias = chunk.bias.to(device)
-    layers, heads, n, dim = chunk.keys.shape
     used = torch.isfinite(bias).any(dim=1)  # [layers, n]
-    widths = used.sum(-1).tolist()
-    rows = used[:, None, :].expand(layers, heads, n).reshape(-1).nonzero().squeeze(1)
-    keys = chunk.keys.to(device).reshape(-1, dim).index_select(0, rows)
-    values = chunk.values.to(device).reshape(-1, dim).index_select(0, rows).to(dtype)
+    rows, sizes, shapes = _gathered(used, chunk.keys.shape)
+    keys = chunk.keys.to(device).flatten(0, 2).index_select(0, rows)
+    values = chunk.values.to(device).flatten(0, 2).index_select(0, rows).to(dtype)
     bias = bias.reshape(-1).index_select(0, rows).to(torch.float32)
-    sizes = tuple(heads * w for w in widths)
     return _Layout(
         source,
         keys,
-        tuple(t.view(1, heads, w, dim) for t, w in zip(values.split(sizes), widths)),
-        tuple(t.view(heads, w) for t, w in zip(bias.split(sizes), widths)),
+        tuple(t.view(s) for t, s in zip(values.split(sizes), shapes)),
+        tuple(t.view(s[1:3]) for t, s in zip(bias.split(sizes), shapes)),
         sizes,
-        tuple((1, heads, w, dim) for w in widths),
+        shapes,
     )
+
+
+def _gathered(
+    used: torch.Tensor, shape: torch.Size
+) -> tuple[torch.Tensor, tuple[int, ...], tuple[tuple[int, ...], ...]]:
+    """For ``used [layers, n]`` (the columns some head of a layer uses) of a chunk shaped ``shape``: the rows of its
+    flattened ``[layers * heads * n, head_dim]`` K/V to gather, in (layer, head, column) order, and each layer's row
+    count and ``[1, heads, width, head_dim]`` view."""
+    layers, heads, n, dim = shape
+    rows = used[:, None, :].expand(layers, heads, n).reshape(-1).nonzero().squeeze(1)
+    widths = used.sum(-1).tolist()
+    return rows, tuple(heads * w for w in widths), tuple(torch.Size((1, heads, w, dim)) for w in widths)
 
 
 def attach_layout(chunk: MemoryChunk, widths: Sequence[int]) -> None:
@@ -177,20 +186,18 @@ def attach_layout(chunk: MemoryChunk, widths: Sequence[int]) -> None:
     gathered (rotated per placement); its values and bias are views of the chunk's own, so it serves a decoder of
     the chunk's dtype and device (another makes its own). Kept like a gathered layout: while the chunk lives and its
     tensors stay the same."""
-    layers, heads, n, dim = chunk.keys.shape
+    layers, n = chunk.keys.shape[0], chunk.keys.shape[2]
     widths = [int(w) for w in widths]
     if chunk.bias is None or chunk.bias.dtype != torch.float32:
         raise ValueError("only a chunk with a float32 bias is laid out")
     if len(widths) != layers or not all(0 <= w <= n for w in widths):
         raise ValueError(f"widths {widths} do not fit a chunk of {layers} layers and {n} columns")
     used = torch.arange(n, device=chunk.keys.device)[None, :] < torch.tensor(widths, device=chunk.keys.device)[:, None]
-    rows = used[:, None, :].expand(layers, heads, n).reshape(-1).nonzero().squeeze(1)
+    rows, sizes, shapes = _gathered(used, chunk.keys.shape)
     with torch.inference_mode(False), torch.no_grad():  # plain tensors, usable in and out of inference mode
-        keys = chunk.keys.reshape(-1, dim).index_select(0, rows)
+        keys = chunk.keys.flatten(0, 2).index_select(0, rows)
         values = tuple(v.narrow(2, 0, w) for v, w in zip(chunk.values.split(1), widths))
         bias = tuple(b.narrow(1, 0, w) for b, w in zip(chunk.bias.unbind(0), widths))
-    sizes = tuple(heads * w for w in widths)
-    shapes = tuple((1, heads, w, dim) for w in widths)
     lay = _Layout(_source(chunk), keys, values, bias, sizes, shapes)
     _keep(chunk, (chunk.values.dtype, chunk.values.device), lay)
 

@@ -35,11 +35,13 @@ def quantize_int8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return q, scale
 
 
-def dequantize_int8(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    x = q.float() * scale.float()
+def dequantize_int8(q: torch.Tensor, scale: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``q`` scaled back and rotated back (float32), written into ``out`` when given. ``scale`` broadcasts over
+    ``q``: one per head (``[..., 1]``, rotated) or, in the earlier per-channel format, one per channel."""
+    x = q.float().mul_(scale.float())  # int8 * float32 in one op would be several times slower
     if scale.shape[-1] == 1:  # rotated, one scale per head; else the earlier per-channel format
-        x = x @ hadamard(q.shape[-1]).to(q.device)
-    return x
+        return torch.matmul(x, hadamard(q.shape[-1]).to(q.device), out=out)
+    return x if out is None else out.copy_(x)
 
 
 def int8_round_trip(x: torch.Tensor) -> torch.Tensor:

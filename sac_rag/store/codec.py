@@ -29,7 +29,7 @@ import torch
 from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.memory.compose import attach_layout
 from sac_rag.memory.geometry import BIAS_DTYPE
-from sac_rag.memory.quant import dequantize_int8, hadamard, quantize_int8
+from sac_rag.memory.quant import dequantize_int8, quantize_int8
 
 MEMORY_DTYPES: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16,
@@ -135,11 +135,7 @@ def _decode_entries(q: torch.Tensor, scale: torch.Tensor | None, counts: torch.T
         out.copy_(q)
         return
     per_entry = scale.float().reshape(counts.numel(), -1).repeat_interleave(counts.reshape(-1), dim=0)
-    x = q.float().mul_(per_entry)  # int8 * float32 in one op would be several times slower
-    if scale.shape[-1] == 1:  # rotated, one scale per head; else the earlier per-channel format
-        torch.mm(x, hadamard(q.shape[-1]).to(q.device), out=out)
-    else:
-        out.copy_(x)
+    dequantize_int8(q, per_entry, out=out)
 
 
 def unpack_chunk(
