@@ -26,8 +26,8 @@ import math
 
 import torch
 
-from sac_rag.memory.chunk import MemoryChunk
-from sac_rag.memory.compose import attach_layout
+from sac_rag.memory.chunk import DeferredChunk, MemoryChunk
+from sac_rag.memory.compose import attach_layout, layout_rows
 from sac_rag.memory.geometry import BIAS_DTYPE
 from sac_rag.memory.quant import dequantize_int8, quantize_int8
 
@@ -161,26 +161,26 @@ def unpack_chunk(
         shape = (*counts.shape, int(widths.max()))
         real = (torch.arange(shape[2])[None, None, :] < counts[..., None]).reshape(-1)
         rows = torch.where(real, real.cumsum(0) - 1, entries)  # each padded row's entry; padding: the fill row
-
-        def spread(decoded: torch.Tensor, fill: float) -> torch.Tensor:
-            """``decoded`` (the entries and one fill row) laid out padded, every element written once."""
-            decoded[entries] = fill
-            return decoded.index_select(0, rows).view(*shape, *decoded.shape[1:])
-
         kv = []
         for name in ("k", "v"):
             q = tensors[name]
             decoded = torch.empty((entries + 1, q.shape[1]), dtype=torch.float32 if f"{name}s" in tensors else q.dtype)
             _decode_entries(q, tensors.get(f"{name}s"), counts, decoded[:entries])
-            kv.append(spread(decoded, 0))
-        chunk = MemoryChunk(
-            *kv,
-            spread(torch.cat([tensors["pos"].long(), torch.zeros(1, dtype=torch.long)]), -1),
-            length,
-            offset,
-            fingerprint,
-            meta,
-            spread(torch.cat([bias, bias.new_zeros(1)]), -math.inf),
-        )
-        attach_layout(chunk, widths.tolist())
+            decoded[entries] = 0
+            kv.append(decoded)
+        positions = torch.cat([tensors["pos"].long(), torch.full((1,), -1)])
+
+        def spread(decoded: torch.Tensor) -> torch.Tensor:
+            """``decoded`` (the entries and their fill row) laid out padded, every element written once."""
+            return decoded.index_select(0, rows).view(*shape, *decoded.shape[1:])
+
+        def padded() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            with torch.inference_mode(False), torch.no_grad():  # as if made now: plain tensors
+                return spread(kv[0]), spread(kv[1]), spread(positions)
+
+        bias = torch.cat([bias, torch.full((1,), -math.inf)])
+        dims = (*shape, kv[0].shape[1])
+        chunk = DeferredChunk.later(padded, dims, kv[0].dtype, length, offset, fingerprint, meta, spread(bias))
+        kept = layout_rows(rows.view(shape), widths)  # the rows its placing layout gathers
+        attach_layout(chunk, widths.tolist(), *(t.index_select(0, kept) for t in (*kv, bias)))
     return chunk

@@ -10,6 +10,7 @@ from support.store import bow_embedder
 from sac_rag.memory import compose
 from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.memory.compose import place
+from sac_rag.memory.geometry import entry_nbytes
 from sac_rag.store import MemoryStore
 from sac_rag.store.codec import pack_memory, unpack_chunk, unpack_memory
 from sac_rag.testing import text_of_tokens, tiny_model
@@ -58,18 +59,30 @@ def test_an_unpacked_chunk_is_the_padded_chunk_and_places_the_same(model, memori
 
 
 def test_an_int8_chunk_comes_laid_out_for_its_decoder(model, memories):
-    """The layout is made with the chunk (float32 entries: the decoder's dtype), not on its first placement."""
+    """The layout is made with the chunk (float32 entries: the decoder's dtype), not on its first placement, and the
+    padded K/V the chunk holds are made only when read."""
     memory = memories[1]
     chunk = unpack_chunk(pack_memory(memory, "int8"), memory.length, memory.offset, "", {})
-    assert chunk.values.dtype == model.dtype
+    assert chunk.pending is not None and chunk.dtype == model.dtype
     held = compose._LAYOUTS[id(chunk)][(model.dtype, model.device)]
-    placed = place(chunk, 9, model.shifter, model.dtype, model.device)
+    first = place(chunk, 9, model.shifter, model.dtype, model.device)
+    again = place(chunk, 40, model.shifter, model.dtype, model.device)
     assert compose._LAYOUTS[id(chunk)][(model.dtype, model.device)] is held  # placing used it, made none
-    # values and bias are the chunk's own memory, not copies
-    assert all(v.untyped_storage().data_ptr() == chunk.values.untyped_storage().data_ptr() for v in placed.values)
-    # a bfloat16 store's chunk holds bfloat16 values: a float32 decoder lays it out itself
+    assert chunk.pending is not None  # nor did it make the padded K/V
+    assert all(a.data_ptr() == b.data_ptr() for a, b in zip(first.values + first.bias, again.values + again.bias))
+    # each of keys, values and bias: every layer a view of one tensor
+    assert all(len({t.untyped_storage().data_ptr() for t in ts}) == 1 for ts in (first.keys, first.values, first.bias))
+    # what the pipeline reads of a memory it has not placed yet makes nothing either
+    assert (chunk.entries_per_head, chunk.nbytes, chunk.full_kv_nbytes(), chunk.n_anchors) == (
+        memory.entries_per_head,
+        entry_nbytes(memory.shape[-1], torch.float32, biased=True) * memory.entries,
+        memory.full_kv_nbytes(torch.float32),
+        int(torch.isfinite(memory.bias).sum(-1).max()),
+    )
+    assert chunk.pending is not None
+    # a bfloat16 store's chunk holds bfloat16 K/V: a float32 decoder lays it out itself
     bf16 = unpack_chunk(pack_memory(memory, "bfloat16"), memory.length, memory.offset, "", {})
-    assert set(compose._LAYOUTS[id(bf16)]) == {(torch.bfloat16, bf16.values.device)}
+    assert set(compose._LAYOUTS[id(bf16)]) == {(torch.bfloat16, torch.device("cpu"))}
 
 
 def test_a_chunk_changed_after_reading_is_laid_out_again(model, memories):
