@@ -157,7 +157,7 @@ def _keep(chunk: MemoryChunk, key: tuple, lay: _Layout) -> None:
 def _make_layout(chunk: MemoryChunk, dtype: torch.dtype, device, source: tuple) -> _Layout:
     bias = chunk.bias.to(device)
     used = torch.isfinite(bias).any(dim=1)  # [layers, n]
-    layers, heads, n, dim = chunk.shape
+    layers, heads, n, _ = chunk.shape
     h, layer, column = used[None].expand(heads, layers, n).nonzero().unbind(1)  # in (head, layer, column) order
     rows = (layer * heads + h) * n + column  # of the chunk's [layers * heads * n] entries
     keys = chunk.keys.to(device).flatten(0, 2).index_select(0, rows)
