@@ -169,7 +169,7 @@ def unpack_chunk(
             q = tensors[name]
             decoded = torch.empty((entries + 1, q.shape[1]), dtype=torch.float32 if f"{name}s" in tensors else q.dtype)
             _decode_entries(q, tensors.get(f"{name}s"), counts, decoded[:entries])
-            decoded[entries] = 0
+            decoded[entries].zero_()
             laid.append(decoded.index_select(0, kept))
         bias = torch.cat([bias, torch.full((1,), -math.inf)])
 
@@ -178,6 +178,7 @@ def unpack_chunk(
                 return unpack_memory(tensors)[:3]
 
         dims = (*shape, decoded.shape[1])
-        chunk = DeferredChunk.later(padded, dims, decoded.dtype, length, offset, fingerprint, meta, bias[rows])
-        attach_layout(chunk, widths.tolist(), *laid, bias[kept])
+        padded_bias = bias.index_select(0, rows.view(-1)).view(shape)
+        chunk = DeferredChunk.later(padded, dims, decoded.dtype, length, offset, fingerprint, meta, padded_bias)
+        attach_layout(chunk, widths.tolist(), *laid, bias.index_select(0, kept))
     return chunk

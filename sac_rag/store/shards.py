@@ -120,7 +120,6 @@ class ShardReader:
         if end > self._bytes.numel() or begin > end:
             raise StoreCorrupted(f"{self.path}: tensor {name!r} lies outside the file (truncated shard?)")
         raw = self._bytes[begin:end]
-        elem = torch.empty((), dtype=dtype).element_size()
-        if begin % elem:
+        if begin % dtype.itemsize:
             raw = raw.clone()
         return raw.view(dtype).view(shape)
