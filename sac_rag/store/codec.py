@@ -135,7 +135,8 @@ def _decode_entries(q: torch.Tensor, scale: torch.Tensor | None, counts: torch.T
     if scale is None:
         out.copy_(q)
         return
-    per_entry = scale.reshape(counts.numel(), -1).repeat_interleave(counts.view(-1), dim=0, output_size=q.shape[0])
+    per_head = scale.float().reshape(counts.numel(), -1)  # float before it is repeated per entry
+    per_entry = per_head.repeat_interleave(counts.view(-1), dim=0, output_size=q.shape[0])
     dequantize_int8(q, per_entry, out=out)
 
 
