@@ -163,18 +163,17 @@ def _make_layout(chunk: MemoryChunk, dtype: torch.dtype, device, source: tuple) 
     keys = chunk.keys.to(device).flatten(0, 2).index_select(0, rows)
     values = chunk.values.to(device).flatten(0, 2).index_select(0, rows).to(dtype)
     bias = bias.reshape(-1).index_select(0, rows).to(torch.float32)
-    return _laid_out(source, used.sum(-1).tolist(), keys, values, bias)
+    return _laid_out(source, heads, used.sum(-1).tolist(), keys, values, bias)
 
 
 def _laid_out(
-    source: tuple, widths: Sequence[int], keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor
+    source: tuple, heads: int, widths: Sequence[int], keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor
 ) -> _Layout:
     """The layout of K/V ``[rows, head_dim]`` and bias ``[rows]`` gathered in (head, layer, column) order, each
-    layer using ``widths[layer]`` columns."""
+    layer using ``widths[layer]`` columns of each of ``heads`` heads."""
     widths = tuple(int(w) for w in widths)
-    heads = bias.numel() // sum(widths) if sum(widths) else 1
     kv = (keys, values)
-    if any(t.shape != (bias.numel(), keys.shape[-1]) for t in kv) or heads * sum(widths) != bias.numel():
+    if any(t.shape != (heads * sum(widths), keys.shape[-1]) for t in kv) or bias.shape != (heads * sum(widths),):
         raise ValueError(f"K/V {[tuple(t.shape) for t in kv]} and bias {tuple(bias.shape)} do not lay out {widths}")
     keys, values = (t.view(1, heads, -1, t.shape[-1]) for t in kv)
     return _Layout(source, keys, values.split(widths, dim=2), bias.view(heads, -1).split(widths, dim=1), widths)
@@ -203,10 +202,10 @@ def attach_layout(
     layers, heads, n, _ = chunk.shape
     if chunk.bias is None or bias.dtype != torch.float32:
         raise ValueError("only a chunk with a float32 bias is laid out")
-    if len(widths) != layers or not all(0 <= w <= n for w in widths) or bias.numel() != heads * sum(widths):
+    if len(widths) != layers or not all(0 <= w <= n for w in widths):
         raise ValueError(f"widths {list(widths)} do not fit a chunk shaped {list(chunk.shape)}")
     with torch.inference_mode(False), torch.no_grad():  # plain tensors, usable in and out of inference mode
-        lay = _laid_out(_source(chunk), widths, keys, values, bias)
+        lay = _laid_out(_source(chunk), heads, widths, keys, values, bias)
     _keep(chunk, (values.dtype, values.device), lay)
 
 

@@ -71,9 +71,9 @@ def test_copies_replacements_and_pickles_carry_the_made_tensors():
 
 def test_what_is_made_is_checked_as_any_chunk():
     with pytest.raises(ValueError, match="promised"):
-        deferred(made=lambda: (torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 4, 4), torch.zeros(4))).keys
+        _ = deferred(made=lambda: (torch.zeros(2, 3, 4, 4), torch.zeros(2, 3, 4, 4), torch.zeros(4))).keys
     with pytest.raises(ValueError, match="keys and values"):
-        deferred(made=lambda: (torch.zeros(SHAPE), torch.zeros(2, 3, 4, 4), torch.zeros(5))).keys
+        _ = deferred(made=lambda: (torch.zeros(SHAPE), torch.zeros(2, 3, 4, 4), torch.zeros(5))).keys
     with pytest.raises(ValueError, match="bias"):
         DeferredChunk.later(tensors, (2, 3, 6, 4), torch.float32, 9, bias=bias())
     with pytest.raises(ValueError, match="length"):
