@@ -13,6 +13,7 @@ from sac_rag.memory.compose import place
 from sac_rag.memory.geometry import entry_nbytes
 from sac_rag.store import MemoryStore
 from sac_rag.store.codec import pack_memory, unpack_chunk, unpack_memory
+from sac_rag.store.shards import ShardReader, tensors_crc, write_shard
 from sac_rag.testing import text_of_tokens, tiny_model
 
 DTYPES = ["int8", "bfloat16", "float16", "float32"]
@@ -156,3 +157,16 @@ def test_a_store_hands_out_laid_out_chunks_that_answer_as_the_padded_ones(tmp_pa
 def store_memories(path, model) -> list[MemoryChunk]:
     with MemoryStore.open(path, model, bow_embedder) as store:
         return store.memories(store.ids())
+
+
+def test_a_shard_checksums_the_bytes_its_tensors_are_views_of(tmp_path):
+    tensors = {
+        "a.k": torch.randint(-127, 128, (7, 16), dtype=torch.int8),
+        "a.b": torch.randn(7).to(torch.float16),
+        "a.pos": torch.arange(7, dtype=torch.int16),
+        "a.v": torch.randn(3, 5, dtype=torch.bfloat16),
+    }
+    write_shard(tmp_path / "s.safetensors", tensors)
+    shard = ShardReader(tmp_path / "s.safetensors")
+    for names in (["a.k", "a.v"], ["a.v", "a.b", "a.pos"], list(tensors)):
+        assert shard.crc(names) == tensors_crc(shard.tensor(n) for n in names) == tensors_crc(tensors[n] for n in names)
