@@ -382,13 +382,13 @@ class SACModel(nn.Module):
         )
 
     # ----------------------------------------------------------------- answering
-    def generator(self, *, reader: bool = True, shared_header: bool = True) -> Generator:
+    def generator(self, *, reader: bool = True, shared_header: bool = False) -> Generator:
         """Lays out, composes and answers prompts over memories with this model's decoder: compressor LoRA
         off, the reader adapter on if the model has one (``reader=False``: the plain base, e.g. to measure what
         the reader costs). Built once and kept (it holds nothing of a question), so a question's trip through
         layout, composition and generation uses one decoder; its ``decoder`` runs prompts for training and
-        evaluation. ``shared_header=False``: every composed memory keeps its own context header (the layout before
-        memories shared one; see :func:`~sac_rag.memory.compose.compose`)."""
+        evaluation. ``shared_header``: composed memories after the first leave out their context header (see
+        :func:`~sac_rag.memory.compose.compose`; off by default)."""
         generator = self._generators.get((reader, shared_header))
         if generator is None:
             decoder = MemoryDecoder(

@@ -37,19 +37,12 @@ class Refit:
     values: torch.Tensor
 
 
-def nnls_multiplicative(
-    gram: torch.Tensor,
-    rhs: torch.Tensor,
-    mask: torch.Tensor,
-    iterations: int,
-    bounds: tuple[float, float] | None = None,
-) -> torch.Tensor:
+def nnls_multiplicative(gram: torch.Tensor, rhs: torch.Tensor, mask: torch.Tensor, iterations: int) -> torch.Tensor:
     """Batched non-negative least squares ``min_{w >= 0} |A w - b|^2`` from ``gram = A^T A`` and
     ``rhs = A^T b``, for ``A, b >= 0`` (then ``rhs >= 0``): multiplicative updates (Lee & Seung), which
     keep ``w`` non-negative and need no active set, so every head of a batch is solved at once.
 
-    Starts from the best uniform weight; padded entries (``mask = False``) stay at zero. ``bounds``: each
-    weight is kept within ``[low, high]`` (projected after every update).
+    Starts from the best uniform weight; padded entries (``mask = False``) stay at zero.
     """
     ones = mask.to(gram.dtype)[..., None]  # [B, n, 1]
     scale = (rhs[..., None] * ones).sum((1, 2)) / (ones.transpose(1, 2) @ gram @ ones).flatten().clamp_min(1e-30)
@@ -57,8 +50,6 @@ def nnls_multiplicative(
     rhs = rhs[..., None]
     for _ in range(iterations):
         w = w * rhs / (torch.bmm(gram, w) + 1e-30)
-        if bounds is not None:
-            w = w.clamp(*bounds)
     return (w * ones)[..., 0]
 
 
@@ -73,7 +64,6 @@ def refit(
     full_mask: torch.Tensor | None = None,
     ridge: float = RIDGE,
     iterations: int = NNLS_ITERATIONS,
-    weight_bounds: tuple[float, float] | None = None,
 ) -> Refit:
     """Fit the bias and values of ``kept_keys`` so the block answers ``queries`` like ``keys``/``values``.
 
@@ -100,7 +90,7 @@ def refit(
     target = (torch.bmm(full_exp, v) / mass[..., None]).to(dtype)  # the full block's output
     a = (torch.exp(s_kept - top) / mass[..., None]).to(dtype)  # rows scaled by their full mass: targets are 1
     gram = torch.bmm(a.transpose(1, 2), a)
-    w = nnls_multiplicative(gram, a.sum(1), mask, iterations, weight_bounds)
+    w = nnls_multiplicative(gram, a.sum(1), mask, iterations)
     bias = torch.log(w.clamp_min(MIN_WEIGHT)).masked_fill(~mask, -math.inf)
 
     p = torch.softmax(s_kept.to(dtype) + bias[:, None, :], dim=-1)  # [B, M, n]

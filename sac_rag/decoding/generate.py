@@ -137,7 +137,7 @@ class MemoryDecoder:
         decoder_mode: Callable[[], AbstractContextManager],
         sinks: SinkCache | None = None,
         variant: Hashable = None,
-        shared_header: bool = True,
+        shared_header: bool = False,
     ) -> None:
         self.transformer = transformer
         self.lm_head = lm_head

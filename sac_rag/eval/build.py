@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 from sac_rag.eval.methods import (
     ALL_METHODS,
     HEADED_METHODS,
-    OWN_HEADERS,
+    SHARED_HEADER,
     PLAIN_DECODER,
     SAC,
     TEXT_METHODS,
@@ -77,15 +77,15 @@ def build_methods(
     """The methods named (see :data:`ALL_METHODS`, and :mod:`sac_rag.eval.plugins` for installed
     extras), all on the first SAC model's base; when that model has a reader adapter, the baselines
     are decoded by it (their keys and labels say so), except text methods named with the ``@base``
-    suffix (``raw@base``: the untuned base reading the raw text). A memory method named with the ``@own_headers``
-    suffix (``full_kv@own_headers``, ``compact@own_headers``) composes a question's memories each with its own
-    context header instead of one shared (:func:`sac_rag.memory.compose.compose`); its key ends ``_own_headers``.
+    suffix (``raw@base``: the untuned base reading the raw text). A memory method named with the ``@shared_header``
+    suffix (``full_kv@shared_header``, ``compact@shared_header``) composes a question's memories with one context
+    header instead of one each (:func:`sac_rag.memory.compose.compose`); its key ends ``_shared_header``.
 
     ``truncate``, ``drop``, ``compact`` (selection + refit) and ``select`` (selection alone) run at each of
     ``ratios`` (default: the SAC models' ratios; compaction keeps ``1/ratio`` of the full K/V's bytes);
     ``full_ft`` once per adapter directory; ``sac`` once per SAC model.
     """
-    plain = {f"{n}{PLAIN_DECODER}" for n in TEXT_METHODS} | {f"{n}{OWN_HEADERS}" for n in HEADED_METHODS}
+    plain = {f"{n}{PLAIN_DECODER}" for n in TEXT_METHODS} | {f"{n}{SHARED_HEADER}" for n in HEADED_METHODS}
     extras = installed_methods() if set(names) - set(ALL_METHODS) - plain else {}
     unknown = set(names) - set(ALL_METHODS) - plain - set(extras)
     if unknown:
@@ -104,8 +104,8 @@ def build_methods(
     analyses = PassageAnalyses(base)
     for spec in names:
         name, reader = spec.removesuffix(PLAIN_DECODER), not spec.endswith(PLAIN_DECODER)
-        shared = not name.endswith(OWN_HEADERS)
-        name = name.removesuffix(OWN_HEADERS)
+        shared = name.endswith(SHARED_HEADER)
+        name = name.removesuffix(SHARED_HEADER)
         made = len(methods)
         if name == "raw":
             methods.append(RawContext(base, reader=reader))
@@ -129,8 +129,8 @@ def build_methods(
             methods += [FullFT(base, d, load_base or base_loader(base)) for d in full_ft]
         else:
             methods += load_installed(name, base, extras)
-        for m in methods[made:] if not shared else ():
-            m.key, m.label = f"{m.key}_own_headers", f"{m.label}, own headers"
+        for m in methods[made:] if shared else ():
+            m.key, m.label = f"{m.key}_shared_header", f"{m.label}, one header"
     tag = reader_tag(base)
     for m in methods:
         if m.reader and not isinstance(m, (SAC, FullFT)):  # baselines decoded by the base model's reader

@@ -38,9 +38,9 @@ ALL_METHODS = (*BASE_METHODS, *COMPACT_METHODS, "sac", "full_ft")
 TEXT_METHODS = ("raw", "no_context", "truncate", "drop")
 # a text method named with this suffix is decoded by the plain base even when the SAC model has a reader
 PLAIN_DECODER = "@base"
-# a memory method named with this suffix composes memories that each keep their context header (the layout before
-# composed memories shared one)
-OWN_HEADERS = "@own_headers"
+# a memory method named with this suffix composes a question's memories with one context header (the first memory's;
+# the others leave theirs out) instead of each keeping its own
+SHARED_HEADER = "@shared_header"
 HEADED_METHODS = ("full_kv", "compact", "select", "compact_bf16", "select_bf16")  # memories with a context header
 
 
@@ -61,7 +61,7 @@ class Method(ABC):
     ratio: int | None = None
     decoder: MemoryDecoder
 
-    def __init__(self, model: SACModel, *, reader: bool = True, shared_header: bool = True) -> None:
+    def __init__(self, model: SACModel, *, reader: bool = True, shared_header: bool = False) -> None:
         self.model = model
         self.tokenizer = model.tokenizer
         self.shared_header = shared_header
@@ -154,7 +154,7 @@ class UniformDrop(_Budgeted):
 class _Memorised(Method):
     """Methods that encode the passage once into a MemoryChunk (cached per context)."""
 
-    def __init__(self, model: SACModel, cache_size: int = 32, *, shared_header: bool = True) -> None:
+    def __init__(self, model: SACModel, cache_size: int = 32, *, shared_header: bool = False) -> None:
         super().__init__(model, shared_header=shared_header)
         self._cache: OrderedDict[str, MemoryChunk] = OrderedDict()
         self._cache_size = cache_size
@@ -228,7 +228,7 @@ class Compacted(_Memorised):
         *,
         refit: bool = True,
         dtype: str = "bfloat16",
-        shared_header: bool = True,
+        shared_header: bool = False,
     ) -> None:
         super().__init__(model, shared_header=shared_header)
         self.ratio = ratio

@@ -273,15 +273,16 @@ def compose(
     dtype: torch.dtype,
     device,
     sink: SinkMemory | None = None,
-    shared_header: bool = True,
+    shared_header: bool = False,
 ) -> ComposedPrompt:
     """Lay ``segments`` out (:func:`layout`) and place every memory (:func:`place`); with ``sink``, the attention
     sink too (its K/V from ``sink``, at the first position), else it stays a feed for the decoder to run.
 
     ``shared_header``: every memory after the prompt's first leaves out the entries of its context header (BOS and
-    the context prefix, ``meta["header"]`` tokens), so the memories hold one header, as passages joined as text do:
-    per-passage memories each open with one, and a decoder that reads k of them gives them k times the attention
-    the header gets over the same passages as text."""
+    the context prefix, ``meta["header"]`` tokens), so the memories hold one header, as passages joined as text do
+    (per-passage memories each open with one). It brings composed memories closer to the raw text but did not raise
+    the F1 of answers over several passages (docs/compaction.md, "Several memories: one context header"), so it is
+    off unless asked for."""
     steps = layout(segments)
     if not steps:
         raise ValueError("the prompt is empty: give text or memories to decode from")

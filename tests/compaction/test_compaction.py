@@ -14,12 +14,11 @@ from sac_rag import SACConfig, SACModel
 from sac_rag.compaction.compactor import compact_analysis, compact_entries
 from sac_rag.compaction.refit import attention_output, refit
 from sac_rag.compaction.select import entry_budget, select_entries
-from sac_rag.memory.chunk import HEADER
 from sac_rag.memory.geometry import full_kv_nbytes
 from sac_rag.store import MEMORY_DTYPES, MemoryStore, StoreCorrupted
 from sac_rag.store.codec import pack_memory, unpack_memory
 from sac_rag.testing import tiny_llama, tiny_qwen2, tiny_tokenizer
-from sac_rag.text.prompt import context_ids, header_length
+from sac_rag.text.prompt import context_ids
 
 TEXT = "Alan Turing was born in 1912 in London. He studied mathematics at Cambridge. Paris is the capital of France."
 OTHER = "The quick brown fox jumps over the lazy dog. Semantic anchor compression keeps every fifth token."
@@ -38,14 +37,6 @@ def model() -> SACModel:
 
 def ids(model: SACModel, text: str) -> list[int]:
     return context_ids(model.tokenizer, text, model.config)
-
-
-def with_header(model: SACModel, memories: list) -> list:
-    """Memories made from context sequences by the compaction functions, marked with their context header as
-    ``compress`` marks them (a memory composed after another leaves it out)."""
-    for m in memories:
-        m.meta[HEADER] = header_length(model.tokenizer, model.config)
-    return memories
 
 
 def first_logits(model: SACModel, memories) -> torch.Tensor:
@@ -136,10 +127,10 @@ def test_two_composed_memories_answer_like_the_full_blocks_and_the_refit_helps(m
         compact_entries(a, torch.ones(a.scores.shape, dtype=torch.bool), refit_values=True)
         for a in (model.compactor().analyse(ids(model, t)) for t in (TEXT, OTHER))
     ]
-    torch.testing.assert_close(first_logits(model, with_header(model, exact)), reference, atol=2e-4, rtol=0)
+    torch.testing.assert_close(first_logits(model, exact), reference, atol=2e-4, rtol=0)
     analyses = [model.compactor().analyse(ids(model, t)) for t in (TEXT, OTHER)]
-    refitted = first_logits(model, with_header(model, [compact_analysis(a, 0.3) for a in analyses]))
-    selected = first_logits(model, with_header(model, [compact_analysis(a, 0.3, refit_values=False) for a in analyses]))
+    refitted = first_logits(model, [compact_analysis(a, 0.3) for a in analyses])
+    selected = first_logits(model, [compact_analysis(a, 0.3, refit_values=False) for a in analyses])
     assert (refitted - reference).norm() < (selected - reference).norm()
 
 

@@ -1,6 +1,6 @@
-"""Composed memories share one context header: every memory after the first leaves out the entries of its BOS and
-context prefix, as passages joined as text hold one; SAC anchors and memories without a recorded header are placed
-whole, and ``shared_header=False`` gives the layout before."""
+"""Composed memories with one context header (``shared_header``, off by default): every memory after the first leaves
+out the entries of its BOS and context prefix, as passages joined as text hold one; SAC anchors and memories without
+a recorded header are placed whole, and by default every memory keeps its own."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def pair() -> tuple[SACModel, torch.nn.Module]:
     return SACModel(base, tiny_tokenizer(), config), plain
 
 
-def memory_entries(model: SACModel, memories, *, shared_header: bool = True) -> list[int]:
+def memory_entries(model: SACModel, memories, *, shared_header: bool = False) -> list[int]:
     """Entries each placed memory puts in the cache of the first layer, per kv head, padding and masked ones
     left out."""
     generator = model.generator(shared_header=shared_header)
@@ -58,18 +58,17 @@ def test_full_kv_memories_after_the_first_leave_their_header_out(pair):
     full = model.encode_full_kv(TEXTS)
     header = full[0].meta[HEADER]
     lengths = [m.length for m in full]
-    assert memory_entries(model, full, shared_header=False) == lengths
-    assert memory_entries(model, full) == [lengths[0]] + [n - header for n in lengths[1:]]
-    one = memory_entries(model, full[:1])
-    assert one == lengths[:1]  # a lone memory keeps its header
+    assert memory_entries(model, full) == lengths
+    assert memory_entries(model, full, shared_header=True) == [lengths[0]] + [n - header for n in lengths[1:]]
+    assert memory_entries(model, full[:1], shared_header=True) == lengths[:1]  # a lone memory keeps its header
 
 
 def test_composed_compact_memories_decode_as_the_reference_with_one_header(pair):
     model, plain = pair
     memories = model.compress(TEXTS)
     segments = model.generator().build_prompt(QUESTION, memories)
-    shared_steps, shared_ids = reference_greedy(plain, segments, max_new_tokens=6)
-    own_steps, own_ids = reference_greedy(plain, segments, max_new_tokens=6, shared_header=False)
+    shared_steps, shared_ids = reference_greedy(plain, segments, max_new_tokens=6, shared_header=True)
+    own_steps, own_ids = reference_greedy(plain, segments, max_new_tokens=6)
     assert not torch.allclose(shared_steps[0], own_steps[0], atol=1e-3)  # the header's entries matter
     for shared, steps, ids in ((True, shared_steps, shared_ids), (False, own_steps, own_ids)):
         decoder = model.generator(shared_header=shared).decoder
@@ -80,7 +79,7 @@ def test_composed_compact_memories_decode_as_the_reference_with_one_header(pair)
     # each compact memory after the first masks exactly its entries of header positions
     header = memories[1].meta[HEADER]
     counts = [int(((m.positions >= 0) & (m.positions >= header)).sum(-1)[0].max()) for m in memories[1:]]
-    assert memory_entries(model, memories)[1:] == counts
+    assert memory_entries(model, memories, shared_header=True)[1:] == counts
 
 
 def test_a_memory_read_back_from_a_store_keeps_its_header(pair, tmp_path):
@@ -90,4 +89,4 @@ def test_a_memory_read_back_from_a_store_keeps_its_header(pair, tmp_path):
         read = s.memories(ids)
     assert [m.meta[HEADER] for m in read] == [header_length(model.tokenizer, model.config)] * len(TEXTS)
     made = model.compress(TEXTS)
-    assert memory_entries(model, read) == memory_entries(model, made)
+    assert memory_entries(model, read, shared_header=True) == memory_entries(model, made, shared_header=True)

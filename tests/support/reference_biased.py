@@ -45,7 +45,7 @@ def _rotate(model, keys: torch.Tensor, delta: int) -> torch.Tensor:
 
 @torch.no_grad()
 def reference_greedy(
-    model, segments: list, max_new_tokens: int, shared_header: bool = True
+    model, segments: list, max_new_tokens: int, shared_header: bool = False
 ) -> tuple[list[torch.Tensor], list[int]]:
     """Logits of every step and the greedy ids of ``model`` (a plain causal LM) reading ``segments``: MemoryChunks
     and token-id lists laid out one after the other from position 1. With ``shared_header``, every memory after the
