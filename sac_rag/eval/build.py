@@ -11,9 +11,9 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 from sac_rag.eval.methods import (
     ALL_METHODS,
     HEADED_METHODS,
-    SHARED_HEADER,
     PLAIN_DECODER,
     SAC,
+    SHARED_HEADER,
     TEXT_METHODS,
     Compacted,
     FullFT,
