@@ -108,25 +108,30 @@ def _place_biased(
     (with ``skip``, the bias of the entries of the first ``skip`` tokens is ``-inf``)."""
     lay = _layout(chunk, dtype, device)
     keys = shifter.shift_fused(lay.keys, delta).to(dtype)
-    bias = lay.bias
-    if skip:
-        bias = tuple(b.masked_fill(p < skip, -math.inf) for b, p in zip(bias, lay.positions))
+    bias = _before(chunk, lay.bias, skip, device) if skip else lay.bias
     return PlacedMemory(tuple(t.view(s) for t, s in zip(keys.split(lay.sizes), lay.shapes)), lay.values, bias)
+
+
+def _before(chunk: MemoryChunk, bias: tuple[torch.Tensor, ...], skip: int, device) -> tuple[torch.Tensor, ...]:
+    """A layout's per-layer ``bias`` ``[heads, width]`` with ``-inf`` on the entries of the chunk's first ``skip``
+    tokens. A layout holds, in each layer, the columns some head of the layer uses (:func:`_make_layout`)."""
+    used = torch.isfinite(chunk.bias).any(dim=1).to(device)  # [layers, n]
+    positions = chunk.positions.to(device).expand(chunk.bias.shape).transpose(0, 1)  # [heads, layers, n]
+    per_layer = [p[:, u] for p, u in zip(positions.unbind(1), used.unbind(0))]
+    return tuple(b.masked_fill(p < skip, -math.inf) for b, p in zip(bias, per_layer))
 
 
 @dataclass(frozen=True)
 class _Layout:
     """A biased chunk gathered for placing: per layer only the columns that some head of the layer uses, in
     (layer, head, column) order. ``keys`` ``[rows, head_dim]`` unrotated, in the chunk's dtype; ``values`` and
-    ``bias`` per layer, as :class:`PlacedMemory` holds them, and ``positions`` laid out as ``bias`` (``-1`` on padding);
-    ``sizes``/``shapes``: each layer's rows and key view.
+    ``bias`` per layer, as :class:`PlacedMemory` holds them; ``sizes``/``shapes``: each layer's rows and key view.
     ``source``: the chunk's tensors and versions it was made from (a stale layout is made again)."""
 
     source: tuple
     keys: torch.Tensor
     values: tuple[torch.Tensor, ...]
     bias: tuple[torch.Tensor, ...]
-    positions: tuple[torch.Tensor, ...]
     sizes: tuple[int, ...]
     shapes: tuple[tuple[int, ...], ...]
 
@@ -176,13 +181,11 @@ def _make_layout(chunk: MemoryChunk, dtype: torch.dtype, device, source: tuple) 
     keys = chunk.keys.to(device).flatten(0, 2).index_select(0, rows)
     values = chunk.values.to(device).flatten(0, 2).index_select(0, rows).to(dtype)
     bias = bias.reshape(-1).index_select(0, rows).to(torch.float32)
-    positions = chunk.positions.to(device).expand(chunk.keys.shape[:3]).reshape(-1).index_select(0, rows)
     return _Layout(
         source,
         keys,
         tuple(t.view(s) for t, s in zip(values.split(sizes), shapes)),
         tuple(t.view(s[1:3]) for t, s in zip(bias.split(sizes), shapes)),
-        tuple(t.view(s[1:3]) for t, s in zip(positions.split(sizes), shapes)),
         sizes,
         shapes,
     )
@@ -220,9 +223,7 @@ def attach_layout(chunk: MemoryChunk, widths: Sequence[int]) -> None:
         keys = chunk.keys.flatten(0, 2).index_select(0, rows)
         values = tuple(v.narrow(2, 0, w) for v, w in zip(chunk.values.split(1), widths))
         bias = tuple(b.narrow(1, 0, w) for b, w in zip(chunk.bias.unbind(0), widths))
-        positions = chunk.positions.expand(chunk.keys.shape[:3])
-        positions = tuple(p.narrow(1, 0, w) for p, w in zip(positions.unbind(0), widths))
-    lay = _Layout(_source(chunk), keys, values, bias, positions, sizes, shapes)
+    lay = _Layout(_source(chunk), keys, values, bias, sizes, shapes)
     _keep(chunk, (chunk.values.dtype, chunk.values.device), lay)
 
 
