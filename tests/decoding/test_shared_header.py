@@ -11,8 +11,8 @@ import torch
 from support.reference_biased import reference_greedy
 
 from sac_rag import SACConfig, SACModel
-from sac_rag.memory.chunk import HEADER
-from sac_rag.memory.compose import PlacedMemory
+from sac_rag.memory.chunk import HEADER, MemoryChunk
+from sac_rag.memory.compose import PlacedMemory, place
 from sac_rag.store import MemoryStore
 from sac_rag.testing import text_of_tokens, tiny_llama, tiny_model, tiny_tokenizer
 from sac_rag.text.prompt import header_length
@@ -90,3 +90,18 @@ def test_a_memory_read_back_from_a_store_keeps_its_header(pair, tmp_path):
     assert [m.meta[HEADER] for m in read] == [header_length(model.tokenizer, model.config)] * len(TEXTS)
     made = model.compress(TEXTS)
     assert memory_entries(model, read, shared_header=True) == memory_entries(model, made, shared_header=True)
+
+
+def test_placing_without_a_header_keeps_exactly_the_later_entries(pair):
+    model, _ = pair
+    full = model.encode_full_kv(TEXTS[0])[0]
+    order = torch.randperm(full.n_anchors, generator=torch.Generator().manual_seed(0))
+    shuffled = MemoryChunk(full.keys[:, :, order], full.values[:, :, order], full.positions[order], full.length)
+    shifter, dtype = model.shifter, full.keys.dtype
+    for chunk in (full, shuffled):  # entries in token order (a suffix is kept) or not (they are picked)
+        placed = place(chunk, 7, shifter, dtype, "cpu", skip=3)
+        whole = place(chunk, 7, shifter, dtype, "cpu")
+        kept = (chunk.positions >= 3).nonzero().squeeze(1)
+        assert placed.keys[0].shape[2] == full.length - 3
+        torch.testing.assert_close(placed.keys[0], whole.keys[0][:, :, kept], rtol=0, atol=0)
+        torch.testing.assert_close(placed.values[1], whole.values[1][:, :, kept], rtol=0, atol=0)
