@@ -112,7 +112,9 @@ def _place_biased(
     return PlacedMemory(tuple(t.view(s) for t, s in zip(keys.split(lay.sizes), lay.shapes)), lay.values, bias)
 
 
-def _masked_first_tokens(chunk: MemoryChunk, bias: tuple[torch.Tensor, ...], skip: int, device) -> tuple[torch.Tensor, ...]:
+def _masked_first_tokens(
+    chunk: MemoryChunk, bias: tuple[torch.Tensor, ...], skip: int, device
+) -> tuple[torch.Tensor, ...]:
     """A layout's per-layer ``bias`` ``[heads, width]`` with ``-inf`` on the entries of the chunk's first ``skip``
     tokens. A layout holds, in each layer, the columns some head of the layer uses (:func:`_make_layout`)."""
     used = torch.isfinite(chunk.bias).any(dim=1).to(device)  # [layers, n]
