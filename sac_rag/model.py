@@ -33,12 +33,12 @@ from sac_rag.decoding.generate import MemoryDecoder, SinkCache
 from sac_rag.decoding.generator import GenerationOptions, Generator, PromptSegment
 from sac_rag.device import default_device
 from sac_rag.home import DEFAULT_BASE_MODEL, resolve_model_path
-from sac_rag.memory.chunk import MemoryChunk
+from sac_rag.memory.chunk import HEADER, MemoryChunk
 from sac_rag.memory.geometry import kv_shape
 from sac_rag.memory.maker import MemoryMaker
 from sac_rag.memory.rope import RotaryShifter
 from sac_rag.memory.sac import FULL_KV_KIND, SAC_KIND, EncodedMemories
-from sac_rag.text.prompt import context_sequences, encode
+from sac_rag.text.prompt import context_sequences, encode, header_length
 
 
 def _default_dtype(device: torch.device) -> torch.dtype:
@@ -81,7 +81,8 @@ class SACModel(nn.Module):
         self._lock = threading.RLock()
         self._fingerprints = Fingerprints(self)
         self._sinks = SinkCache(self._fingerprints.decoder_state)
-        self._generators: dict[bool, Generator] = {}  # by `reader`, until add_reader changes the adapters
+        # by (reader, shared_header), until add_reader changes the adapters
+        self._generators: dict[tuple[bool, bool], Generator] = {}
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -319,9 +320,7 @@ class SACModel(nn.Module):
         if kind not in MEMORY_KINDS:
             raise ValueError(f"kind must be one of {', '.join(MEMORY_KINDS)}, got {kind!r}")
         sequences = context_sequences(self.tokenizer, self.config, texts, add_context_prefix, token_ids)
-        memories = self.memory_maker(kind).make(
-            sequences, position_offset=position_offset, batch_size=batch_size, progress=progress
-        )
+        memories = self._make(kind, sequences, add_context_prefix, position_offset, batch_size, progress)
         fingerprint = self.memory_fingerprint(kind)
         return [replace(m, fingerprint=fingerprint) for m in memories]
 
@@ -340,9 +339,21 @@ class SACModel(nn.Module):
         The uncompressed reference (TurboRAG-style): composes like SAC memories, but no [LM] follows it.
         """
         sequences = context_sequences(self.tokenizer, self.config, texts, add_context_prefix)
-        return self.memory_maker(FULL_KV_KIND).make(
+        return self._make(FULL_KV_KIND, sequences, add_context_prefix, position_offset, batch_size, progress)
+
+    def _make(
+        self, kind: str, sequences: list[list[int]], header: bool, position_offset: int, batch_size: int, progress: bool
+    ) -> list[MemoryChunk]:
+        """Memories of ``kind`` made from context sequences; those that hold every token's entries (all but SAC
+        anchors) record the context header they open with (``header``: the sequences have one), which a memory
+        composed after another leaves out."""
+        memories = self.memory_maker(kind).make(
             sequences, position_offset=position_offset, batch_size=batch_size, progress=progress
         )
+        if header and kind != SAC_KIND:
+            for memory in memories:
+                memory.meta[HEADER] = header_length(self.tokenizer, self.config)
+        return memories
 
     def memory_maker(self, kind: str) -> MemoryMaker:
         """What makes memories of ``kind`` with this model: ``"sac"`` (the compressor's anchors), ``"compact"``
@@ -371,13 +382,14 @@ class SACModel(nn.Module):
         )
 
     # ----------------------------------------------------------------- answering
-    def generator(self, *, reader: bool = True) -> Generator:
+    def generator(self, *, reader: bool = True, shared_header: bool = False) -> Generator:
         """Lays out, composes and answers prompts over memories with this model's decoder: compressor LoRA
         off, the reader adapter on if the model has one (``reader=False``: the plain base, e.g. to measure what
         the reader costs). Built once and kept (it holds nothing of a question), so a question's trip through
         layout, composition and generation uses one decoder; its ``decoder`` runs prompts for training and
-        evaluation."""
-        generator = self._generators.get(reader)
+        evaluation. ``shared_header``: composed memories after the first leave out their context header (see
+        :func:`~sac_rag.memory.compose.compose`; off by default)."""
+        generator = self._generators.get((reader, shared_header))
         if generator is None:
             decoder = MemoryDecoder(
                 self.transformer,
@@ -388,9 +400,10 @@ class SACModel(nn.Module):
                 lambda: self.adapter(False, reader=reader),
                 sinks=self._sinks,
                 variant=reader and self.config.has_reader,
+                shared_header=shared_header,
             )
             limit = getattr(self.base_model.config, "max_position_embeddings", None)
-            generator = self._generators[reader] = Generator(
+            generator = self._generators[(reader, shared_header)] = Generator(
                 decoder, self.tokenizer, self.config, self._check_memory, limit
             )
         return generator

@@ -134,7 +134,8 @@ class MemoryDecoder:
     manager inside which ``transformer`` runs with the compressor's adapter disabled; it is entered per
     forward call, so a paused stream never leaves the shared weights in decoder mode. ``sinks``: where the
     attention sink's K/V is kept between prompts (None: computed for each prompt); ``variant``: what else
-    it depends on for this decoder.
+    it depends on for this decoder; ``shared_header``: composed memories hold one context header (see
+    :func:`~sac_rag.memory.compose.compose`).
     """
 
     def __init__(
@@ -147,6 +148,7 @@ class MemoryDecoder:
         decoder_mode: Callable[[], AbstractContextManager],
         sinks: SinkCache | None = None,
         variant: Hashable = None,
+        shared_header: bool = False,
     ) -> None:
         self.transformer = transformer
         self.lm_head = lm_head
@@ -156,6 +158,7 @@ class MemoryDecoder:
         self.decoder_mode = decoder_mode
         self.sinks = sinks
         self.variant = variant
+        self.shared_header = shared_header
 
     @property
     def lm_embedding(self) -> torch.Tensor:
@@ -211,7 +214,9 @@ class MemoryDecoder:
             with timed(phases, "sink"):
                 return self.sink_memory(token_id)
 
-        return compose(segments, self.shifter, self.lm_embedding.dtype, self.lm_embedding.device, sink)
+        return compose(
+            segments, self.shifter, self.lm_embedding.dtype, self.lm_embedding.device, sink, self.shared_header
+        )
 
     def run(
         self, prompt: list[Segment] | ComposedPrompt, *, phases: Phases | None = None

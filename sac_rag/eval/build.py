@@ -10,8 +10,10 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from sac_rag.eval.methods import (
     ALL_METHODS,
+    HEADED_METHODS,
     PLAIN_DECODER,
     SAC,
+    SHARED_HEADER,
     TEXT_METHODS,
     Compacted,
     FullFT,
@@ -75,13 +77,15 @@ def build_methods(
     """The methods named (see :data:`ALL_METHODS`, and :mod:`sac_rag.eval.plugins` for installed
     extras), all on the first SAC model's base; when that model has a reader adapter, the baselines
     are decoded by it (their keys and labels say so), except text methods named with the ``@base``
-    suffix (``raw@base``: the untuned base reading the raw text).
+    suffix (``raw@base``: the untuned base reading the raw text). A memory method named with the ``@shared_header``
+    suffix (``full_kv@shared_header``, ``compact@shared_header``) composes a question's memories with one context
+    header instead of one each (:func:`sac_rag.memory.compose.compose`); its key ends ``_shared_header``.
 
     ``truncate``, ``drop``, ``compact`` (selection + refit) and ``select`` (selection alone) run at each of
     ``ratios`` (default: the SAC models' ratios; compaction keeps ``1/ratio`` of the full K/V's bytes);
     ``full_ft`` once per adapter directory; ``sac`` once per SAC model.
     """
-    plain = {f"{n}{PLAIN_DECODER}" for n in TEXT_METHODS}
+    plain = {f"{n}{PLAIN_DECODER}" for n in TEXT_METHODS} | {f"{n}{SHARED_HEADER}" for n in HEADED_METHODS}
     extras = installed_methods() if set(names) - set(ALL_METHODS) - plain else {}
     unknown = set(names) - set(ALL_METHODS) - plain - set(extras)
     if unknown:
@@ -100,12 +104,15 @@ def build_methods(
     analyses = PassageAnalyses(base)
     for spec in names:
         name, reader = spec.removesuffix(PLAIN_DECODER), not spec.endswith(PLAIN_DECODER)
+        shared = name.endswith(SHARED_HEADER)
+        name = name.removesuffix(SHARED_HEADER)
+        made = len(methods)
         if name == "raw":
             methods.append(RawContext(base, reader=reader))
         elif name == "no_context":
             methods.append(NoContext(base, reader=reader))
         elif name == "full_kv":
-            methods.append(FullKV(base))
+            methods.append(FullKV(base, shared_header=shared))
         elif name == "truncate":
             methods += [Truncate(base, r, reader=reader) for r in ratios]
         elif name == "drop":
@@ -113,7 +120,7 @@ def build_methods(
         elif name in ("compact", "select", "compact_bf16", "select_bf16"):
             dtype = "bfloat16" if name.endswith("_bf16") else base.config.compact_dtype
             refit = name.startswith("compact")
-            methods += [Compacted(base, r, analyses, refit=refit, dtype=dtype) for r in ratios]
+            methods += [Compacted(base, r, analyses, refit=refit, dtype=dtype, shared_header=shared) for r in ratios]
         elif name == "sac_refit":
             methods += [SACRefit(model, label, analyses) for label, model in sac_models]
         elif name == "sac":
@@ -122,6 +129,8 @@ def build_methods(
             methods += [FullFT(base, d, load_base or base_loader(base)) for d in full_ft]
         else:
             methods += load_installed(name, base, extras)
+        for m in methods[made:] if shared else ():
+            m.key, m.label = f"{m.key}_shared_header", f"{m.label}, one header"
     tag = reader_tag(base)
     for m in methods:
         if m.reader and not isinstance(m, (SAC, FullFT)):  # baselines decoded by the base model's reader

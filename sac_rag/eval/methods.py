@@ -22,13 +22,13 @@ from transformers import PreTrainedModel
 from sac_rag.compaction.compactor import COMPACT_DTYPES, compact_analysis, refit_anchors
 from sac_rag.compaction.score import PassageAnalysis
 from sac_rag.decoding.generate import MemoryDecoder
-from sac_rag.memory.chunk import MemoryChunk
+from sac_rag.memory.chunk import HEADER, MemoryChunk
 from sac_rag.memory.compose import Segment
 from sac_rag.memory.rope import RotaryShifter
 from sac_rag.model import SACModel
 from sac_rag.qa.datasets import QAExample
 from sac_rag.text.anchors import anchor_indices
-from sac_rag.text.prompt import bos_ids, context_ids, encode, question_ids
+from sac_rag.text.prompt import bos_ids, context_ids, encode, header_length, question_ids
 
 PASSAGE_SEPARATOR = "\n\n"  # between the passages of a multi-passage text prompt, as the RAG pipeline joins them
 
@@ -38,6 +38,10 @@ ALL_METHODS = (*BASE_METHODS, *COMPACT_METHODS, "sac", "full_ft")
 TEXT_METHODS = ("raw", "no_context", "truncate", "drop")
 # a text method named with this suffix is decoded by the plain base even when the SAC model has a reader
 PLAIN_DECODER = "@base"
+# a memory method named with this suffix composes a question's memories with one context header (the first memory's;
+# the others leave theirs out) instead of each keeping its own
+SHARED_HEADER = "@shared_header"
+HEADED_METHODS = ("full_kv", "compact", "select", "compact_bf16", "select_bf16")  # memories with a context header
 
 
 @dataclass
@@ -57,10 +61,11 @@ class Method(ABC):
     ratio: int | None = None
     decoder: MemoryDecoder
 
-    def __init__(self, model: SACModel, *, reader: bool = True) -> None:
+    def __init__(self, model: SACModel, *, reader: bool = True, shared_header: bool = False) -> None:
         self.model = model
         self.tokenizer = model.tokenizer
-        self.decoder = model.generator(reader=reader).decoder
+        self.shared_header = shared_header
+        self.decoder = model.generator(reader=reader, shared_header=shared_header).decoder
         self.reader = reader and model.config.has_reader  # decoded with the model's reader adapter
 
     @abstractmethod
@@ -149,8 +154,8 @@ class UniformDrop(_Budgeted):
 class _Memorised(Method):
     """Methods that encode the passage once into a MemoryChunk (cached per context)."""
 
-    def __init__(self, model: SACModel, cache_size: int = 32) -> None:
-        super().__init__(model)
+    def __init__(self, model: SACModel, cache_size: int = 32, *, shared_header: bool = False) -> None:
+        super().__init__(model, shared_header=shared_header)
         self._cache: OrderedDict[str, MemoryChunk] = OrderedDict()
         self._cache_size = cache_size
 
@@ -216,9 +221,16 @@ class Compacted(_Memorised):
     or without it (KVzip selection alone), its K/V as ``dtype`` ("int8" or "bfloat16"). No [LM] follows it."""
 
     def __init__(
-        self, model: SACModel, ratio: int, analyses: PassageAnalyses, *, refit: bool = True, dtype: str = "bfloat16"
+        self,
+        model: SACModel,
+        ratio: int,
+        analyses: PassageAnalyses,
+        *,
+        refit: bool = True,
+        dtype: str = "bfloat16",
+        shared_header: bool = False,
     ) -> None:
-        super().__init__(model)
+        super().__init__(model, shared_header=shared_header)
         self.ratio = ratio
         self.refit = refit
         self.dtype = COMPACT_DTYPES[dtype]
@@ -229,8 +241,9 @@ class Compacted(_Memorised):
         self.label = f"{'Selection + refit' if refit else 'Selection only (KVzip)'}, {dtype} (1/{ratio} bytes)"
 
     def _encode(self, context: str) -> MemoryChunk:
-        analysis = self.analyses.get(context)
-        return compact_analysis(analysis, 1 / self.ratio, refit_values=self.refit, dtype=self.dtype)
+        memory = compact_analysis(self.analyses.get(context), 1 / self.ratio, refit_values=self.refit, dtype=self.dtype)
+        memory.meta[HEADER] = header_length(self.tokenizer, self.model.config)  # the analysis read a context sequence
+        return memory
 
 
 class SAC(_Memorised):

@@ -9,6 +9,11 @@ import torch
 
 from sac_rag.memory.geometry import entry_nbytes, full_kv_nbytes
 
+#: ``meta`` key: how many of the passage's first tokens are its context header (BOS and the context prefix), for a
+#: memory that holds every token's entries (full K/V, compact); composed after another memory, it leaves them out
+#: (:func:`sac_rag.memory.compose.compose`). Missing: no header to leave out (SAC anchors, memories made before).
+HEADER = "header"
+
 
 @dataclass
 class MemoryChunk:
@@ -25,7 +30,8 @@ class MemoryChunk:
         length: number of tokens of the passage as compressed (BOS and prefix included).
         offset: the position id the passage's first token had when its keys were rotated.
         fingerprint: identifies the compressor (base model + adapter + config) that made it.
-        meta: free JSON-safe information (e.g. the compressor's ratio; ``kind``: "sac", "full_kv", "compact").
+        meta: free JSON-safe information (e.g. the compressor's ratio; ``kind``: "sac", "full_kv", "compact";
+            :data:`HEADER`: the tokens of its context header).
         bias: ``[num_layers, num_kv_heads, n_anchors]`` float32 logit bias the decoder adds to each entry's
             attention score, ``-inf`` on padding (heads keep different numbers of entries); ``None``: no bias.
     """

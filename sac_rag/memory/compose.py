@@ -9,6 +9,7 @@ token's position); text continues after.
 
 from __future__ import annotations
 
+import math
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from sac_rag.compression.lora import weights_version
-from sac_rag.memory.chunk import MemoryChunk
+from sac_rag.memory.chunk import HEADER, MemoryChunk
 from sac_rag.memory.rope import RotaryShifter
 
 FIRST_POSITION = 1
@@ -78,22 +79,48 @@ class PlacedMemory:
     bias: tuple[torch.Tensor, ...] | None = None
 
 
-def place(chunk: MemoryChunk, position: int, shifter: RotaryShifter, dtype: torch.dtype, device) -> PlacedMemory:
-    """The chunk's K/V with keys rotated so that its first token sits at ``position``."""
+def place(
+    chunk: MemoryChunk, position: int, shifter: RotaryShifter, dtype: torch.dtype, device, skip: int = 0
+) -> PlacedMemory:
+    """The chunk's K/V with keys rotated so that its first token sits at ``position``; with ``skip``, without the
+    entries of the passage's first ``skip`` tokens (positions below ``skip``)."""
     delta = position - chunk.offset
     if chunk.bias is not None:
-        return _place_biased(chunk, delta, shifter, dtype, device)
+        return _place_biased(chunk, delta, shifter, dtype, device, skip)
     keys = shifter.shift(chunk.keys.to(device), delta).to(dtype)
     values = chunk.values.to(device=device, dtype=dtype)
+    if skip:
+        kept = (chunk.positions >= skip).nonzero().squeeze(1)
+        first = int(kept[0]) if len(kept) else chunk.n_anchors
+        if len(kept) == chunk.n_anchors - first:  # a suffix of the entries (full K/V: every token, in order)
+            keys, values = keys.narrow(2, first, len(kept)), values.narrow(2, first, len(kept))
+        else:
+            kept = kept.to(device)
+            keys, values = keys.index_select(2, kept), values.index_select(2, kept)
     return PlacedMemory(keys.unsqueeze(1).unbind(0), values.unsqueeze(1).unbind(0))
 
 
-def _place_biased(chunk: MemoryChunk, delta: int, shifter: RotaryShifter, dtype: torch.dtype, device) -> PlacedMemory:
+def _place_biased(
+    chunk: MemoryChunk, delta: int, shifter: RotaryShifter, dtype: torch.dtype, device, skip: int
+) -> PlacedMemory:
     """A biased chunk's entries, per layer only the columns that some head of the layer uses (its layout, made once
-    per chunk, device and dtype): only the keys are rotated per placement; values and bias are views of the layout."""
+    per chunk, device and dtype): only the keys are rotated per placement; values and bias are views of the layout
+    (with ``skip``, the bias of the entries of the first ``skip`` tokens is ``-inf``)."""
     lay = _layout(chunk, dtype, device)
     keys = shifter.shift_fused(lay.keys, delta).to(dtype)
-    return PlacedMemory(keys.split(lay.widths, dim=2), lay.values, lay.bias)
+    bias = _masked_first_tokens(chunk, lay.bias, skip, device) if skip else lay.bias
+    return PlacedMemory(keys.split(lay.widths, dim=2), lay.values, bias)
+
+
+def _masked_first_tokens(
+    chunk: MemoryChunk, bias: tuple[torch.Tensor, ...], skip: int, device
+) -> tuple[torch.Tensor, ...]:
+    """A layout's per-layer ``bias`` ``[heads, width]`` with ``-inf`` on the entries of the chunk's first ``skip``
+    tokens. A layout holds, in each layer, the columns some head of the layer uses (:func:`_make_layout`)."""
+    used = torch.isfinite(chunk.bias).any(dim=1).to(device)  # [layers, n]
+    positions = chunk.positions.to(device).expand(chunk.bias.shape).transpose(0, 1)  # [heads, layers, n]
+    per_layer = [p[:, u] for p, u in zip(positions.unbind(1), used.unbind(0))]
+    return tuple(b.masked_fill(p < skip, -math.inf) for b, p in zip(bias, per_layer))
 
 
 @dataclass(frozen=True)
@@ -251,19 +278,33 @@ class ComposedPrompt:
 
 
 def compose(
-    segments: list[Segment], shifter: RotaryShifter, dtype: torch.dtype, device, sink: SinkMemory | None = None
+    segments: list[Segment],
+    shifter: RotaryShifter,
+    dtype: torch.dtype,
+    device,
+    sink: SinkMemory | None = None,
+    shared_header: bool = False,
 ) -> ComposedPrompt:
     """Lay ``segments`` out (:func:`layout`) and place every memory (:func:`place`); with ``sink``, the attention
-    sink too (its K/V from ``sink``, at the first position), else it stays a feed for the decoder to run."""
+    sink too (its K/V from ``sink``, at the first position), else it stays a feed for the decoder to run.
+
+    ``shared_header``: every memory after the prompt's first leaves out the entries of its context header (BOS and
+    the context prefix, ``meta["header"]`` tokens), so the memories hold one header, as passages joined as text do
+    (per-passage memories each open with one). It brings composed memories closer to the raw text but did not raise
+    the F1 of answers over several passages (docs/compaction.md, "Several memories: one context header"), so it is
+    off unless asked for."""
     steps = layout(segments)
     if not steps:
         raise ValueError("the prompt is empty: give text or memories to decode from")
     if isinstance(steps[-1][0], MemoryChunk):
         raise ValueError("a prompt must end with text or [LM] after its last memory")
     out: list[PlacedMemory | Feed] = []
+    placed = 0
     for seg, position in steps:
         if isinstance(seg, MemoryChunk):
-            out.append(place(seg, position, shifter, dtype, device))
+            skip = seg.meta.get(HEADER, 0) if shared_header and placed else 0
+            out.append(place(seg, position, shifter, dtype, device, skip))
+            placed += 1
         elif isinstance(seg, SinkFeed) and sink is not None:
             out.append(place(sink(seg.items[0]), FIRST_POSITION, shifter, dtype, device))
         else:

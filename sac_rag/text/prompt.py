@@ -31,6 +31,11 @@ def context_ids(tokenizer: PreTrainedTokenizerBase, text: str, config: PromptTem
     return bos_ids(tokenizer) + encode(tokenizer, config.context_prefix) + encode(tokenizer, text)
 
 
+def header_length(tokenizer: PreTrainedTokenizerBase, config: PromptTemplate) -> int:
+    """Tokens of the context header every context sequence opens with: ``[BOS] + ids(context_prefix)``."""
+    return len(context_ids(tokenizer, "", config))
+
+
 def question_ids(tokenizer: PreTrainedTokenizerBase, question: str, config: PromptTemplate) -> list[int]:
     """``ids(question_prefix) + ids(question) + ids(answer_prefix)``: the official question sequence."""
     return (
@@ -56,7 +61,7 @@ def context_sequences(
     if token_ids is not None and len(token_ids) != len(texts):
         raise ValueError(f"{len(token_ids)} token id sequences for {len(texts)} texts")
     # each piece is tokenised on its own: a text's context is the context of "" followed by the text's ids
-    prefix = context_ids(tokenizer, "", config) if add_context_prefix else []
+    prefix = context_ids(tokenizer, "", config) if add_context_prefix else []  # header_length's tokens
     sequences = []
     for i, text in enumerate(texts):
         if not isinstance(text, str):

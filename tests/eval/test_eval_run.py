@@ -1,8 +1,10 @@
 """A tiny end-to-end evaluation: both data formats, every method, report files, resume, CLI."""
 
 import json
+from dataclasses import replace
 
 import pytest
+import torch
 from peft import LoraConfig, get_peft_model
 
 from sac_rag.cli.main import main
@@ -122,6 +124,25 @@ def test_end_to_end_and_resume(tmp_path, model, adapter_dir):
 
     with pytest.raises(ValueError, match="max_new_tokens"):
         evaluate(first, examples, out, max_new_tokens=5, progress=False)
+
+
+def test_shared_header_methods_differ_from_the_default_only_with_several_passages(tmp_path, model):
+    names = ["full_kv", "full_kv@shared_header", "compact@shared_header"]
+    methods = build_methods(names, [("tiny", model)], ratios=[5])
+    assert [m.key for m in methods] == ["full_kv", "full_kv_shared_header", "compact_int8_r5_shared_header"]
+    assert [m.decoder.shared_header for m in methods] == [False, True, True]
+    assert methods[2].label.endswith(", one header")
+    example = load_examples(_data(tmp_path)[:1])[0]
+    several = replace(example, passages=(CONTEXT, "Paris is the capital of France.", CONTEXT))
+
+    def first_logits(method, ex):
+        return method.decoder.prefill(method.prompt(ex).segments)[1]
+
+    with torch.no_grad():
+        one = [first_logits(m, example) for m in methods[:2]]
+        three = [first_logits(m, several) for m in methods[:2]]
+    torch.testing.assert_close(one[0], one[1], rtol=0, atol=0)  # one passage: no header to share
+    assert not torch.allclose(three[0], three[1], atol=1e-4)  # three: the later headers left out or not
 
 
 def test_build_errors(model):

@@ -44,9 +44,12 @@ def _rotate(model, keys: torch.Tensor, delta: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def reference_greedy(model, segments: list, max_new_tokens: int) -> tuple[list[torch.Tensor], list[int]]:
+def reference_greedy(
+    model, segments: list, max_new_tokens: int, shared_header: bool = False
+) -> tuple[list[torch.Tensor], list[int]]:
     """Logits of every step and the greedy ids of ``model`` (a plain causal LM) reading ``segments``: MemoryChunks
-    and token-id lists laid out one after the other from position 1."""
+    and token-id lists laid out one after the other from position 1. With ``shared_header``, every memory after the
+    first masks (``-inf``) its entries of the first ``meta["header"]`` tokens."""
     model.set_attn_implementation(NAME)
     config = model.config
     heads = config.num_key_value_heads
@@ -62,10 +65,15 @@ def reference_greedy(model, segments: list, max_new_tokens: int) -> tuple[list[t
         position += len(ids)
         return out.logits[0, -1].float()
 
+    placed = 0
     for seg in segments:
         if isinstance(seg, MemoryChunk):
             keys = _rotate(model, seg.keys, position - seg.offset)
             seg_bias = seg.bias if seg.bias is not None else torch.zeros(seg.keys.shape[:3])
+            if shared_header and placed:
+                header = seg.positions.expand(seg.keys.shape[:3]) < seg.meta.get("header", 0)
+                seg_bias = seg_bias.masked_fill(header, -math.inf)
+            placed += 1
             for layer in range(len(bias)):
                 cache.update(keys[layer][None], seg.values[layer][None], layer)
                 bias[layer] = torch.cat([bias[layer], seg_bias[layer]], dim=1)
