@@ -124,12 +124,12 @@ def _made(name: str) -> property:
     held = f"_{name}"
 
     def get(self: DeferredChunk) -> torch.Tensor:
-        if self._make is not None:
+        if self._pending is not None:
             self._run()
         return getattr(self, held)
 
     def put(self: DeferredChunk, value: torch.Tensor) -> None:
-        if self._make is not None:
+        if self._pending is not None:
             self._run()
         setattr(self, held, value)
 
@@ -144,7 +144,7 @@ class DeferredChunk(MemoryChunk):
     (``DeferredChunk(keys, values, ...)``, as :func:`dataclasses.replace` builds one) it is a plain MemoryChunk;
     :meth:`later` makes one whose tensors are pending."""
 
-    _make: Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
+    _pending: Callable[[], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None
 
     keys = _made("keys")
     values = _made("values")
@@ -173,30 +173,30 @@ class DeferredChunk(MemoryChunk):
             raise ValueError(f"a chunk shaped {list(chunk._shape)} cannot hold a bias shaped {list(bias.shape)}")
         if length < 1:
             raise ValueError(f"length must be >= 1, got {length}")
-        chunk._make = make
+        chunk._pending = make
         return chunk
 
     def _run(self) -> None:
-        keys, values, positions = self._make()
+        keys, values, positions = self._pending()
         if keys.shape != self._shape or keys.dtype != self._dtype:
             raise ValueError(f"made keys {tuple(keys.shape)} {keys.dtype}, promised {tuple(self._shape)} {self._dtype}")
         self._keys, self._values, self._positions = keys, values, positions
-        self._make = None  # after the tensors: a reader that sees nothing pending finds them
+        self._pending = None  # after the tensors: a reader that sees nothing pending finds them
         self.__post_init__()
 
     @property
     def pending(self) -> Callable | None:
-        return self._make
+        return self._pending
 
     @property
     def shape(self) -> torch.Size:
-        return self._shape if self._make is not None else self.keys.shape
+        return self._shape if self._pending is not None else self.keys.shape
 
     @property
     def dtype(self) -> torch.dtype:
-        return self._dtype if self._make is not None else self.keys.dtype
+        return self._dtype if self._pending is not None else self.keys.dtype
 
     def __getstate__(self) -> dict:
-        if self._make is not None:
+        if self._pending is not None:
             self._run()
         return dict(self.__dict__)
