@@ -410,7 +410,7 @@ class SACModel(nn.Module):
 
     def _check_memory(self, chunk: MemoryChunk) -> None:
         layers, heads, dim = self.kv_shape
-        k = chunk.keys.shape
+        k = chunk.shape
         if (k[0], k[1], k[3]) != (layers, heads, dim):
             raise ValueError(
                 f"memory shaped {tuple(k)} does not fit this model ({layers} layers, {heads} kv heads, head_dim {dim})"

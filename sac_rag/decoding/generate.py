@@ -63,22 +63,33 @@ class MemoryCache(DynamicCache):
         """Put a placed memory after the entries already cached (no copy until the next forward)."""
         while len(self.layers) < len(memory.keys):
             self.layers.append(MemoryLayer())
+        if self._bias is not None:
+            self._add_bias(memory)
         for layer, (keys, values) in enumerate(zip(memory.keys, memory.values)):
-            if self._bias is not None:
-                self._add_bias(layer, keys, None if memory.bias is None else memory.bias[layer])
             self.layers[layer].add(keys, values)
         self._rows = None
 
-    def _add_bias(self, layer: int, keys: torch.Tensor, bias: torch.Tensor | None) -> None:
-        if len(self._bias) <= layer:
+    def _add_bias(self, memory: PlacedMemory) -> None:
+        while len(self._bias) < len(memory.keys):
             self._bias.append([])
             self._covered.append(0)
-        heads, entries = keys.shape[1], keys.shape[2]
-        text = self.layers[layer].get_seq_length() - self._covered[layer]  # text fed since the last memory
-        if text:
-            self._bias[layer].append(torch.zeros(heads, text, device=keys.device))
-        self._bias[layer].append(torch.zeros(heads, entries, device=keys.device) if bias is None else bias)
-        self._covered[layer] += text + entries
+        first = memory.keys[0]
+        heads, device = first.shape[1], first.device
+        text = self.layers[0].get_seq_length() - self._covered[0]  # fed since the last memory: the same in every layer
+        gap = torch.zeros(heads, text, device=device) if text else None
+        zeros: dict[int, torch.Tensor] = {}  # a memory without bias: zeros, one tensor per width
+        for layer, keys in enumerate(memory.keys):
+            entries = keys.shape[2]
+            pieces = self._bias[layer]
+            if gap is not None:
+                pieces.append(gap)
+            if memory.bias is not None:
+                pieces.append(memory.bias[layer])
+            else:
+                if entries not in zeros:
+                    zeros[entries] = torch.zeros(heads, entries, device=device)
+                pieces.append(zeros[entries])
+            self._covered[layer] += text + entries
 
     def bias_rows(self, dtype: torch.dtype) -> list[torch.Tensor] | None:
         """Per layer, the bias ``[kv_heads, n_layer]`` of its first ``n_layer`` entries in ``dtype``, made once per

@@ -109,7 +109,7 @@ def _place_biased(
     lay = _layout(chunk, dtype, device)
     keys = shifter.shift_fused(lay.keys, delta).to(dtype)
     bias = _masked_first_tokens(chunk, lay.bias, skip, device) if skip else lay.bias
-    return PlacedMemory(tuple(t.view(s) for t, s in zip(keys.split(lay.sizes), lay.shapes)), lay.values, bias)
+    return PlacedMemory(keys.split(lay.widths, dim=2), lay.values, bias)
 
 
 def _masked_first_tokens(
@@ -126,16 +126,16 @@ def _masked_first_tokens(
 @dataclass(frozen=True)
 class _Layout:
     """A biased chunk gathered for placing: per layer only the columns that some head of the layer uses, in
-    (layer, head, column) order. ``keys`` ``[rows, head_dim]`` unrotated, in the chunk's dtype; ``values`` and
-    ``bias`` per layer, as :class:`PlacedMemory` holds them; ``sizes``/``shapes``: each layer's rows and key view.
-    ``source``: the chunk's tensors and versions it was made from (a stale layout is made again)."""
+    (head, layer, column) order, so that each layer's entries are one view ``[1, heads, width, head_dim]`` of the
+    whole (split off in one call). ``keys`` ``[1, heads, columns, head_dim]`` unrotated, in the chunk's dtype;
+    ``values`` and ``bias`` per layer, as :class:`PlacedMemory` holds them; ``widths``: each layer's columns.
+    ``source``: what it was made from (:func:`_source`; a stale layout is made again)."""
 
     source: tuple
     keys: torch.Tensor
     values: tuple[torch.Tensor, ...]
     bias: tuple[torch.Tensor, ...]
-    sizes: tuple[int, ...]
-    shapes: tuple[tuple[int, ...], ...]
+    widths: tuple[int, ...]
 
 
 # id(chunk) -> {(dtype, device): layout}, dropped with the chunk
@@ -143,20 +143,25 @@ _LAYOUTS: dict[int, dict[tuple, _Layout]] = {}
 
 
 def _source(chunk: MemoryChunk) -> tuple:
+    """What the chunk's layout is made from: its tensors and their versions, or, while its keys and values are still
+    to be made (:attr:`~sac_rag.memory.chunk.MemoryChunk.pending`), what will make them (the maker that laid it out
+    from the same entries, :func:`attach_layout`)."""
     # inference tensors keep no version counter; they cannot be changed in place outside inference mode
-    tensors = (chunk.keys, chunk.values, chunk.bias)
-    return tuple((t, None if t.is_inference() else weights_version([t])[0]) for t in tensors)
+    pending = chunk.pending
+    tensors = (chunk.bias,) if pending is not None else (chunk.keys, chunk.values, chunk.bias)
+    held = tuple((t, None if t.is_inference() else weights_version([t])[0]) for t in tensors)
+    return held if pending is None else ((pending, None), *held)
 
 
 def _same_source(a: tuple, b: tuple) -> bool:
-    return all(x is y and u == v for (x, u), (y, v) in zip(a, b))
+    return len(a) == len(b) and all(x is y and u == v for (x, u), (y, v) in zip(a, b))
 
 
 def _layout(chunk: MemoryChunk, dtype: torch.dtype, device) -> _Layout:
     """The chunk's layout, kept per chunk (and dtype, device) while its tensors stay the same; made afresh and not
     kept when a gradient must reach the chunk's tensors."""
     source = _source(chunk)
-    if torch.is_grad_enabled() and any(t.requires_grad for t, _ in source):
+    if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad for t, _ in source):
         return _make_layout(chunk, dtype, device, source)
     key = (dtype, device)
     held = _LAYOUTS.get(id(chunk))
@@ -179,54 +184,56 @@ def _keep(chunk: MemoryChunk, key: tuple, lay: _Layout) -> None:
 def _make_layout(chunk: MemoryChunk, dtype: torch.dtype, device, source: tuple) -> _Layout:
     bias = chunk.bias.to(device)
     used = torch.isfinite(bias).any(dim=1)  # [layers, n]
-    rows, sizes, shapes = _gathered(used, chunk.keys.shape)
+    layers, heads, n, _ = chunk.shape
+    h, layer, column = used[None].expand(heads, layers, n).nonzero().unbind(1)  # in (head, layer, column) order
+    rows = (layer * heads + h) * n + column  # of the chunk's [layers * heads * n] entries
     keys = chunk.keys.to(device).flatten(0, 2).index_select(0, rows)
     values = chunk.values.to(device).flatten(0, 2).index_select(0, rows).to(dtype)
     bias = bias.reshape(-1).index_select(0, rows).to(torch.float32)
-    return _Layout(
-        source,
-        keys,
-        tuple(t.view(s) for t, s in zip(values.split(sizes), shapes)),
-        tuple(t.view(s[1:3]) for t, s in zip(bias.split(sizes), shapes)),
-        sizes,
-        shapes,
-    )
+    return _laid_out(source, heads, used.sum(-1).tolist(), keys, values, bias)
 
 
-def _gathered(
-    used: torch.Tensor, shape: torch.Size
-) -> tuple[torch.Tensor, tuple[int, ...], tuple[tuple[int, ...], ...]]:
-    """For ``used [layers, n]`` (the columns some head of a layer uses) of a chunk shaped ``shape``: the rows of its
-    flattened ``[layers * heads * n, head_dim]`` K/V to gather, in (layer, head, column) order, and each layer's row
-    count and ``[1, heads, width, head_dim]`` view."""
-    layers, heads, n, dim = shape
-    rows = used[:, None, :].expand(layers, heads, n).reshape(-1).nonzero().squeeze(1)
-    widths = used.sum(-1).tolist()
-    return rows, tuple(heads * w for w in widths), tuple(torch.Size((1, heads, w, dim)) for w in widths)
+def _laid_out(
+    source: tuple, heads: int, widths: Sequence[int], keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor
+) -> _Layout:
+    """The layout of K/V ``[rows, head_dim]`` and bias ``[rows]`` gathered in (head, layer, column) order, each
+    layer using ``widths[layer]`` columns of each of ``heads`` heads."""
+    widths = tuple(int(w) for w in widths)
+    kv = (keys, values)
+    if any(t.shape != (heads * sum(widths), keys.shape[-1]) for t in kv) or bias.shape != (heads * sum(widths),):
+        raise ValueError(f"K/V {[tuple(t.shape) for t in kv]} and bias {tuple(bias.shape)} do not lay out {widths}")
+    keys, values = (t.view(1, heads, -1, t.shape[-1]) for t in kv)
+    return _Layout(source, keys, values.split(widths, dim=2), bias.view(heads, -1).split(widths, dim=1), widths)
 
 
-def attach_layout(chunk: MemoryChunk, widths: Sequence[int]) -> None:
-    """Lay a biased chunk out for placing now, from what its maker knows, instead of on its first placement.
+def layout_rows(padded: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
+    """Of ``padded [layers, heads, n]`` (laid out per column as a chunk's entries, e.g. their row numbers), what the
+    layout of a chunk whose layers use their first ``widths[layer]`` columns keeps (its heads' entries first, as a
+    store's chunk holds them), in the layout's order."""
+    used = torch.arange(padded.shape[2], device=padded.device)[None, :] < widths.to(padded.device)[:, None]
+    return padded.transpose(0, 1).masked_select(used)
+
+
+def attach_layout(
+    chunk: MemoryChunk, widths: Sequence[int], keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor
+) -> None:
+    """Lay a biased chunk out for placing now, from what its maker has, instead of on its first placement.
 
     ``widths[layer]``: the columns some head of that layer uses, each head's entries first (as the store's codec
-    lays them out from their counts): the first ``widths[layer]`` columns, the rest padding. The layout's keys are
-    gathered (rotated per placement); its values and bias are views of the chunk's own, so it serves a decoder of
-    the chunk's dtype and device (another makes its own). Kept like a gathered layout: while the chunk lives and its
-    tensors stay the same."""
-    layers, n = chunk.keys.shape[0], chunk.keys.shape[2]
-    widths = [int(w) for w in widths]
-    if chunk.bias is None or chunk.bias.dtype != torch.float32:
+    lays them out from their counts): the first ``widths[layer]`` columns, the rest padding. ``keys``, ``values``
+    ``[rows, head_dim]`` and ``bias`` ``[rows]`` (float32): what :func:`layout_rows` keeps of the chunk's (the keys
+    unrotated: they are rotated per placement). The layout serves a decoder of the K/V's dtype and device (another
+    makes its own from the chunk). It is kept like a gathered layout: while the chunk lives and its tensors stay the
+    same, or, while its keys and values are still to be made (:attr:`MemoryChunk.pending`), while the same maker is
+    to make them."""
+    layers, heads, n, _ = chunk.shape
+    if chunk.bias is None or bias.dtype != torch.float32:
         raise ValueError("only a chunk with a float32 bias is laid out")
     if len(widths) != layers or not all(0 <= w <= n for w in widths):
-        raise ValueError(f"widths {widths} do not fit a chunk of {layers} layers and {n} columns")
-    used = torch.arange(n, device=chunk.keys.device)[None, :] < torch.tensor(widths, device=chunk.keys.device)[:, None]
-    rows, sizes, shapes = _gathered(used, chunk.keys.shape)
+        raise ValueError(f"widths {list(widths)} do not fit a chunk shaped {list(chunk.shape)}")
     with torch.inference_mode(False), torch.no_grad():  # plain tensors, usable in and out of inference mode
-        keys = chunk.keys.flatten(0, 2).index_select(0, rows)
-        values = tuple(v.narrow(2, 0, w) for v, w in zip(chunk.values.split(1), widths))
-        bias = tuple(b.narrow(1, 0, w) for b, w in zip(chunk.bias.unbind(0), widths))
-    lay = _Layout(_source(chunk), keys, values, bias, sizes, shapes)
-    _keep(chunk, (chunk.values.dtype, chunk.values.device), lay)
+        lay = _laid_out(_source(chunk), heads, widths, keys, values, bias)
+    _keep(chunk, (values.dtype, values.device), lay)
 
 
 def layout(segments: list[Segment]) -> list[tuple[Segment, int]]:

@@ -15,9 +15,10 @@ stores): it is a log-weight of a few units whose error multiplies an entry's att
 ``exp(error)``; float16 keeps that within 0.2% (|beta| < 16), bfloat16 would allow 3%.
 
 A biased memory read back (:func:`unpack_chunk`) is decoded entry by entry (int8: only its real entries are
-dequantised, not the padding) and laid out twice in the same pass: padded, as its MemoryChunk holds it, and as
-its first placement would gather it (:func:`sac_rag.memory.compose.attach_layout`), so that a question only rotates
-its keys.
+dequantised, not the padding) and gathered straight into the layout its placing uses
+(:func:`sac_rag.memory.compose.attach_layout`), so that a question only rotates its keys. The padded K/V (and
+positions) its MemoryChunk exposes are made only if someone reads them (:class:`~sac_rag.memory.chunk.DeferredChunk`,
+by :func:`unpack_memory`): placing never does.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ import math
 
 import torch
 
-from sac_rag.memory.chunk import MemoryChunk
-from sac_rag.memory.compose import attach_layout
+from sac_rag.memory.chunk import DeferredChunk, MemoryChunk
+from sac_rag.memory.compose import attach_layout, layout_rows
 from sac_rag.memory.geometry import BIAS_DTYPE
 from sac_rag.memory.quant import dequantize_int8, quantize_int8
 
@@ -134,7 +135,8 @@ def _decode_entries(q: torch.Tensor, scale: torch.Tensor | None, counts: torch.T
     if scale is None:
         out.copy_(q)
         return
-    per_entry = scale.float().reshape(counts.numel(), -1).repeat_interleave(counts.reshape(-1), dim=0)
+    per_head = scale.float().reshape(counts.numel(), -1)  # float before it is repeated per entry
+    per_entry = per_head.repeat_interleave(counts.view(-1), dim=0, output_size=q.shape[0])
     dequantize_int8(q, per_entry, out=out)
 
 
@@ -142,8 +144,9 @@ def unpack_chunk(
     tensors: dict[str, torch.Tensor], length: int, offset: int, fingerprint: str, meta: dict
 ) -> MemoryChunk:
     """The :class:`MemoryChunk` of :func:`pack_memory`'s tensors (those :func:`unpack_memory` gives); a biased one
-    decoded entry by entry (int8: the padding is not dequantised) and laid out for placing
-    (:func:`~sac_rag.memory.compose.attach_layout`) from its counts."""
+    decoded entry by entry (int8: the padding is not dequantised) into its placing layout
+    (:func:`~sac_rag.memory.compose.attach_layout`), its padded K/V and positions made from ``tensors`` only when
+    read (a :class:`~sac_rag.memory.chunk.DeferredChunk`)."""
     if "cnt" not in tensors:
         keys, values, positions, _ = unpack_memory(tensors)
         return MemoryChunk(keys, values, positions, length, offset, fingerprint, meta)
@@ -160,27 +163,23 @@ def unpack_chunk(
         widths = counts.amax(1)  # per layer, the columns some head uses: each head's entries come first
         shape = (*counts.shape, int(widths.max()))
         real = (torch.arange(shape[2])[None, None, :] < counts[..., None]).reshape(-1)
-        rows = torch.where(real, real.cumsum(0) - 1, entries)  # each padded row's entry; padding: the fill row
-
-        def spread(decoded: torch.Tensor, fill: float) -> torch.Tensor:
-            """``decoded`` (the entries and one fill row) laid out padded, every element written once."""
-            decoded[entries] = fill
-            return decoded.index_select(0, rows).view(*shape, *decoded.shape[1:])
-
-        kv = []
+        rows = torch.where(real, real.cumsum(0) - 1, entries).view(shape)  # each padded row's entry; padding: the fill
+        kept = layout_rows(rows, widths)  # the rows its placing layout gathers
+        laid = []
         for name in ("k", "v"):
             q = tensors[name]
             decoded = torch.empty((entries + 1, q.shape[1]), dtype=torch.float32 if f"{name}s" in tensors else q.dtype)
             _decode_entries(q, tensors.get(f"{name}s"), counts, decoded[:entries])
-            kv.append(spread(decoded, 0))
-        chunk = MemoryChunk(
-            *kv,
-            spread(torch.cat([tensors["pos"].long(), torch.zeros(1, dtype=torch.long)]), -1),
-            length,
-            offset,
-            fingerprint,
-            meta,
-            spread(torch.cat([bias, bias.new_zeros(1)]), -math.inf),
-        )
-        attach_layout(chunk, widths.tolist())
+            decoded[entries].zero_()
+            laid.append(decoded.index_select(0, kept))
+        bias = torch.cat([bias, torch.full((1,), -math.inf)])
+
+        def padded() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+            with torch.inference_mode(False), torch.no_grad():  # as if made now: plain tensors
+                return unpack_memory(tensors)[:3]
+
+        dims = (*shape, decoded.shape[1])
+        padded_bias = bias.index_select(0, rows.view(-1)).view(shape)
+        chunk = DeferredChunk.later(padded, dims, decoded.dtype, length, offset, fingerprint, meta, padded_bias)
+        attach_layout(chunk, widths.tolist(), *laid, bias.index_select(0, kept))
     return chunk

@@ -101,6 +101,7 @@ class ShardReader:
         self._header = header
         self._data_start = 8 + header_len
         self._bytes = torch.empty(0, dtype=torch.uint8).set_(torch.UntypedStorage.from_file(str(path), False, size))
+        self._raw = self._bytes.numpy()  # the same bytes, for checksums
 
     def __contains__(self, name: str) -> bool:
         return name in self._header
@@ -110,6 +111,23 @@ class ShardReader:
 
     def tensor(self, name: str) -> torch.Tensor:
         """The named tensor as a view of the mapped file (a copy only if its bytes are misaligned)."""
+        dtype, begin, end, shape = self._entry(name)
+        raw = self._bytes[begin:end]
+        if begin % dtype.itemsize:
+            raw = raw.clone()
+        return raw.view(dtype).view(shape)
+
+    def crc(self, names: Iterable[str]) -> int:
+        """:func:`tensors_crc` of the named tensors, in order, read from the mapped bytes they are views of (without
+        making the tensors)."""
+        crc = 0
+        for name in names:
+            _, begin, end, _ = self._entry(name)
+            crc = zlib.crc32(self._raw[begin:end], crc)
+        return crc
+
+    def _entry(self, name: str) -> tuple[torch.dtype, int, int, list[int]]:
+        """The named tensor's dtype, byte span in the file and shape, checked against the file."""
         try:
             info = self._header[name]
             dtype = _DTYPES[info["dtype"]]
@@ -119,8 +137,4 @@ class ShardReader:
             raise StoreCorrupted(f"{self.path}: tensor {name!r} missing or of unknown type") from e
         if end > self._bytes.numel() or begin > end:
             raise StoreCorrupted(f"{self.path}: tensor {name!r} lies outside the file (truncated shard?)")
-        raw = self._bytes[begin:end]
-        elem = torch.empty((), dtype=dtype).element_size()
-        if begin % elem:
-            raw = raw.clone()
-        return raw.view(dtype).view(shape)
+        return dtype, begin, end, shape

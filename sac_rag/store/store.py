@@ -691,10 +691,9 @@ class MemoryStore:
         """A memory's stored tensors by full name (``<hash>.<suffix>``), CRC-checked."""
         shard = self._shard(row.shard)
         names = [f"{row.hash}.{s}" for s in SUFFIXES if f"{row.hash}.{s}" in shard]
-        tensors = {n: shard.tensor(n) for n in names}
-        if tensors_crc(tensors.values()) != row.crc:
+        if shard.crc(names) != row.crc:
             raise StoreCorrupted(f"{shard.path}: memory {row.hash} fails its checksum (corrupted shard)")
-        return tensors
+        return {n: shard.tensor(n) for n in names}
 
     def _shard(self, name: str) -> ShardReader:
         with self._mutex:

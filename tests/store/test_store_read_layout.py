@@ -10,8 +10,10 @@ from support.store import bow_embedder
 from sac_rag.memory import compose
 from sac_rag.memory.chunk import MemoryChunk
 from sac_rag.memory.compose import place
+from sac_rag.memory.geometry import entry_nbytes
 from sac_rag.store import MemoryStore
 from sac_rag.store.codec import pack_memory, unpack_chunk, unpack_memory
+from sac_rag.store.shards import ShardReader, tensors_crc, write_shard
 from sac_rag.testing import text_of_tokens, tiny_model
 
 DTYPES = ["int8", "bfloat16", "float16", "float32"]
@@ -35,16 +37,24 @@ def padded(tensors: dict[str, torch.Tensor], like: MemoryChunk) -> MemoryChunk:
 
 def assert_same_chunk(a: MemoryChunk, b: MemoryChunk) -> None:
     for x, y in ((a.keys, b.keys), (a.values, b.values), (a.positions, b.positions), (a.bias, b.bias)):
-        assert x.dtype == y.dtype and x.shape == y.shape
-        assert torch.equal(x, y)
+        assert same_bits(x, y)
+
+
+def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal to the bit (``torch.equal`` takes -0.0 for 0.0)."""
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(bits(a), bits(b))
+
+
+def bits(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous().view(torch.uint8)
 
 
 def assert_same_placed(model, a: MemoryChunk, b: MemoryChunk) -> None:
     for position in (1, 57):
         x = place(a, position, model.shifter, model.dtype, model.device)
         y = place(b, position, model.shifter, model.dtype, model.device)
-        for got, want in zip((*x.keys, *x.values, *x.bias), (*y.keys, *y.values, *y.bias)):
-            assert got.shape == want.shape and torch.equal(got, want)
+        for got, want in zip((*x.keys, *x.values, *x.bias), (*y.keys, *y.values, *y.bias), strict=True):
+            assert same_bits(got, want)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -53,23 +63,36 @@ def test_an_unpacked_chunk_is_the_padded_chunk_and_places_the_same(model, memori
         tensors = pack_memory(memory, dtype)
         chunk = unpack_chunk(tensors, memory.length, memory.offset, memory.fingerprint, memory.meta)
         want = padded(tensors, memory)
-        assert_same_chunk(chunk, want)
-        assert_same_placed(model, chunk, want)
+        assert_same_placed(model, chunk, want)  # from the layout it was read with, its padded K/V still to be made
+        assert_same_chunk(chunk, want)  # made now
+        assert_same_placed(model, chunk, want)  # laid out again, from them
 
 
 def test_an_int8_chunk_comes_laid_out_for_its_decoder(model, memories):
-    """The layout is made with the chunk (float32 entries: the decoder's dtype), not on its first placement."""
+    """The layout is made with the chunk (float32 entries: the decoder's dtype), not on its first placement, and the
+    padded K/V the chunk holds are made only when read."""
     memory = memories[1]
     chunk = unpack_chunk(pack_memory(memory, "int8"), memory.length, memory.offset, "", {})
-    assert chunk.values.dtype == model.dtype
+    assert chunk.pending is not None and chunk.dtype == model.dtype
     held = compose._LAYOUTS[id(chunk)][(model.dtype, model.device)]
-    placed = place(chunk, 9, model.shifter, model.dtype, model.device)
+    first = place(chunk, 9, model.shifter, model.dtype, model.device)
+    again = place(chunk, 40, model.shifter, model.dtype, model.device)
     assert compose._LAYOUTS[id(chunk)][(model.dtype, model.device)] is held  # placing used it, made none
-    # values and bias are the chunk's own memory, not copies
-    assert all(v.untyped_storage().data_ptr() == chunk.values.untyped_storage().data_ptr() for v in placed.values)
-    # a bfloat16 store's chunk holds bfloat16 values: a float32 decoder lays it out itself
+    assert chunk.pending is not None  # nor did it make the padded K/V
+    assert all(a.data_ptr() == b.data_ptr() for a, b in zip(first.values + first.bias, again.values + again.bias))
+    # each of keys, values and bias: every layer a view of one tensor
+    assert all(len({t.untyped_storage().data_ptr() for t in ts}) == 1 for ts in (first.keys, first.values, first.bias))
+    # what the pipeline reads of a memory it has not placed yet makes nothing either
+    assert (chunk.entries_per_head, chunk.nbytes, chunk.full_kv_nbytes(), chunk.n_anchors) == (
+        memory.entries_per_head,
+        entry_nbytes(memory.shape[-1], torch.float32, biased=True) * memory.entries,
+        memory.full_kv_nbytes(torch.float32),
+        int(torch.isfinite(memory.bias).sum(-1).max()),
+    )
+    assert chunk.pending is not None
+    # a bfloat16 store's chunk holds bfloat16 K/V: a float32 decoder lays it out itself
     bf16 = unpack_chunk(pack_memory(memory, "bfloat16"), memory.length, memory.offset, "", {})
-    assert set(compose._LAYOUTS[id(bf16)]) == {(torch.bfloat16, bf16.values.device)}
+    assert set(compose._LAYOUTS[id(bf16)]) == {(torch.bfloat16, torch.device("cpu"))}
 
 
 def test_a_chunk_changed_after_reading_is_laid_out_again(model, memories):
@@ -124,6 +147,26 @@ def test_a_store_hands_out_laid_out_chunks_that_answer_as_the_padded_ones(tmp_pa
         assert_same_chunk(chunk, want)
         assert_same_placed(model, chunk, want)
     fresh = [padded(pack_memory(m, "int8"), c) for m, c in zip(memories, read)]
-    a = generator.generate("What is it?", read, max_new_tokens=4)
+    unread = store_memories(tmp_path / "s", model)
+    a = generator.generate("What is it?", unread, max_new_tokens=4)
+    assert all(c.pending is not None for c in unread)  # answering made no padded K/V
     b = generator.generate("What is it?", fresh, max_new_tokens=4)
     assert a == b
+
+
+def store_memories(path, model) -> list[MemoryChunk]:
+    with MemoryStore.open(path, model, bow_embedder) as store:
+        return store.memories(store.ids())
+
+
+def test_a_shard_checksums_the_bytes_its_tensors_are_views_of(tmp_path):
+    tensors = {
+        "a.k": torch.randint(-127, 128, (7, 16), dtype=torch.int8),
+        "a.b": torch.randn(7).to(torch.float16),
+        "a.pos": torch.arange(7, dtype=torch.int16),
+        "a.v": torch.randn(3, 5, dtype=torch.bfloat16),
+    }
+    write_shard(tmp_path / "s.safetensors", tensors)
+    shard = ShardReader(tmp_path / "s.safetensors")
+    for names in (["a.k", "a.v"], ["a.v", "a.b", "a.pos"], list(tensors)):
+        assert shard.crc(names) == tensors_crc(shard.tensor(n) for n in names) == tensors_crc(tensors[n] for n in names)
