@@ -351,8 +351,9 @@ class SACModel(nn.Module):
             sequences, position_offset=position_offset, batch_size=batch_size, progress=progress
         )
         if header and kind != SAC_KIND:
+            length = header_length(self.tokenizer, self.config)
             for memory in memories:
-                memory.meta[HEADER] = header_length(self.tokenizer, self.config)
+                memory.meta[HEADER] = length
         return memories
 
     def memory_maker(self, kind: str) -> MemoryMaker:

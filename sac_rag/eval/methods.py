@@ -64,7 +64,6 @@ class Method(ABC):
     def __init__(self, model: SACModel, *, reader: bool = True, shared_header: bool = False) -> None:
         self.model = model
         self.tokenizer = model.tokenizer
-        self.shared_header = shared_header
         self.decoder = model.generator(reader=reader, shared_header=shared_header).decoder
         self.reader = reader and model.config.has_reader  # decoded with the model's reader adapter
 
