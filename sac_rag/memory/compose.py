@@ -107,9 +107,16 @@ def _place_biased(
     per chunk, device and dtype): only the keys are rotated per placement; values and bias are views of the layout
     (with ``skip``, the bias of the entries of the first ``skip`` tokens is ``-inf``)."""
     lay = _layout(chunk, dtype, device)
-    keys = shifter.shift_fused(lay.keys, delta).to(dtype)
+    if callable(lay.keys):
+        _, heads, _, dim = lay.values[0].shape
+        keys = lay.keys(shifter, delta)
+        if keys.shape != (heads * sum(lay.widths), dim):
+            raise ValueError(f"a layout of {heads} x {sum(lay.widths)} entries got keys shaped {tuple(keys.shape)}")
+        keys = keys.view(1, heads, -1, dim)
+    else:
+        keys = shifter.shift_fused(lay.keys, delta)
     bias = _masked_first_tokens(chunk, lay.bias, skip, device) if skip else lay.bias
-    return PlacedMemory(keys.split(lay.widths, dim=2), lay.values, bias)
+    return PlacedMemory(keys.to(dtype).split(lay.widths, dim=2), lay.values, bias)
 
 
 def _masked_first_tokens(
@@ -123,16 +130,23 @@ def _masked_first_tokens(
     return tuple(b.masked_fill(p < skip, -math.inf) for b, p in zip(bias, per_layer))
 
 
+#: Makes a layout's keys rotated by ``delta`` positions, ``[rows, head_dim]`` in the layout's order, from entries kept
+#: otherwise (a store's int8 entries, :func:`sac_rag.store.codec.unpack_chunk`): the layout then never holds them
+#: unrotated. ``(shifter, delta) -> keys``; a new tensor every call.
+KeyMaker = Callable[[RotaryShifter, int], torch.Tensor]
+
+
 @dataclass(frozen=True)
 class _Layout:
     """A biased chunk gathered for placing: per layer only the columns that some head of the layer uses, in
     (head, layer, column) order, so that each layer's entries are one view ``[1, heads, width, head_dim]`` of the
-    whole (split off in one call). ``keys`` ``[1, heads, columns, head_dim]`` unrotated, in the chunk's dtype;
-    ``values`` and ``bias`` per layer, as :class:`PlacedMemory` holds them; ``widths``: each layer's columns.
-    ``source``: what it was made from (:func:`_source`; a stale layout is made again)."""
+    whole (split off in one call). ``keys`` ``[1, heads, columns, head_dim]`` unrotated, in the chunk's dtype, or what
+    makes them rotated (:data:`KeyMaker`); ``values`` and ``bias`` per layer, as :class:`PlacedMemory` holds them;
+    ``widths``: each layer's columns. ``source``: what it was made from (:func:`_source`; a stale layout is made
+    again)."""
 
     source: tuple
-    keys: torch.Tensor
+    keys: torch.Tensor | KeyMaker
     values: tuple[torch.Tensor, ...]
     bias: tuple[torch.Tensor, ...]
     widths: tuple[int, ...]
@@ -194,15 +208,22 @@ def _make_layout(chunk: MemoryChunk, dtype: torch.dtype, device, source: tuple) 
 
 
 def _laid_out(
-    source: tuple, heads: int, widths: Sequence[int], keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor
+    source: tuple,
+    heads: int,
+    widths: Sequence[int],
+    keys: torch.Tensor | KeyMaker,
+    values: torch.Tensor,
+    bias: torch.Tensor,
 ) -> _Layout:
-    """The layout of K/V ``[rows, head_dim]`` and bias ``[rows]`` gathered in (head, layer, column) order, each
-    layer using ``widths[layer]`` columns of each of ``heads`` heads."""
+    """The layout of K/V ``[rows, head_dim]`` (or a :data:`KeyMaker` of the keys) and bias ``[rows]`` gathered in
+    (head, layer, column) order, each layer using ``widths[layer]`` columns of each of ``heads`` heads."""
     widths = tuple(int(w) for w in widths)
-    kv = (keys, values)
-    if any(t.shape != (heads * sum(widths), keys.shape[-1]) for t in kv) or bias.shape != (heads * sum(widths),):
+    kv = (values,) if callable(keys) else (keys, values)
+    if any(t.shape != (heads * sum(widths), values.shape[-1]) for t in kv) or bias.shape != (heads * sum(widths),):
         raise ValueError(f"K/V {[tuple(t.shape) for t in kv]} and bias {tuple(bias.shape)} do not lay out {widths}")
-    keys, values = (t.view(1, heads, -1, t.shape[-1]) for t in kv)
+    if not callable(keys):
+        keys = keys.view(1, heads, -1, keys.shape[-1])
+    values = values.view(1, heads, -1, values.shape[-1])
     return _Layout(source, keys, values.split(widths, dim=2), bias.view(heads, -1).split(widths, dim=1), widths)
 
 
@@ -215,14 +236,19 @@ def layout_rows(padded: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
 
 
 def attach_layout(
-    chunk: MemoryChunk, widths: Sequence[int], keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor
+    chunk: MemoryChunk,
+    widths: Sequence[int],
+    keys: torch.Tensor | KeyMaker,
+    values: torch.Tensor,
+    bias: torch.Tensor,
 ) -> None:
     """Lay a biased chunk out for placing now, from what its maker has, instead of on its first placement.
 
     ``widths[layer]``: the columns some head of that layer uses, each head's entries first (as the store's codec
     lays them out from their counts): the first ``widths[layer]`` columns, the rest padding. ``keys``, ``values``
     ``[rows, head_dim]`` and ``bias`` ``[rows]`` (float32): what :func:`layout_rows` keeps of the chunk's (the keys
-    unrotated: they are rotated per placement). The layout serves a decoder of the K/V's dtype and device (another
+    unrotated: they are rotated per placement; or a :data:`KeyMaker` that makes them rotated, in ``values``' dtype and
+    device, at each placement). The layout serves a decoder of the K/V's dtype and device (another
     makes its own from the chunk). It is kept like a gathered layout: while the chunk lives and its tensors stay the
     same, or, while its keys and values are still to be made (:attr:`MemoryChunk.pending`), while the same maker is
     to make them."""

@@ -49,17 +49,22 @@ class RotaryShifter:
         angles = float(delta) * self.inv_freq.to(device)
         return torch.cat([angles.cos(), angles.cos()]).float(), angles.sin().float()
 
-    def shift(self, keys: torch.Tensor, delta: int, *, fused: bool = False) -> torch.Tensor:
+    def shift(
+        self, keys: torch.Tensor, delta: int, *, fused: bool = False, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Keys ``[..., n, head_dim]`` rotated by ``delta`` positions (computed in float32 or better). ``fused``: with
         fused multiply-adds, fewer passes over the keys, equal up to float rounding (where the CPU fuses them, a
-        product is not rounded before its addition), so not bit-identical to the plain rotation."""
+        product is not rounded before its addition), so not bit-identical to the plain rotation. ``out``: where float32
+        ``keys`` are rotated to (not ``keys`` themselves); with ``delta`` 0, ``keys`` come back as they are."""
         if delta == 0:
             return keys
         cos, sin = self._cos_sin(delta, keys.device)
         k = keys.float()
         half = k.shape[-1] // 2
+        if out is not None and (k is not keys or out.shape != k.shape or out.dtype != k.dtype):
+            raise ValueError(f"rotating {keys.dtype} keys {tuple(keys.shape)} into {out.dtype} {tuple(out.shape)}")
         # k * cos + rotate_half(k) * sin, rounded the same way, with one full-size temporary instead of four
-        out = k * cos
+        out = torch.mul(k, cos, out=out)
         if fused:
             out[..., :half].addcmul_(k[..., half:], sin, value=-1)
             out[..., half:].addcmul_(k[..., :half], sin)
@@ -68,6 +73,6 @@ class RotaryShifter:
             out[..., half:] += k[..., :half] * sin
         return out.to(keys.dtype)
 
-    def shift_fused(self, keys: torch.Tensor, delta: int) -> torch.Tensor:
+    def shift_fused(self, keys: torch.Tensor, delta: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """:meth:`shift` with ``fused=True`` (what compact memories are placed with)."""
-        return self.shift(keys, delta, fused=True)
+        return self.shift(keys, delta, fused=True, out=out)

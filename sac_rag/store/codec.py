@@ -28,9 +28,11 @@ import math
 import torch
 
 from sac_rag.memory.chunk import DeferredChunk, MemoryChunk
-from sac_rag.memory.compose import attach_layout, layout_rows
+from sac_rag.memory.compose import KeyMaker, attach_layout, layout_rows
 from sac_rag.memory.geometry import BIAS_DTYPE
 from sac_rag.memory.quant import dequantize_int8, quantize_int8
+from sac_rag.memory.rope import RotaryShifter
+from sac_rag.memory.scratch import scratch
 
 MEMORY_DTYPES: dict[str, torch.dtype] = {
     "bfloat16": torch.bfloat16,
@@ -137,7 +139,31 @@ def _decode_entries(q: torch.Tensor, scale: torch.Tensor | None, counts: torch.T
         return
     per_head = scale.float().reshape(counts.numel(), -1)  # float before it is repeated per entry
     per_entry = per_head.repeat_interleave(counts.view(-1), dim=0, output_size=q.shape[0])
-    dequantize_int8(q, per_entry, out=out)
+    dequantize_int8(q, per_entry, out=out, work=scratch("codec.scaled", tuple(q.shape), torch.float32))
+
+
+def _decoded(q: torch.Tensor, scale: torch.Tensor | None, counts: torch.Tensor) -> torch.Tensor:
+    """Stored entries ``q [entries, head_dim]`` decoded (:func:`_decode_entries`), then a zero row (what padding
+    gathers): a view of this thread's scratch, valid until the next call (gather out of it)."""
+    dtype = q.dtype if scale is None else torch.float32
+    decoded = scratch("codec.decoded", (q.shape[0] + 1, q.shape[1]), dtype)
+    _decode_entries(q, scale, counts, decoded[:-1])
+    decoded[-1].zero_()
+    return decoded
+
+
+def _key_maker(q: torch.Tensor, scale: torch.Tensor, counts: torch.Tensor, kept: torch.Tensor) -> KeyMaker:
+    """What makes a chunk's int8 keys, rotated, in its layout (``kept``: the rows of :func:`_decoded` it gathers):
+    decoded and rotated entry by entry in scratch, then gathered, so that a read never holds them as float and a
+    placing writes only the keys it places. The same keys, bit for bit, as rotating the gathered layout (each row
+    is rotated alike; padding gathers the rotated zero row, as it gathered the zero row)."""
+
+    def make(shifter: RotaryShifter, delta: int) -> torch.Tensor:
+        decoded = _decoded(q, scale, counts)
+        rotated = shifter.shift_fused(decoded, delta, out=scratch("codec.rotated", tuple(decoded.shape), torch.float32))
+        return rotated.index_select(0, kept)
+
+    return make
 
 
 def unpack_chunk(
@@ -165,21 +191,19 @@ def unpack_chunk(
         real = (torch.arange(shape[2])[None, None, :] < counts[..., None]).reshape(-1)
         rows = torch.where(real, real.cumsum(0) - 1, entries).view(shape)  # each padded row's entry; padding: the fill
         kept = layout_rows(rows, widths)  # the rows its placing layout gathers
-        laid = []
-        for name in ("k", "v"):
-            q = tensors[name]
-            decoded = torch.empty((entries + 1, q.shape[1]), dtype=torch.float32 if f"{name}s" in tensors else q.dtype)
-            _decode_entries(q, tensors.get(f"{name}s"), counts, decoded[:entries])
-            decoded[entries].zero_()
-            laid.append(decoded.index_select(0, kept))
+        k, v, k_scale, v_scale = (tensors.get(n) for n in ("k", "v", "ks", "vs"))
+        dtype = k.dtype if k_scale is None else torch.float32
+        # int8 keys are decoded and rotated only when placed (never held as float); the rest gathered now
+        keys = _key_maker(k, k_scale, counts, kept) if k_scale is not None else _decoded(k, None, counts)[kept]
+        laid = [keys, _decoded(v, v_scale, counts).index_select(0, kept)]
         bias = torch.cat([bias, torch.full((1,), -math.inf)])
 
         def padded() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             with torch.inference_mode(False), torch.no_grad():  # as if made now: plain tensors
                 return unpack_memory(tensors)[:3]
 
-        dims = (*shape, decoded.shape[1])
+        dims = (*shape, tensors["k"].shape[1])
         padded_bias = bias.index_select(0, rows.view(-1)).view(shape)
-        chunk = DeferredChunk.later(padded, dims, decoded.dtype, length, offset, fingerprint, meta, padded_bias)
+        chunk = DeferredChunk.later(padded, dims, dtype, length, offset, fingerprint, meta, padded_bias)
         attach_layout(chunk, widths.tolist(), *laid, bias.index_select(0, kept))
     return chunk

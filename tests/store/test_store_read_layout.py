@@ -3,6 +3,8 @@ counts): the chunk is the padded one the codec always gave, and it places the sa
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 from support.store import bow_embedder
@@ -170,3 +172,31 @@ def test_a_shard_checksums_the_bytes_its_tensors_are_views_of(tmp_path):
     shard = ShardReader(tmp_path / "s.safetensors")
     for names in (["a.k", "a.v"], ["a.v", "a.b", "a.pos"], list(tensors)):
         assert shard.crc(names) == tensors_crc(shard.tensor(n) for n in names) == tensors_crc(tensors[n] for n in names)
+
+
+def test_int8_keys_are_made_at_each_placing_into_keys_of_their_own(model, memories):
+    """A read int8 chunk's layout holds no float keys: each placing decodes and rotates them in this thread's scratch
+    and gathers its own copy, so placing another chunk (from any thread) leaves keys already placed as they were."""
+    chunks = [unpack_chunk(pack_memory(m, "int8"), m.length, m.offset, "", {}) for m in memories]
+    wants = [padded(pack_memory(m, "int8"), m) for m in memories]
+    assert all(callable(compose._LAYOUTS[id(c)][(model.dtype, model.device)].keys) for c in chunks)
+    first = place(chunks[0], 9, model.shifter, model.dtype, model.device)
+    kept = [k.clone() for k in first.keys]
+    for chunk, want in zip(chunks[1:], wants[1:]):
+        assert_same_placed(model, chunk, want)
+    assert all(same_bits(a, b) for a, b in zip(first.keys, kept))
+    errors = []
+
+    def place_often(chunk: MemoryChunk, want: MemoryChunk) -> None:
+        try:
+            for _ in range(10):
+                assert_same_placed(model, chunk, want)
+        except AssertionError as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=place_often, args=pair) for pair in zip(chunks, wants)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
