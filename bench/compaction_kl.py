@@ -10,6 +10,8 @@ its standard error over questions.
 
 * One passage (default): the reference is the passage's full K/V; the variants are int8 compact memories at 1/5 of
   the bytes whose refit takes other arguments (:data:`VARIANTS`), or selection alone.
+* ``--distractors N --join``: one long passage, the question's own and N others joined, variants as above (and the
+  thread CPU seconds of each one's selection and refit).
 * ``--distractors N``: the question's passage among N others (as ``sac-rag eval --distractors``); the reference is the
   raw text (the passages joined), the variants the full K/V and the default compact memories composed each with its
   own context header or with one (``shared_header``, :data:`COMPOSED`); the greedy answers' F1 is printed too.
@@ -32,6 +34,7 @@ import functools
 import json
 import math
 import statistics
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -57,7 +60,13 @@ MOON = "Who were the first humans to land on the Moon?"
 KEEP = 0.2
 
 #: variant name -> keyword arguments of :func:`sac_rag.compaction.refit.refit` (``None``: selection alone)
-VARIANTS: dict[str, dict | None] = {"default": {}, "nnls100": {"iterations": 100}, "select": None}
+VARIANTS: dict[str, dict | None] = {
+    "default": {},
+    "nnls100": {"iterations": 100},
+    "queries1536": {"max_queries": 1536},
+    "queries1536_nnls100": {"max_queries": 1536, "iterations": 100},
+    "select": None,
+}
 #: composed variants: (memory kind, shared header)
 COMPOSED = {
     "full_kv": ("full_kv", False),
@@ -151,16 +160,23 @@ def kl(reference: torch.Tensor, other: torch.Tensor) -> float:
     return float((reference.exp() * (reference - other)).sum(-1).mean())
 
 
-def measure(reader: Reader, example: QAExample, variants: list[str], tokens: int) -> dict:
-    """One passage: KL of each compact variant from the full K/V, on the full K/V's greedy answer."""
+def measure(reader: Reader, example: QAExample, variants: list[str], tokens: int, join: bool = False) -> dict:
+    """One passage: KL of each compact variant from the full K/V, on the full K/V's greedy answer, and the thread
+    CPU seconds each variant's selection and refit took. ``join``: the passage is the question's passages (its own
+    and its distractors) joined into one."""
     model = reader.model
-    analysis = model.compactor().analyse(context_ids(model.tokenizer, example.context, model.config))
-    full = [model.encode_full_kv([example.context])[0]]
+    context = PASSAGE_SEPARATOR.join(example.prompt_passages) if join else example.context
+    ids = context_ids(model.tokenizer, context, model.config)
+    analysis = model.compactor().analyse(ids)
+    full = [model.encode_full_kv([context])[0]]
     answer = reader.answer(example.question, full, tokens)
     reference = reader.log_probs(example.question, full, answer)
-    record = {"qid": example.qid, "dataset": example.dataset, "answer_tokens": len(answer), "kl": {}}
+    record = {"qid": example.qid, "dataset": example.dataset, "answer_tokens": len(answer), "tokens": len(ids)}
+    record.update(kl={}, seconds={})
     for name in variants:
+        start = time.thread_time()
         memory = variant_memory(model, analysis, name)
+        record["seconds"][name] = time.thread_time() - start
         record["kl"][name] = kl(reference, reader.log_probs(example.question, [memory], answer))
     return record
 
@@ -257,6 +273,11 @@ def summary(records: list[dict], variants: list[str]) -> str:
         dl, sel = paired([(log(r["kl"][base]), log(r["kl"][name])) for r in records])
         mean = statistics.mean(r["kl"][name] for r in records)
         lines.append(f"{name:>20}: KL {mean:.5f}  dKL {d:+.5f} ± {se:.5f}  dlogKL {dl:+.3f} ± {sel:.3f}")
+    timed = [r for r in records if "seconds" in r]
+    if timed:
+        tokens = statistics.mean(r["tokens"] for r in timed)
+        seconds = "  ".join(f"{v} {statistics.mean(r['seconds'][v] for r in timed):.2f}" for v in variants)
+        lines.append(f"selection + refit, thread CPU s per passage ({tokens:.0f} tokens on average): {seconds}")
     if "f1" in records[0]:
         for name in ["raw", *variants]:
             f1 = [100 * r["f1"][name] for r in records]
@@ -269,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--questions", type=int, default=40)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--distractors", type=int, default=0, help="compare compositions over gold + N passages instead")
+    p.add_argument("--join", action="store_true", help="with --distractors: one passage of them all, variants compared")
     p.add_argument("--answer-tokens", type=int, default=24)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--moon", action="store_true", help="also print the Moon question's margin per variant")
@@ -278,7 +300,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     model = SACModel.default()
     reader = Reader(model)
-    variants = list(COMPOSED) if args.distractors else args.variants
+    composed = bool(args.distractors) and not args.join
+    variants = list(COMPOSED) if composed else args.variants
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     records = [r for r in done(out) if all(v in r["kl"] for v in variants)]
@@ -286,10 +309,10 @@ def main(argv: list[str] | None = None) -> None:
     for example in selection_split(args.questions, args.distractors):
         if example.qid in seen:
             continue
-        if args.distractors:
+        if composed:
             record = measure_composed(reader, example, args.answer_tokens)
         else:
-            record = measure(reader, example, variants, args.answer_tokens)
+            record = measure(reader, example, variants, args.answer_tokens, join=args.join)
         with out.open("a") as f:
             f.write(json.dumps(record) + "\n")
         records.append(record)
@@ -298,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     if records:
         print(summary(records, variants))
     if args.moon:
-        for name, value in moon_margins(reader, variants, bool(args.distractors)).items():
+        for name, value in moon_margins(reader, variants, composed).items():
             print(f"moon margin {name:>20}: {value:+.3f}")
     if args.demo:
         demo_answers(reader)

@@ -64,6 +64,7 @@ def refit(
     full_mask: torch.Tensor | None = None,
     ridge: float = RIDGE,
     iterations: int = NNLS_ITERATIONS,
+    max_queries: int | None = None,
 ) -> Refit:
     """Fit the bias and values of ``kept_keys`` so the block answers ``queries`` like ``keys``/``values``.
 
@@ -73,10 +74,13 @@ def refit(
         kept_keys, kept_values: ``[B, n, d]`` the compact block's keys and initial values.
         mask: ``[B, n]`` bool, which kept entries are real (ragged heads are padded).
         full_mask: ``[B, T]`` bool, which full entries belong to the block (default: all).
+        max_queries: at most this many reference queries, evenly spaced among them (default: all).
     Scores and exponentials are computed in float32 (shifted by each query's largest score), the Gram
     matrices and solves in float64, where they are badly conditioned.
     """
     dtype = torch.float64
+    if max_queries is not None and queries.shape[1] > max_queries:
+        queries = queries[:, torch.linspace(0, queries.shape[1] - 1, max_queries).round().long()]
     q, k, v = queries.float(), keys.float(), values.float()
     kk, kv = kept_keys.float(), kept_values.to(dtype)
     inv = 1.0 / math.sqrt(q.shape[-1])

@@ -74,6 +74,19 @@ def test_the_refit_lowers_the_attention_error_of_a_selection_on_held_out_queries
     assert (refitted_mass - target_mass).abs().mean() < 0.6 * (selected_mass - target_mass).abs().mean()
 
 
+def test_the_refit_can_fit_to_evenly_spaced_reference_queries():
+    gen = torch.Generator().manual_seed(1)
+    keys, values, queries = (torch.randn(2, n, 8, generator=gen) for n in (30, 30, 91))
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    kept = (keys[:, :10], values[:, :10])
+    every = refit(queries, keys, values, *kept, mask)
+    assert torch.equal(refit(queries, keys, values, *kept, mask, max_queries=91).values, every.values)
+    fewer = refit(queries, keys, values, *kept, mask, max_queries=31)  # queries 0, 3, ..., 90
+    spaced = refit(queries[:, ::3].contiguous(), keys, values, *kept, mask)
+    assert torch.equal(fewer.bias, spaced.bias) and torch.equal(fewer.values, spaced.values)
+    assert not torch.allclose(fewer.values, every.values)
+
+
 def test_selection_keeps_the_budget_over_all_heads_and_bos_everywhere():
     scores = torch.rand(3, 2, 50)
     kept = select_entries(scores, 40)
