@@ -14,7 +14,8 @@ its standard error over questions.
   thread CPU seconds of each one's selection and refit).
 * ``--distractors N``: the question's passage among N others (as ``sac-rag eval --distractors``); the reference is the
   raw text (the passages joined), the variants the full K/V and the default compact memories composed each with its
-  own context header or with one (``shared_header``, :data:`COMPOSED`); the greedy answers' F1 is printed too.
+  own context header, with one (``shared_header``) or with each header's weight divided among them
+  (:data:`COMPOSED`, ``--compositions``); the greedy answers' F1 is printed too.
 
 ``--moon`` also prints the demo's Moon question's first-token margin of "Arm" over "John" per variant (a near-tie for
 this decoder: its full K/V gives +0.13); ``--demo`` the demo's six questions answered from the raw text and from each
@@ -67,13 +68,39 @@ VARIANTS: dict[str, dict | None] = {
     "queries1536_nnls100": {"max_queries": 1536, "iterations": 100},
     "select": None,
 }
-#: composed variants: (memory kind, shared header)
+#: composed variants: (memory kind, header): "each" (every memory its own), "shared" (one: ``shared_header``) or
+#: "mass" (every memory its own, its header entries' attention mass divided by the number of memories, so that the
+#: headers together weigh about what the raw text's one does: :func:`header_mass`)
 COMPOSED = {
-    "full_kv": ("full_kv", False),
-    "full_kv_shared_header": ("full_kv", True),
-    "compact": ("compact", False),
-    "compact_shared_header": ("compact", True),
+    "full_kv": ("full_kv", "each"),
+    "full_kv_shared_header": ("full_kv", "shared"),
+    "full_kv_header_mass": ("full_kv", "mass"),
+    "compact": ("compact", "each"),
+    "compact_shared_header": ("compact", "shared"),
+    "compact_header_mass": ("compact", "mass"),
 }
+
+
+def header_mass(memories: list[MemoryChunk]) -> list[MemoryChunk]:
+    """The memories with ``-log k`` (k memories) added to the logit bias of their context header's entries (a memory
+    without a bias gets one: zero elsewhere)."""
+    step = -math.log(len(memories))
+    out = []
+    for m in memories:
+        layers, heads, n, _ = m.shape
+        positions = m.positions.expand(layers, heads, n) if m.positions.ndim == 1 else m.positions
+        bias = torch.zeros(layers, heads, n) if m.bias is None else m.bias
+        bias = bias + step * ((positions >= 0) & (positions < m.meta.get(HEADER, 0)))
+        out.append(MemoryChunk(m.keys, m.values, positions.clone(), m.length, m.offset, m.fingerprint, m.meta, bias))
+    return out
+
+
+def composition(reader: Reader, name: str, passages) -> tuple[list[MemoryChunk], bool]:
+    """The memories of ``passages`` as composition ``name`` of :data:`COMPOSED` has them, and its shared-header
+    switch."""
+    kind, header = COMPOSED[name]
+    memories = [reader.memory(kind, p) for p in passages]
+    return (header_mass(memories) if header == "mass" else memories), header == "shared"
 
 
 def selection_split(n: int, distractors: int = 0) -> list[QAExample]:
@@ -181,7 +208,7 @@ def measure(reader: Reader, example: QAExample, variants: list[str], tokens: int
     return record
 
 
-def measure_composed(reader: Reader, example: QAExample, tokens: int) -> dict:
+def measure_composed(reader: Reader, example: QAExample, tokens: int, names: list[str]) -> dict:
     """Several passages: KL from the raw text (on its greedy answer) and F1 of each composition of memories."""
     passages = example.prompt_passages
     tokenizer = reader.model.tokenizer
@@ -193,8 +220,8 @@ def measure_composed(reader: Reader, example: QAExample, tokens: int) -> dict:
 
     record = {"qid": example.qid, "dataset": example.dataset, "kl": {}, "f1": {}}
     record["f1"]["raw"] = squad_f1(text(answer), example.answers)
-    for name, (kind, shared) in COMPOSED.items():
-        memories = [reader.memory(kind, p) for p in passages]
+    for name in names:
+        memories, shared = composition(reader, name, passages)
         record["kl"][name] = kl(reference, reader.log_probs(example.question, memories, answer, shared=shared))
         ids = reader.answer(example.question, memories, tokens, shared=shared)
         record["f1"][name] = squad_f1(text(ids), example.answers)
@@ -223,8 +250,9 @@ def demo_answers(reader: Reader, tokens: int = 32) -> None:
         print(f"Q: {question}")
         ids = reader.answer(question, None, tokens, tuple(passages))
         print(f"  {'raw':>22}: {tokenizer.decode(ids, skip_special_tokens=True).strip()!r}")
-        for name, (kind, shared) in COMPOSED.items():
-            ids = reader.answer(question, [reader.memory(kind, p) for p in passages], tokens, shared=shared)
+        for name in COMPOSED:
+            memories, shared = composition(reader, name, passages)
+            ids = reader.answer(question, memories, tokens, shared=shared)
             print(f"  {name:>22}: {tokenizer.decode(ids, skip_special_tokens=True).strip()!r}")
 
 
@@ -240,8 +268,8 @@ def moon_margins(reader: Reader, variants: list[str], composed: bool) -> dict[st
 
     out = {"raw": margin(None)}
     if composed:
-        for name, (kind, shared) in COMPOSED.items():
-            out[name] = margin([reader.memory(kind, p) for p in passages], shared)
+        for name in variants:
+            out[name] = margin(*composition(reader, name, passages))
         return out
     analyses = [model.compactor().analyse(context_ids(model.tokenizer, p, model.config)) for p in passages]
     out["full_kv"] = margin(model.encode_full_kv(passages))
@@ -290,6 +318,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--questions", type=int, default=40)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     p.add_argument("--distractors", type=int, default=0, help="compare compositions over gold + N passages instead")
+    p.add_argument("--compositions", nargs="+", choices=list(COMPOSED), help="with --distractors (default: all)")
     p.add_argument("--join", action="store_true", help="with --distractors: one passage of them all, variants compared")
     p.add_argument("--answer-tokens", type=int, default=24)
     p.add_argument("--threads", type=int, default=1)
@@ -301,7 +330,7 @@ def main(argv: list[str] | None = None) -> None:
     model = SACModel.default()
     reader = Reader(model)
     composed = bool(args.distractors) and not args.join
-    variants = list(COMPOSED) if composed else args.variants
+    variants = (args.compositions or list(COMPOSED)) if composed else args.variants
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     records = [r for r in done(out) if all(v in r["kl"] for v in variants)]
@@ -310,7 +339,7 @@ def main(argv: list[str] | None = None) -> None:
         if example.qid in seen:
             continue
         if composed:
-            record = measure_composed(reader, example, args.answer_tokens)
+            record = measure_composed(reader, example, args.answer_tokens, variants)
         else:
             record = measure(reader, example, variants, args.answer_tokens, join=args.join)
         with out.open("a") as f:
