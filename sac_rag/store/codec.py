@@ -194,7 +194,10 @@ def unpack_chunk(
         k, v, k_scale, v_scale = (tensors.get(n) for n in ("k", "v", "ks", "vs"))
         dtype = k.dtype if k_scale is None else torch.float32
         # int8 keys are decoded and rotated only when placed (never held as float); the rest gathered now
-        keys = _key_maker(k, k_scale, counts, kept) if k_scale is not None else _decoded(k, None, counts)[kept]
+        if k_scale is not None:
+            keys = _key_maker(k, k_scale, counts, kept)
+        else:
+            keys = _decoded(k, None, counts).index_select(0, kept)
         laid = [keys, _decoded(v, v_scale, counts).index_select(0, kept)]
         bias = torch.cat([bias, torch.full((1,), -math.inf)])
 
