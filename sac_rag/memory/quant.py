@@ -36,15 +36,24 @@ def quantize_int8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def dequantize_int8(
-    q: torch.Tensor, scale: torch.Tensor, out: torch.Tensor | None = None, work: torch.Tensor | None = None
+    q: torch.Tensor,
+    scale: torch.Tensor,
+    out: torch.Tensor | None = None,
+    work: torch.Tensor | None = None,
+    rotation: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``q`` scaled back and rotated back (float32), written into ``out`` when given. ``scale`` broadcasts over
     ``q``: one per head (``[..., 1]``, rotated) or, in the earlier per-channel format, one per channel. ``work``: a
-    float32 tensor shaped as ``q`` for the scaled values (else a new one)."""
+    float32 tensor shaped as ``q`` for the scaled values (else a new one). ``rotation``: the ``[d, d]`` matrix the
+    scaled rows are multiplied by instead of :func:`hadamard` (rotated format only): the Hadamard followed by another
+    linear map of the rows, e.g. a RoPE shift (``shifter.shift(hadamard(d), delta)``), applied in the same product."""
     x = q.float() if work is None else work.copy_(q)  # int8 * float32 in one op would be several times slower
     x.mul_(scale.float())
     if scale.shape[-1] == 1:  # rotated, one scale per head; else the earlier per-channel format
-        return torch.matmul(x, hadamard(q.shape[-1]).to(q.device), out=out)
+        rotation = hadamard(q.shape[-1]).to(q.device) if rotation is None else rotation
+        return torch.matmul(x, rotation, out=out)
+    if rotation is not None:
+        raise ValueError("the per-channel int8 format is not rotated: it takes no rotation")
     return x if out is None else out.copy_(x)
 
 

@@ -30,7 +30,7 @@ import torch
 from sac_rag.memory.chunk import DeferredChunk, MemoryChunk
 from sac_rag.memory.compose import KeyMaker, attach_layout, layout_rows
 from sac_rag.memory.geometry import BIAS_DTYPE
-from sac_rag.memory.quant import dequantize_int8, quantize_int8
+from sac_rag.memory.quant import dequantize_int8, hadamard, quantize_int8
 from sac_rag.memory.rope import RotaryShifter
 from sac_rag.memory.scratch import scratch
 
@@ -131,37 +131,44 @@ def _counts(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
     return counts
 
 
-def _decode_entries(q: torch.Tensor, scale: torch.Tensor | None, counts: torch.Tensor, out: torch.Tensor) -> None:
+def _decode_entries(
+    q: torch.Tensor, scale: torch.Tensor | None, counts: torch.Tensor, out: torch.Tensor, rotation=None
+) -> None:
     """Stored entries ``q [entries, head_dim]`` decoded into ``out`` as :func:`decode_kv` decodes them padded (int8:
-    each entry scaled by its head's scale, then rotated back), without the padding."""
+    each entry scaled by its head's scale, then rotated back; by ``rotation`` instead of the Hadamard when given, see
+    :func:`~sac_rag.memory.quant.dequantize_int8`), without the padding."""
     if scale is None:
         out.copy_(q)
         return
     per_head = scale.float().reshape(counts.numel(), -1)  # float before it is repeated per entry
     per_entry = per_head.repeat_interleave(counts.view(-1), dim=0, output_size=q.shape[0])
-    dequantize_int8(q, per_entry, out=out, work=scratch("codec.scaled", tuple(q.shape), torch.float32))
+    work = scratch("codec.scaled", tuple(q.shape), torch.float32)
+    dequantize_int8(q, per_entry, out=out, work=work, rotation=rotation)
 
 
-def _decoded(q: torch.Tensor, scale: torch.Tensor | None, counts: torch.Tensor) -> torch.Tensor:
+def _decoded(
+    q: torch.Tensor, scale: torch.Tensor | None, counts: torch.Tensor, rotation: torch.Tensor | None = None
+) -> torch.Tensor:
     """Stored entries ``q [entries, head_dim]`` decoded (:func:`_decode_entries`), then a zero row (what padding
     gathers): a view of this thread's scratch, valid until the next call (gather out of it)."""
     dtype = q.dtype if scale is None else torch.float32
     decoded = scratch("codec.decoded", (q.shape[0] + 1, q.shape[1]), dtype)
-    _decode_entries(q, scale, counts, decoded[:-1])
+    _decode_entries(q, scale, counts, decoded[:-1], rotation)
     decoded[-1].zero_()
     return decoded
 
 
 def _key_maker(q: torch.Tensor, scale: torch.Tensor, counts: torch.Tensor, kept: torch.Tensor) -> KeyMaker:
     """What makes a chunk's int8 keys, rotated, in its layout (``kept``: the rows of :func:`_decoded` it gathers):
-    decoded and rotated entry by entry in scratch, then gathered, so that a read never holds them as float and a
-    placing writes only the keys it places. The same keys, bit for bit, as rotating the gathered layout (each row
-    is rotated alike; padding gathers the rotated zero row, as it gathered the zero row)."""
+    decoded entry by entry in scratch, then gathered, so that a read never holds them as float and a placing writes
+    only the keys it places. The inverse Hadamard and the RoPE shift are one ``[d, d]`` product (both are linear in
+    a row: ``shift(x @ H) = x @ shift(H)``), so the keys equal rotating the decoded ones up to float rounding (about
+    1e-6 of their size), not bit for bit; at ``delta`` 0 they are the decoded keys exactly. Padding gathers the zero
+    row."""
 
     def make(shifter: RotaryShifter, delta: int) -> torch.Tensor:
-        decoded = _decoded(q, scale, counts)
-        rotated = shifter.shift_fused(decoded, delta, out=scratch("codec.rotated", tuple(decoded.shape), torch.float32))
-        return rotated.index_select(0, kept)
+        rotation = shifter.shift(hadamard(q.shape[1]), delta)
+        return _decoded(q, scale, counts, rotation).index_select(0, kept)
 
     return make
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from sac_rag.memory.quant import dequantize_int8, hadamard, quantize_int8
+from sac_rag.memory.rope import RotaryShifter
 from sac_rag.store.codec import decode_kv, encode_kv
 
 
@@ -47,3 +48,16 @@ def test_earlier_per_channel_format_still_decodes():
     scale = (x.abs().amax(dim=2, keepdim=True) / 127).to(torch.float16)  # as the first release wrote them
     q = torch.round(x / scale.float()).clamp(-127, 127).to(torch.int8)
     torch.testing.assert_close(dequantize_int8(q, scale), x, atol=0.01 * x.abs().max().item(), rtol=0)
+
+
+def test_a_rotation_after_the_hadamard_is_one_product():
+    """Decoding with ``rotation = shift(H)`` gives the decoded keys shifted: RoPE and the Hadamard are both linear."""
+    shifter = RotaryShifter(1.0 / 10000 ** (torch.arange(0, 16, 2).double() / 16))
+    x = torch.randn(2, 3, 7, 16) * 4
+    q, scale = quantize_int8(x)
+    rotation = shifter.shift(hadamard(16), 41)
+    want = shifter.shift(dequantize_int8(q, scale), 41)
+    torch.testing.assert_close(dequantize_int8(q, scale, rotation=rotation), want, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(want, dequantize_int8(q, scale), atol=1e-3)  # the shift moved them
+    with pytest.raises(ValueError, match="per-channel"):
+        dequantize_int8(q, torch.ones(2, 3, 1, 16), rotation=rotation)
