@@ -9,7 +9,8 @@ the mean KL change and the mean log of the KL ratio (robust to the few questions
 its standard error over questions.
 
 * One passage (default): the reference is the passage's full K/V; the variants are int8 compact memories at 1/5 of
-  the bytes whose refit takes other arguments (:data:`VARIANTS`), or selection alone.
+  the bytes whose refit takes other arguments (:data:`VARIANTS`), selection alone, or entries chosen within each head
+  by OMP at the default's per-head counts (:data:`OMP_VARIANTS`).
 * ``--distractors N --join``: one long passage, the question's own and N others joined, variants as above (and the
   thread CPU seconds of each one's selection and refit).
 * ``--distractors N``: the question's passage among N others (as ``sac-rag eval --distractors``); the reference is the
@@ -43,8 +44,9 @@ from pathlib import Path
 import torch
 
 from sac_rag.compaction import compactor as compactor_module
-from sac_rag.compaction.compactor import compact_analysis
+from sac_rag.compaction.compactor import compact_analysis, compact_entries
 from sac_rag.compaction.refit import refit
+from sac_rag.compaction.select import entry_budget, omp_select_entries, select_entries
 from sac_rag.eval.answer import answer_text, stop_ids
 from sac_rag.eval.distractors import with_distractors
 from sac_rag.eval.methods import PASSAGE_SEPARATOR
@@ -67,6 +69,12 @@ VARIANTS: dict[str, dict | None] = {
     "queries1536": {"max_queries": 1536},
     "queries1536_nnls100": {"max_queries": 1536, "iterations": 100},
     "select": None,
+}
+#: variant name -> keyword arguments of :func:`sac_rag.compaction.select.omp_select`: entries chosen within each head
+#: by OMP on the mass-matching objective (each head keeps the default's count, BOS included), then the default refit
+OMP_VARIANTS: dict[str, dict] = {
+    "omp": {"normalise": True},  # rows scaled by their full mass, as the refit's NNLS scales them
+    "omp_raw": {"normalise": False},  # the authors' rows: exp(s - rowmax), target the row's mass
 }
 #: composed variants: (memory kind, header): "each" (every memory its own), "shared" (one: ``shared_header``) or
 #: "mass" (every memory its own, its header entries' attention mass divided by the number of memories, so that the
@@ -118,8 +126,12 @@ def selection_split(n: int, distractors: int = 0) -> list[QAExample]:
 
 
 def variant_memory(model: SACModel, analysis, variant: str) -> MemoryChunk:
-    """The passage's int8 compact memory at :data:`KEEP`, its refit given the variant's arguments, marked with its
-    context header as ``compress`` marks it."""
+    """The passage's int8 compact memory at :data:`KEEP`, its refit given the variant's arguments (or its entries
+    chosen by OMP: :func:`omp_memory`), marked with its context header as ``compress`` marks it."""
+    if variant in OMP_VARIANTS:
+        memory = omp_memory(analysis, **OMP_VARIANTS[variant])
+        memory.meta[HEADER] = header_length(model.tokenizer, model.config)
+        return memory
     kwargs = VARIANTS[variant]
     if kwargs is None:
         memory = compact_analysis(analysis, KEEP, refit_values=False, dtype=torch.int8)
@@ -131,6 +143,18 @@ def variant_memory(model: SACModel, analysis, variant: str) -> MemoryChunk:
         finally:
             compactor_module.refit = original
     memory.meta[HEADER] = header_length(model.tokenizer, model.config)
+    return memory
+
+
+def omp_memory(analysis, *, normalise: bool) -> MemoryChunk:
+    """The int8 compact memory at :data:`KEEP` whose heads keep the default's entry counts (one global threshold over
+    the scores), the entries chosen within each head by OMP (:func:`omp_select_entries`), refitted as the default."""
+    layers, heads, length, dim = analysis.keys.shape
+    budget = entry_budget((layers, heads, dim), length, KEEP, torch.int8)
+    counts = select_entries(analysis.scores, budget).sum(-1)
+    kept = omp_select_entries(analysis.queries, analysis.keys, counts, normalise=normalise)
+    memory = compact_entries(analysis, kept, dtype=torch.int8)
+    memory.meta["keep"] = KEEP
     return memory
 
 
@@ -316,7 +340,7 @@ def summary(records: list[dict], variants: list[str]) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--questions", type=int, default=40)
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=[*VARIANTS, *OMP_VARIANTS])
     p.add_argument("--distractors", type=int, default=0, help="compare compositions over gold + N passages instead")
     p.add_argument("--compositions", nargs="+", choices=list(COMPOSED), help="with --distractors (default: all)")
     p.add_argument("--join", action="store_true", help="with --distractors: one passage of them all, variants compared")

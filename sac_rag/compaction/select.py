@@ -7,6 +7,8 @@ entry (BOS, the decoder's attention sink) is kept in every head.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from sac_rag.memory.geometry import entry_nbytes, full_kv_nbytes
@@ -59,3 +61,90 @@ def gather_kept(kept: torch.Tensor, *tensors: torch.Tensor) -> tuple[torch.Tenso
         g = torch.gather(t, 2, idx)
         out.append(g * mask.view(*mask.shape, *([1] * len(extra))).to(g.dtype))
     return mask, index, out
+
+
+def omp_select(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    counts: torch.Tensor,
+    *,
+    normalise: bool = True,
+    first: bool = True,
+) -> torch.Tensor:
+    """``[B, T]`` bool: ``counts[b]`` entries of each head chosen by Orthogonal Matching Pursuit on the mass-matching
+    objective of the refit (the attention-matching authors' selection, arXiv 2602.16284), not by score.
+
+    Per head, ``A = exp(q.K^T / sqrt d - rowmax)`` over the reference ``queries [B, M, d]`` and the full ``keys
+    [B, T, d]``; the target is each row's mass ``A.sum(1)``, or, with ``normalise`` (as the refit's NNLS scales rows),
+    each row divided by its mass so every target is 1. Greedy: the entry whose column correlates most with the
+    residual ``target - A[:, S] w`` joins ``S``, then ``w`` = least squares of ``A[:, S] w ~= target`` clamped to
+    ``>= 1e-12``; until the head holds its count. ``first``: entry 0 (BOS) is in ``S`` from the start.
+
+    Batched over heads (a head stops picking at its count); the solves use the Gram matrix ``A^T A`` in float64.
+    Not the default selection (:func:`select_entries`): measured in ``bench/compaction_kl.py`` (docs/compaction.md).
+    """
+    gram, rhs = _mass_system(queries, keys, normalise)
+    return _omp(gram, rhs, counts, first)
+
+
+def omp_select_entries(
+    queries: torch.Tensor, keys: torch.Tensor, counts: torch.Tensor, *, normalise: bool = True
+) -> torch.Tensor:
+    """``[layers, kv_heads, T]`` bool: :func:`omp_select` for every (layer, kv head) of ``queries [layers, kv_heads,
+    M, d]`` and ``keys [layers, kv_heads, T, d]`` at ``counts [layers, kv_heads]`` (e.g.
+    ``select_entries(...).sum(-1)``, so each head keeps as many entries as the global threshold gives it), BOS kept;
+    the least-squares systems are built one layer at a time, the greedy runs over all heads at once."""
+    systems = [_mass_system(q, k, normalise) for q, k in zip(queries, keys)]
+    gram, rhs = (torch.cat(parts) for parts in zip(*systems))
+    return _omp(gram, rhs, counts.flatten(), True).view(keys.shape[:3])
+
+
+def _mass_system(queries: torch.Tensor, keys: torch.Tensor, normalise: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The normal equations ``A^T A [B, T, T]`` and ``A^T target [B, T]`` (float64) of :func:`omp_select`."""
+    s = torch.einsum("bmd,btd->bmt", queries.float(), keys.float()) / math.sqrt(queries.shape[-1])
+    a = torch.exp(s - s.amax(-1, keepdim=True)).to(torch.float64)  # [B, M, T]
+    if normalise:
+        a = a / a.sum(-1, keepdim=True)
+    target = a.sum(-1, keepdim=True)  # [B, M, 1]
+    return torch.bmm(a.transpose(1, 2), a), torch.bmm(a.transpose(1, 2), target)[..., 0]
+
+
+def _omp(gram: torch.Tensor, rhs: torch.Tensor, counts: torch.Tensor, first: bool) -> torch.Tensor:
+    """The greedy of :func:`omp_select` from its normal equations; the chosen columns of ``gram`` are gathered as they
+    are picked, so each step touches ``[heads, T, step]`` of it."""
+    batch, length = rhs.shape
+    counts = counts.clamp(1, length).to(torch.long)
+    width = int(counts.max())
+    chosen = torch.zeros(batch, length, dtype=torch.bool)
+    order = torch.zeros(batch, width, dtype=torch.long)  # entries in the order they were chosen
+    columns = torch.zeros(batch, length, width, dtype=gram.dtype)  # gram[:, :, order]
+    weights = torch.zeros(batch, width, dtype=gram.dtype)
+    rows = torch.arange(batch)
+    for step in range(width):
+        active = rows[counts > step]
+        if step == 0 and first:
+            pick = torch.zeros(len(active), dtype=torch.long)
+        else:
+            corr = rhs[active] - torch.bmm(columns[active, :, :step], weights[active, :step, None])[..., 0]
+            pick = corr.masked_fill(chosen[active], -math.inf).argmax(-1)
+        order[active, step] = pick
+        chosen[active, pick] = True
+        columns[active, :, step] = gram[active, :, pick]
+        sel = order[active, : step + 1]
+        g_sel = torch.gather(columns[active, :, : step + 1], 1, sel[..., None].expand(-1, -1, step + 1))  # [b, k, k]
+        r_sel = torch.gather(rhs[active], 1, sel)[..., None]
+        weights[active, : step + 1] = _solve_normal(g_sel, r_sel).clamp_min(1e-12)
+    return chosen
+
+
+def _solve_normal(gram: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """Least squares from its normal equations ``gram w = rhs`` (``[b, k, k]``, ``[b, k, 1]``): Cholesky with a
+    relative jitter of 1e-12, the SVD-based solver for the heads whose Gram is too badly conditioned for it."""
+    jitter = 1e-12 * torch.diagonal(gram, dim1=-2, dim2=-1).mean(-1)[:, None, None]
+    eye = torch.eye(gram.shape[-1], dtype=gram.dtype)
+    factor, info = torch.linalg.cholesky_ex(gram + jitter * eye)
+    w = torch.cholesky_solve(rhs, factor)
+    bad = (info != 0) | ~torch.isfinite(w).all(-1).all(-1)
+    if bool(bad.any()):
+        w[bad] = torch.linalg.lstsq(gram[bad], rhs[bad], driver="gelsd").solution
+    return w[..., 0]
