@@ -164,13 +164,18 @@ def _key_maker(q: torch.Tensor, scale: torch.Tensor, counts: torch.Tensor, kept:
     only the keys it places. The inverse Hadamard and the RoPE shift are one ``[d, d]`` product (both are linear in
     a row: ``shift(x @ H) = x @ shift(H)``), so the keys equal rotating the decoded ones up to float rounding (about
     1e-6 of their size), not bit for bit; at ``delta`` 0 they are the decoded keys exactly. Padding gathers the zero
-    row."""
+    row. Keys of the earlier per-channel format (not Hadamard-rotated) are decoded, then shifted."""
 
     def make(shifter: RotaryShifter, delta: int) -> torch.Tensor:
         rotation = shifter.shift(hadamard(q.shape[1]), delta)
         return _decoded(q, scale, counts, rotation).index_select(0, kept)
 
-    return make
+    def make_per_channel(shifter: RotaryShifter, delta: int) -> torch.Tensor:  # the first release's unrotated format
+        decoded = _decoded(q, scale, counts)
+        rotated = shifter.shift_fused(decoded, delta, out=scratch("codec.rotated", tuple(decoded.shape), torch.float32))
+        return rotated.index_select(0, kept)
+
+    return make if scale.shape[-1] == 1 else make_per_channel
 
 
 def unpack_chunk(

@@ -144,8 +144,9 @@ def test_the_earlier_per_channel_int8_format_reads_the_same(model, memories):
         scales = [(h.abs().amax(0, keepdim=True) / 127).clamp_min(1e-8).to(torch.float16) for h in heads]
         tensors[name] = torch.cat([torch.round(h / s.float()).to(torch.int8) for h, s in zip(heads, scales)])
         tensors[f"{name}s"] = torch.stack(scales).reshape(*tensors["cnt"].shape, 1, -1)
-    chunk = unpack_chunk(tensors, memory.length, memory.offset, "", {})
     want = padded(tensors, memory)
+    assert_same_placed(model, unpack_chunk(tensors, memory.length, memory.offset, "", {}), want)  # from its layout
+    chunk = unpack_chunk(tensors, memory.length, memory.offset, "", {})
     assert_same_chunk(chunk, want)
     assert_same_placed(model, chunk, want)
 
