@@ -71,8 +71,8 @@ def omp_select(
     normalise: bool = True,
     first: bool = True,
 ) -> torch.Tensor:
-    """``[B, T]`` bool: ``counts[b]`` entries of each head chosen by Orthogonal Matching Pursuit on the mass-matching
-    objective of the refit (the attention-matching authors' selection, arXiv 2602.16284), not by score.
+    """``[B, T]`` bool: ``counts[b]`` entries (at least one) of each head chosen by Orthogonal Matching Pursuit on the
+    mass-matching objective of the refit (the attention-matching authors' selection, arXiv 2602.16284), not by score.
 
     Per head, ``A = exp(q.K^T / sqrt d - rowmax)`` over the reference ``queries [B, M, d]`` and the full ``keys
     [B, T, d]``; the target is each row's mass ``A.sum(1)``, or, with ``normalise`` (as the refit's NNLS scales rows),
@@ -113,17 +113,18 @@ def _omp(gram: torch.Tensor, rhs: torch.Tensor, counts: torch.Tensor, first: boo
     """The greedy of :func:`omp_select` from its normal equations; the chosen columns of ``gram`` are gathered as they
     are picked, so each step touches ``[heads, T, step]`` of it."""
     batch, length = rhs.shape
-    counts = counts.clamp(1, length).to(torch.long)
+    device = gram.device
+    counts = counts.to(device).clamp(1, length).to(torch.long)
     width = int(counts.max())
-    chosen = torch.zeros(batch, length, dtype=torch.bool)
-    order = torch.zeros(batch, width, dtype=torch.long)  # entries in the order they were chosen
-    columns = torch.zeros(batch, length, width, dtype=gram.dtype)  # gram[:, :, order]
-    weights = torch.zeros(batch, width, dtype=gram.dtype)
-    rows = torch.arange(batch)
+    chosen = torch.zeros(batch, length, dtype=torch.bool, device=device)
+    order = torch.zeros(batch, width, dtype=torch.long, device=device)  # entries in the order they were chosen
+    columns = torch.zeros(batch, length, width, dtype=gram.dtype, device=device)  # gram[:, :, order]
+    weights = torch.zeros(batch, width, dtype=gram.dtype, device=device)
+    rows = torch.arange(batch, device=device)
     for step in range(width):
         active = rows[counts > step]
         if step == 0 and first:
-            pick = torch.zeros(len(active), dtype=torch.long)
+            pick = torch.zeros(len(active), dtype=torch.long, device=device)
         else:
             corr = rhs[active] - torch.bmm(columns[active, :, :step], weights[active, :step, None])[..., 0]
             pick = corr.masked_fill(chosen[active], -math.inf).argmax(-1)
@@ -141,7 +142,7 @@ def _solve_normal(gram: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
     """Least squares from its normal equations ``gram w = rhs`` (``[b, k, k]``, ``[b, k, 1]``): Cholesky with a
     relative jitter of 1e-12, the SVD-based solver for the heads whose Gram is too badly conditioned for it."""
     jitter = 1e-12 * torch.diagonal(gram, dim1=-2, dim2=-1).mean(-1)[:, None, None]
-    eye = torch.eye(gram.shape[-1], dtype=gram.dtype)
+    eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
     factor, info = torch.linalg.cholesky_ex(gram + jitter * eye)
     w = torch.cholesky_solve(rhs, factor)
     bad = (info != 0) | ~torch.isfinite(w).all(-1).all(-1)

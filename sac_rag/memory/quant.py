@@ -50,8 +50,8 @@ def dequantize_int8(
     x = q.float() if work is None else work.copy_(q)  # int8 * float32 in one op would be several times slower
     x.mul_(scale.float())
     if scale.shape[-1] == 1:  # rotated, one scale per head; else the earlier per-channel format
-        rotation = hadamard(q.shape[-1]).to(q.device) if rotation is None else rotation
-        return torch.matmul(x, rotation, out=out)
+        rotation = hadamard(q.shape[-1]) if rotation is None else rotation
+        return torch.matmul(x, rotation.to(x.device), out=out)
     if rotation is not None:
         raise ValueError("the per-channel int8 format is not rotated: it takes no rotation")
     return x if out is None else out.copy_(x)

@@ -132,7 +132,11 @@ def _counts(tensors: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def _decode_entries(
-    q: torch.Tensor, scale: torch.Tensor | None, counts: torch.Tensor, out: torch.Tensor, rotation=None
+    q: torch.Tensor,
+    scale: torch.Tensor | None,
+    counts: torch.Tensor,
+    out: torch.Tensor,
+    rotation: torch.Tensor | None = None,
 ) -> None:
     """Stored entries ``q [entries, head_dim]`` decoded into ``out`` as :func:`decode_kv` decodes them padded (int8:
     each entry scaled by its head's scale, then rotated back; by ``rotation`` instead of the Hadamard when given, see
