@@ -14,6 +14,7 @@ bias and values are fitted to the keys the decoder will read, and its values aft
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import replace
@@ -31,6 +32,14 @@ from sac_rag.memory.quant import int8_round_trip
 
 KIND = "compact"
 REFIT_BATCH_BYTES = 256 << 20  # float64 work per refit batch of heads
+#: Passages longer than this (tokens, BOS and prefix included) make :meth:`Compactor.make` warn on a CPU
+#: (:class:`SlowCompactionWarning`): the refit's work grows with the square of the length.
+LONG_PASSAGE_TOKENS = 768
+
+
+class SlowCompactionWarning(UserWarning):
+    """A compact memory of a long passage is being built on a CPU, where its cost grows faster than its length
+    (docs/benchmarks.md, "Compact memories of long passages"). Filter it with :mod:`warnings` once that is known."""
 
 
 COMPACT_DTYPES = {name: getattr(torch, name) for name in COMPACT_DTYPE_NAMES}
@@ -192,6 +201,16 @@ class Compactor:
         progress: bool = False,
     ) -> list[MemoryChunk]:
         """The compact memory of each sequence, one passage at a time (``batch_size`` is not used: a passage's
-        analysis is batched over its own heads)."""
+        analysis is batched over its own heads). Warns (:class:`SlowCompactionWarning`) when a sequence is longer than
+        :data:`LONG_PASSAGE_TOKENS` and the decoder runs on a CPU."""
+        longest = max((len(ids) for ids in sequences), default=0)
+        if longest > LONG_PASSAGE_TOKENS and next(self.transformer.parameters()).device.type == "cpu":
+            warnings.warn(
+                f"compacting a passage of {longest} tokens on a CPU: a compact memory's build cost grows faster than "
+                "its passage (SmolLM2-135M, one thread: about 7 s for 512 tokens, 20 s for 1,024, 88 s for 2,048); "
+                "nodes of 256-512 tokens suit compact memories (docs/integrations.md, 'Node size')",
+                SlowCompactionWarning,
+                stacklevel=2,
+            )
         bar = tqdm(sequences, desc="compacting passages", unit="passage", disable=not progress)
         return [self.compact(ids, position_offset) for ids in bar]
