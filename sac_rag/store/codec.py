@@ -221,7 +221,7 @@ def unpack_chunk(
             with torch.inference_mode(False), torch.no_grad():  # as if made now: plain tensors
                 return unpack_memory(tensors)[:3]
 
-        dims = (*shape, tensors["k"].shape[1])
+        dims = (*shape, k.shape[1])
         padded_bias = bias.index_select(0, rows.view(-1)).view(shape)
         chunk = DeferredChunk.later(padded, dims, dtype, length, offset, fingerprint, meta, padded_bias)
         attach_layout(chunk, widths.tolist(), *laid, bias.index_select(0, kept))

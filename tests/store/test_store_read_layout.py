@@ -196,7 +196,7 @@ def test_int8_keys_are_made_at_each_placing_into_keys_of_their_own(model, memori
     and gathers its own copy, so placing another chunk (from any thread) leaves keys already placed as they were."""
     chunks = [unpack_chunk(pack_memory(m, "int8"), m.length, m.offset, "", {}) for m in memories]
     wants = [padded(pack_memory(m, "int8"), m) for m in memories]
-    assert all(callable(compose._LAYOUTS[id(c)][(model.dtype, model.device)].keys) for c in chunks)
+    assert all(makes_keys(model, c) for c in chunks)
     first = place(chunks[0], 9, model.shifter, model.dtype, model.device)
     kept = [k.clone() for k in first.keys]
     for chunk, want in zip(chunks[1:], wants[1:]):
